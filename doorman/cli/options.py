@@ -1,0 +1,58 @@
+"""Options and error handling shared by all four commands, spelled once."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from doorman.config import Config, load_config
+from doorman.errors import DoormanError
+from doorman.ndjson import quiet_pipe, warn
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def config_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--config", "config_path", metavar="FILE", envvar="DOORMAN_CONFIG",
+        help="YAML config file (default: $DOORMAN_CONFIG). Flags beat environment beats file.",
+    )(fn)
+
+
+def redis_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--redis-url", metavar="URL", help="Broker URL (default: $REDIS_URL, $CELERY_BROKER_URL).")(fn)
+
+
+def state_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--state", "state_path", metavar="FILE", help="State file (cooldowns, first-seen times).")(fn)
+
+
+def load(prog: str, path: str | None, **overrides: Any) -> Config:
+    """Load the config or end the program with one line naming file and key, exit 2."""
+    try:
+        return load_config(path, overrides=overrides)
+    except DoormanError as e:
+        warn(prog, f"error: {e}")
+        sys.exit(e.exit_code)
+
+
+def command_body(prog: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Run a command's body: quiet on a closed pipe, one line (never a traceback) on our errors."""
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        @quiet_pipe
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except DoormanError as e:
+                warn(prog, f"error: {e}")
+                sys.exit(e.exit_code)
+
+        return wrapper
+
+    return deco

@@ -1,0 +1,1 @@
+"""Stage 1: read the broker and the workers, write snapshots."""

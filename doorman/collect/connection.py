@@ -1,0 +1,54 @@
+"""A redis-py client for a Celery broker URL, with timeouts on every command."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import redis
+
+from doorman.config import Config
+
+
+def _db_of(url: str) -> int:
+    p = urlsplit(url)
+    q = parse_qs(p.query)
+    if "db" in q:
+        return int(q["db"][0])
+    path = p.path.strip("/")
+    if p.scheme in ("redis", "rediss", "sentinel") and path.isdigit():
+        return int(path)
+    return 0
+
+
+def connect(cfg: Config) -> tuple[Any, int]:
+    """Return (client, db). Nothing is sent until the first command, so this never fails on a down broker."""
+    url = cfg.redis_url
+    kw: dict[str, Any] = {
+        "socket_timeout": cfg.redis_timeout,
+        "socket_connect_timeout": cfg.redis_timeout,
+        "retry_on_timeout": False,
+        "client_name": "celery-doorman",
+    }
+    scheme = urlsplit(url.split(";")[0]).scheme
+    if scheme == "sentinel":
+        return _sentinel(cfg, kw), _db_of(url.split(";")[0])
+    if scheme == "redis+socket":
+        url = "unix" + url[len("redis+socket"):]
+    client = redis.Redis.from_url(url, **kw)
+    return client, int(client.connection_pool.connection_kwargs.get("db", 0) or 0)
+
+
+def _sentinel(cfg: Config, kw: dict[str, Any]) -> Any:
+    from redis.sentinel import Sentinel
+
+    hosts, password, db = [], None, 0
+    for part in cfg.redis_url.split(";"):
+        p = urlsplit(part)
+        hosts.append((p.hostname, p.port or 26379))
+        password = password or p.password
+        db = _db_of(part)
+    master = cfg.broker_transport_options.master_name or "mymaster"
+    sentinel = Sentinel(hosts, socket_timeout=cfg.redis_timeout,
+                        socket_connect_timeout=cfg.redis_timeout)
+    return sentinel.master_for(master, password=password, db=db, **kw)

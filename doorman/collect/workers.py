@@ -1,0 +1,116 @@
+"""Ask live workers what they run, speaking Celery's pidbox protocol on raw Redis.
+
+Why not `app.control.inspect()`: its client runs kombu's `restore_visible` with the *monitor's*
+visibility timeout, which can requeue other workers' unacked tasks, and it leaves a
+`_kombu.binding_deadlines` entry behind. Here the request is one PUBLISH on the pidbox channel;
+PUBLISH returns how many workers are subscribed, so we wait for exactly that many replies (no
+idle timeout on a healthy system, no wait at all when no worker is up). Our temporary reply
+binding and reply list are removed before returning, even on error.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from doorman.collect.keys import Keys, decode
+
+CONTROL_EXCHANGE = "celery.pidbox"
+
+
+def _envelope(body: dict[str, Any], expires: float) -> bytes:
+    return orjson.dumps({
+        "body": base64.b64encode(orjson.dumps(body)).decode(),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {"clock": 1, "expires": expires},
+        "properties": {
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": CONTROL_EXCHANGE, "routing_key": ""},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    })
+
+
+def _decode_reply(raw: bytes) -> tuple[str | None, dict[str, Any]]:
+    """(ticket, {node: reply}) of one reply message; ({}) when it cannot be read."""
+    try:
+        msg = orjson.loads(raw)
+        body = msg["body"]
+        if msg.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        data = orjson.loads(body)
+        ticket = (msg.get("headers") or {}).get("ticket")
+        return ticket, data if isinstance(data, dict) else {}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, {}
+
+
+def broadcast(client: Any, keys: Keys, method: str, timeout: float,
+              arguments: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    """Send one control request to all workers; return (workers subscribed, {node: reply})."""
+    oid, ticket = str(uuid.uuid4()), str(uuid.uuid4())
+    body = {
+        "method": method, "arguments": arguments or {}, "destination": None, "pattern": None,
+        "matcher": None, "ticket": ticket,
+        "reply_to": {"exchange": "reply.celery.pidbox", "routing_key": oid},
+    }
+    reply_queue = keys.reply_queue(oid)
+    replies: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.sadd(keys.reply_binding, keys.reply_member(oid))
+        pipe.publish(keys.pidbox_channel, _envelope(body, time.time() + timeout))
+        receivers = int(pipe.execute()[1] or 0)
+        while len(replies) < receivers:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            item = client.brpop([reply_queue], timeout=max(left, 0.01))
+            if item is None:
+                break
+            got_ticket, data = _decode_reply(item[1])
+            if got_ticket == ticket:
+                replies.update(data)
+        return receivers, replies
+    finally:
+        pipe = client.pipeline(transaction=False)
+        pipe.srem(keys.reply_binding, keys.reply_member(oid))
+        pipe.delete(reply_queue)
+        pipe.execute()
+
+
+def active_tasks(client: Any, keys: Keys, timeout: float, now: float) -> dict[str, Any]:
+    """{node: [task, ...]} for each worker that answered, plus how many were asked."""
+    receivers, replies = broadcast(client, keys, "active", timeout, {"safe": True})
+    workers: dict[str, list[dict[str, Any]]] = {}
+    for node, tasks in replies.items():
+        if not isinstance(tasks, list):
+            workers[decode(node)] = []
+            continue
+        workers[decode(node)] = [_task(node, t, now) for t in tasks if isinstance(t, dict)]
+    return {"subscribed": receivers, "workers": workers}
+
+
+def _task(node: str, t: dict[str, Any], now: float) -> dict[str, Any]:
+    from doorman.timefmt import iso
+
+    start = t.get("time_start")
+    start = float(start) if isinstance(start, (int, float)) and not isinstance(start, bool) else None
+    info = t.get("delivery_info") if isinstance(t.get("delivery_info"), dict) else {}
+    return {
+        "task_id": t.get("id"),
+        "task_name": t.get("name") or t.get("type"),
+        "worker": node,
+        "started_at": iso(start) if start else None,
+        "runtime_seconds": round(max(0.0, now - start), 3) if start else None,
+        "queue": info.get("routing_key"),
+        "pid": t.get("worker_pid"),
+    }

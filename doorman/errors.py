@@ -1,0 +1,21 @@
+"""Errors the CLIs turn into one line on stderr and a meaningful exit code."""
+
+
+class DoormanError(Exception):
+    """Base of every error Doorman reports to a user."""
+
+    exit_code = 1
+
+
+class BadConfig(DoormanError):
+    """A configuration value is missing, unknown, malformed or of the wrong type."""
+
+    exit_code = 2
+
+    def __init__(self, source: str, key: str, problem: str):
+        self.source, self.key, self.problem = source, key, problem
+        super().__init__(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
+
+
+class BrokerUnreachable(DoormanError):
+    """The broker did not answer; the message is already redacted."""

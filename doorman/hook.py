@@ -1,0 +1,29 @@
+"""Opt-in hook for *your* Celery app: stamp each message with its publish time.
+
+Celery messages carry no publish time, so a monitor can only guess how long the oldest task
+has waited. One line in the app that publishes tasks makes the age exact:
+
+    import doorman.hook; doorman.hook.install(app)
+
+It adds the header `x_doorman_published_at` (epoch seconds) in `before_task_publish`; workers
+ignore unknown headers. Needs only Celery, not the rest of Doorman's dependencies.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+HEADER = "x_doorman_published_at"
+
+
+def stamp_publish_time(sender: Any = None, headers: dict | None = None, **kwargs: Any) -> None:
+    if headers is not None and HEADER not in headers:
+        headers[HEADER] = time.time()
+
+
+def install(app: Any = None) -> None:
+    """Connect the stamp to Celery's `before_task_publish` signal (idempotent)."""
+    from celery.signals import before_task_publish
+
+    before_task_publish.connect(stamp_publish_time, weak=False, dispatch_uid="doorman-publish-stamp")

@@ -1,0 +1,106 @@
+"""Keep secrets out of every line Doorman prints.
+
+Broker passwords, webhook URLs (whose path *is* the credential for Slack) and PagerDuty routing
+keys are secrets. Each output path redacts structured values with the helpers below, and
+`Scrubber` removes any known secret that slipped into free text (exception messages quote URLs).
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+MASK = "***"
+
+
+def redact_url(url: str | None) -> str | None:
+    """Hide the password of a broker URL, keeping user, host, port and db for diagnosis."""
+    if not url:
+        return url
+    # Sentinel lists are several URLs joined by ';'.
+    if ";" in url:
+        return ";".join(redact_url(part) or "" for part in url.split(";"))
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+    except ValueError:
+        return MASK
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
+        if ":" not in userinfo:  # redis://password@host is a password, not a user
+            user = ""
+        netloc = f"{user}:{MASK}@{host}"
+    query = re.sub(r"(?i)(password=)[^&]*", r"\1" + MASK, parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_webhook(url: str | None) -> str | None:
+    """Keep scheme and host of a webhook, hide path, query and credentials (they carry the token)."""
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return MASK
+    return f"{parts.scheme}://{host}{port}/{MASK}"
+
+
+def redact_key(key: str | None) -> str | None:
+    """Show only the last four characters of a routing key, enough to tell keys apart."""
+    if not key:
+        return key
+    return MASK + key[-4:] if len(key) >= 12 else MASK
+
+
+def url_secrets(url: str | None) -> list[str]:
+    """The substrings of a URL that must never be printed."""
+    if not url:
+        return []
+    out: list[str] = []
+    for part in url.split(";"):
+        try:
+            p = urlsplit(part)
+        except ValueError:
+            out.append(part)
+            continue
+        if p.password:
+            out.append(p.password)
+        elif p.username and "@" in p.netloc and ":" not in p.netloc.rsplit("@", 1)[0]:
+            out.append(p.username)
+        for m in re.finditer(r"(?i)password=([^&]+)", p.query):
+            out.append(m.group(1))
+    return out
+
+
+def webhook_secrets(url: str | None) -> list[str]:
+    if not url:
+        return []
+    try:
+        p = urlsplit(url)
+    except ValueError:
+        return [url]
+    out = [url]
+    if p.path not in ("", "/"):
+        out.append(p.path)
+        out.append(p.path.lstrip("/"))
+    if p.query:
+        out.append(p.query)
+    if p.password:
+        out.append(p.password)
+    return out
+
+
+class Scrubber:
+    """Replace every known secret in a text; longest first so a URL is masked before its path."""
+
+    def __init__(self, secrets: list[str] | tuple[str, ...] = ()):
+        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for s in self.secrets:
+            if s in text:
+                text = text.replace(s, MASK)
+        return text

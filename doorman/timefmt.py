@@ -1,0 +1,20 @@
+"""RFC 3339 UTC timestamps, the only time format on Doorman's streams."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+
+def iso(ts: float) -> str:
+    """Epoch seconds to `2026-11-28T01:02:03.456Z`."""
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_iso(text: str) -> float:
+    """RFC 3339 to epoch seconds; a value without a zone is taken as UTC. Raises ValueError."""
+    if not isinstance(text, str):
+        raise ValueError("timestamp must be a string")
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.support import RedisServer, Worker
+
+
+@pytest.fixture(scope="session")
+def shared_redis():
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def redis_server(shared_redis):
+    """A clean database on the session's redis-server."""
+    shared_redis.client().flushall()
+    return shared_redis
+
+
+@pytest.fixture
+def own_redis():
+    """A redis-server only this test uses, so it may kill and restart it."""
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def workers():
+    """Start real Celery workers: `workers(url, "w1@test")`; all are stopped after the test."""
+    started: list[Worker] = []
+
+    def start(url: str, name: str, client=None, prefix: str = "", **kw) -> Worker:
+        w = Worker(url, name, **kw)
+        started.append(w)
+        if client is not None:
+            w.wait_ready(client, prefix=prefix)
+        return w
+
+    yield start
+    for w in started:
+        w.kill9()

@@ -1,0 +1,183 @@
+"""Real parts for the tests: a redis-server on a free loopback port, real Celery workers, the real CLIs.
+
+Nothing here fakes anything. A missing `redis-server` fails the run loudly (it is never a skip).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def require_redis_server() -> str:
+    path = shutil.which("redis-server")
+    if not path:
+        pytest.fail("redis-server is not installed: run `make install` (installs the Debian package "
+                    "redis-server). Tests never skip for a missing server.", pytrace=False)
+    return path
+
+
+class RedisServer:
+    """A throw-away redis-server the test owns: it can be stopped, killed, paused and restarted."""
+
+    def __init__(self, password: str | None = None, extra: list[str] | None = None):
+        self.binary = require_redis_server()
+        self.port = free_port()
+        self.password = password
+        self.extra = extra or []
+        self.dir = tempfile.mkdtemp(prefix="doorman-redis-")
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", self.dir, "--daemonize", "no", *self.extra]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                self.client().ping()
+                return self
+            except redis.ConnectionError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"redis-server exited with {self.proc.returncode}") from None
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def client(self, **kw: Any) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, **kw)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Worker:
+    """A real `celery worker` process running `doorman.demoapp`."""
+
+    def __init__(self, url: str, name: str, concurrency: int = 1, pool: str = "prefork",
+                 queues: str | None = None, env: dict[str, str] | None = None):
+        self.url, self.name = url, name
+        args = [str(BIN / "celery"), "-A", "doorman.demoapp", "worker", "-n", name, "-c", str(concurrency),
+                "--pool", pool, "-l", "WARNING", "--without-mingle"]
+        if queues:
+            args += ["-Q", queues]
+        self.log = tempfile.NamedTemporaryFile(prefix="doorman-worker-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(
+            args, env={**os.environ, "REDIS_URL": url, **(env or {})}, cwd=ROOT,
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def wait_ready(self, client: redis.Redis, prefix: str = "", timeout: float = 30) -> Worker:
+        """Ready = bound its pidbox and subscribed to the control channel (so it can answer)."""
+        deadline = time.monotonic() + timeout
+        channel = f"{prefix}/0.celery.pidbox"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker {self.name} exited: {Path(self.log.name).read_text()[-2000:]}")
+            members = client.smembers(f"{prefix}_kombu.binding.celery.pidbox")
+            if any(self.name.encode() in m for m in members) and self._subscribed(client, channel):
+                time.sleep(0.3)
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"worker {self.name} not ready: {Path(self.log.name).read_text()[-2000:]}")
+
+    @staticmethod
+    def _subscribed(client: redis.Redis, channel: str) -> bool:
+        return any(n for _, n in client.pubsub_numsub(channel)) or client.pubsub_numpat() > 0
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def kill9(self) -> None:
+        """kill -9 the whole worker (main process and pool children), as a crash would."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+
+
+def celery_app(url: str, stamp: bool = True, keyprefix: str = ""):
+    from celery import Celery
+
+    app = Celery("doorman_test_producer", broker=url, set_as_current=False)
+    if keyprefix:
+        app.conf.broker_transport_options = {"global_keyprefix": keyprefix}
+    if stamp:
+        from doorman.hook import install
+
+        install(app)
+    return app
+
+
+def enqueue(url: str, n: int, task: str = "demo.sleep", args: tuple = (60,), queue: str = "celery",
+            priority: int | None = None, keyprefix: str = "") -> list[str]:
+    """Publish n real Celery messages the way an application would."""
+    app = celery_app(url, keyprefix=keyprefix)
+    ids = []
+    with app.connection_for_write() as conn:
+        for _ in range(n):
+            r = app.send_task(task, args=args, queue=queue, priority=priority, connection=conn)
+            ids.append(r.id)
+    return ids
+
+
+def cli(name: str, *args: str, input: bytes | None = None, env: dict[str, str] | None = None,
+        timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run one of the installed commands as a user would."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "CELERY_BROKER"))}
+    full_env.update(env or {})
+    return subprocess.run([str(BIN / name), *args], input=input, capture_output=True, env=full_env,
+                          timeout=timeout)
+
+
+def records(out: bytes) -> list[dict]:
+    """Every stdout line must be one JSON object."""
+    return [orjson.loads(line) for line in out.splitlines()]
