@@ -47,6 +47,20 @@ KEYS: dict[str, Key] = {
                                   "Lowest severity sent to PagerDuty."),
     "generic_webhook_min_severity": Key("severity", "info", ("GENERIC_WEBHOOK_MIN_SEVERITY",),
                                         "Lowest severity sent to the generic webhook."),
+    "http_connect_timeout": Key("float", 3.05, ("DOORMAN_HTTP_CONNECT_TIMEOUT",),
+                                "Seconds to open a connection to a destination."),
+    "http_read_timeout": Key("float", 10.0, ("DOORMAN_HTTP_READ_TIMEOUT",),
+                             "Seconds to wait for a destination's answer."),
+    "delivery_max_attempts": Key("int", 3, ("DOORMAN_DELIVERY_MAX_ATTEMPTS",),
+                                 "HTTP attempts per alert and destination before it is spooled."),
+    "delivery_max_seconds": Key("float", 10.0, ("DOORMAN_DELIVERY_MAX_SECONDS",),
+                                "No retry starts later than this after the first attempt."),
+    "delivery_backoff_seconds": Key("float", 0.5, ("DOORMAN_DELIVERY_BACKOFF_SECONDS",),
+                                    "First retry delay; doubles per attempt, with jitter."),
+    "spool_path": Key("str", None, ("DOORMAN_SPOOL",),
+                      "Undelivered alerts (default $XDG_STATE_HOME/celery-doorman/spool.ndjson)."),
+    "spool_retry_seconds": Key("float", 30.0, ("DOORMAN_SPOOL_RETRY_SECONDS",),
+                               "A streaming run retries the spool this often."),
     "check_interval": Key("float", 30.0, ("CHECK_INTERVAL",), "Seconds between checks in daemon mode."),
     "alert_cooldown_seconds": Key("float", 300.0, ("ALERT_COOLDOWN_SECONDS",),
                                   "An unchanged alert is not repeated within this many seconds."),
@@ -118,6 +132,13 @@ class Config:
     slack_min_severity: str = "warning"
     pagerduty_min_severity: str = "critical"
     generic_webhook_min_severity: str = "info"
+    http_connect_timeout: float = 3.05
+    http_read_timeout: float = 10.0
+    delivery_max_attempts: int = 3
+    delivery_max_seconds: float = 10.0
+    delivery_backoff_seconds: float = 0.5
+    spool_path: str | None = None
+    spool_retry_seconds: float = 30.0
     check_interval: float = 30.0
     alert_cooldown_seconds: float = 300.0
     monitored_queues: tuple[str, ...] = ("celery",)
