@@ -86,6 +86,14 @@ THRESHOLD_KEYS: dict[str, Key] = {
                                     "A task running longer than this is a zombie."),
     "critical_queues": Key("list", [], ("CRITICAL_QUEUES",), "Queues whose latency is critical."),
     "queues": Key("map", None, (), "Per-queue overrides: {queue: {max_queue_size, max_wait_time_seconds}}."),
+    "worker_forget_seconds": Key("float", 3600.0, ("WORKER_FORGET_SECONDS",),
+                                 "A lost worker gone this long is forgotten (its worker_lost alert resolves)."),
+    "backlog_growth_horizon_seconds": Key("float", 600.0, ("BACKLOG_GROWTH_HORIZON",),
+                                          "backlog_growing fires when the threshold is this close."),
+    "backlog_growth_window_seconds": Key("float", 300.0, ("BACKLOG_GROWTH_WINDOW",),
+                                         "Pending counts of this many recent seconds give the growth rate."),
+    "backlog_growth_min_samples": Key("int", 5, ("BACKLOG_GROWTH_MIN_SAMPLES",),
+                                      "Fewest samples (over at least half the window) for a growth rate."),
 }
 
 TRANSPORT_KEYS: dict[str, Key] = {
@@ -106,6 +114,10 @@ class Thresholds:
     max_task_runtime_seconds: float = 1800.0
     critical_queues: tuple[str, ...] = ()
     queues: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    worker_forget_seconds: float = 3600.0
+    backlog_growth_horizon_seconds: float = 600.0
+    backlog_growth_window_seconds: float = 300.0
+    backlog_growth_min_samples: int = 5
 
     def for_queue(self, queue: str, name: str) -> float:
         """A per-queue override if there is one, else the global threshold."""
