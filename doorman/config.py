@@ -177,8 +177,13 @@ class Config:
 
 
 def _suggest(key: str, known: Mapping[str, Any]) -> str:
-    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    """The closest known key; at the top level, nested keys are candidates too (with their path)."""
+    names = {k: k for k in known}
+    if known is KEYS:
+        names.update({k: f"thresholds.{k}" for k in THRESHOLD_KEYS})
+        names.update({k: f"broker_transport_options.{k}" for k in TRANSPORT_KEYS})
+    close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.6)
+    return f" (did you mean '{names[close[0]]}'?)" if close else ""
 
 
 def _coerce(value: Any, spec: Key, source: str, name: str, from_text: bool) -> Any:

@@ -27,3 +27,9 @@ def install(app: Any = None) -> None:
     from celery.signals import before_task_publish
 
     before_task_publish.connect(stamp_publish_time, weak=False, dispatch_uid="doorman-publish-stamp")
+
+
+def uninstall() -> None:
+    from celery.signals import before_task_publish
+
+    before_task_publish.disconnect(dispatch_uid="doorman-publish-stamp")

@@ -150,10 +150,10 @@ def celery_app(url: str, stamp: bool = True, keyprefix: str = ""):
     app = Celery("doorman_test_producer", broker=url, set_as_current=False)
     if keyprefix:
         app.conf.broker_transport_options = {"global_keyprefix": keyprefix}
-    if stamp:
-        from doorman.hook import install
+    from doorman.hook import install, uninstall
 
-        install(app)
+    # The publish signal is process-wide: set it to what this producer wants.
+    install(app) if stamp else uninstall()
     return app
 
 

@@ -16,11 +16,32 @@ from doorman.collect.keys import Keys, decode, display
 from doorman.config import Config
 from doorman.timefmt import iso
 
+INTERNAL_EXCHANGES = ("celery.pidbox", "celeryev", "reply.celery.pidbox")
 
-def read_topology(client: Any, keys: Keys, cfg: Config) -> dict[str, Any]:
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def discover_exchanges(client: Any, keys: Keys) -> list[str]:
+    """Exchanges that have kombu binding sets. Celery gives each queue its own exchange by default,
+    so the sets cannot be guessed. SCAN (never KEYS) walks the keyspace in small steps without
+    blocking Redis; its cost grows with the number of keys, not with queue depth, and the daemon
+    caches the answer."""
+    head = keys.binding("")
+    found = set()
+    for raw in client.scan_iter(match=_glob_escape(head) + "*", count=1000):
+        name = decode(raw)[len(head):]
+        if name and name not in INTERNAL_EXCHANGES and not name.endswith(".pidbox"):
+            found.add(name)
+    return sorted(found)
+
+
+def read_topology(client: Any, keys: Keys, cfg: Config, exchanges: list[str]) -> dict[str, Any]:
     """Queues to read (config + kombu bindings), worker nodes known from pidbox bindings, unacked stats."""
+    exchanges = list(dict.fromkeys([*cfg.exchanges, *exchanges]))
     pipe = client.pipeline(transaction=False)
-    for exchange in cfg.exchanges:
+    for exchange in exchanges:
         pipe.smembers(keys.binding(exchange))
     pipe.smembers(keys.pidbox_binding)
     pipe.zcard(keys.unacked_index)
@@ -28,13 +49,13 @@ def read_topology(client: Any, keys: Keys, cfg: Config) -> dict[str, Any]:
     replies = pipe.execute()
 
     queues: dict[str, str] = {q: "config" for q in cfg.monitored_queues}
-    for members in replies[: len(cfg.exchanges)]:
+    for members in replies[: len(exchanges)]:
         for m in sorted(members or ()):
             q = keys.binding_queue(decode(m))
             if q and q not in queues:
                 queues[q] = "binding"
     nodes = []
-    for m in sorted(replies[len(cfg.exchanges)] or ()):
+    for m in sorted(replies[len(exchanges)] or ()):
         q = keys.binding_queue(decode(m))
         if q and q.endswith(".celery.pidbox"):
             nodes.append(q[: -len(".celery.pidbox")])

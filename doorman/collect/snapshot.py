@@ -15,7 +15,7 @@ import redis
 from doorman import SCHEMA_VERSION
 from doorman.collect.connection import connect
 from doorman.collect.keys import Keys, display
-from doorman.collect.queues import read_queues, read_topology
+from doorman.collect.queues import discover_exchanges, read_queues, read_topology
 from doorman.collect.workers import active_tasks
 from doorman.config import Config
 from doorman.redact import Scrubber, redact_url
@@ -23,7 +23,8 @@ from doorman.timefmt import iso
 
 
 class Collector:
-    def __init__(self, cfg: Config, clock: Callable[[], float] = time.time, heartbeats: Any = None):
+    def __init__(self, cfg: Config, clock: Callable[[], float] = time.time, heartbeats: Any = None,
+                 discovery_interval: float = 60.0):
         self.cfg = cfg
         self.clock = clock
         self.heartbeats = heartbeats
@@ -31,6 +32,9 @@ class Collector:
         self.client, db = connect(cfg)
         self.keys = Keys(cfg.broker_transport_options, db)
         self.seq = 0
+        self.discovery_interval = discovery_interval
+        self._exchanges: list[str] = []
+        self._discovered_at: float | None = None
 
     def close(self) -> None:
         try:
@@ -62,7 +66,11 @@ class Collector:
 
     def _read(self, now: float) -> dict[str, Any]:
         cfg = self.cfg
-        topo = read_topology(self.client, self.keys, cfg)
+        mono = time.monotonic()
+        if self._discovered_at is None or mono - self._discovered_at >= self.discovery_interval:
+            self._exchanges = discover_exchanges(self.client, self.keys)
+            self._discovered_at = mono
+        topo = read_topology(self.client, self.keys, cfg, self._exchanges)
         queues = read_queues(self.client, self.keys, list(topo["queues"]), cfg, now)
         for name, source in topo["queues"].items():
             queues[display(name)]["source"] = source

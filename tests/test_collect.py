@@ -1,0 +1,312 @@
+"""doorman-collect against a real redis-server and real Celery workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import orjson
+import pytest
+
+from doorman.collect.snapshot import Collector
+from doorman.config import load_config
+from tests.support import BIN, RedisServer, celery_app, cli, enqueue, free_port, records
+
+
+def collect_once(url: str, *args: str, env: dict | None = None) -> dict:
+    result = cli("doorman-collect", "--once", "--redis-url", url, *args, env=env)
+    assert result.returncode == 0, result.stderr
+    [snap] = records(result.stdout)
+    return snap
+
+
+def keyspace(client) -> dict[bytes, object]:
+    """Every key with its full value, to prove a check changed nothing."""
+    out = {}
+    for k in client.scan_iter(count=1000):
+        t = client.type(k)
+        if t == b"list":
+            out[k] = client.lrange(k, 0, -1)
+        elif t == b"set":
+            out[k] = sorted(client.smembers(k))
+        elif t == b"zset" and k.endswith(b"binding_deadlines"):
+            out[k] = sorted(client.zrange(k, 0, -1))  # live workers refresh these scores themselves
+        elif t == b"zset":
+            out[k] = client.zrange(k, 0, -1, withscores=True)
+        elif t == b"hash":
+            out[k] = client.hgetall(k)
+        else:
+            out[k] = client.dump(k)
+    return out
+
+
+def test_empty_broker_reports_default_queue_with_depth_zero(redis_server):
+    snap = collect_once(redis_server.url)
+    assert snap["v"] == 1 and snap["kind"] == "snapshot" and snap["redis_connected"] is True
+    assert snap["error"] is None
+    assert snap["pending_tasks"] == 0
+    assert snap["queues"] == {"celery": {"pending": 0, "by_priority": {"0": 0, "3": 0, "6": 0, "9": 0},
+                                         "oldest": None, "heads": [], "source": "config"}}
+    assert snap["alive_workers"] == 0 and snap["workers"] == [] and snap["active"] == []
+    assert snap["unacked"]["count"] == 0 and snap["unacked"]["oldest_delivered_at"] is None
+
+
+def test_priorities_are_summed_and_every_head_is_read(redis_server):
+    url = redis_server.url
+    ids = {}
+    for pri in (0, 3, 6, 9):
+        ids[pri] = enqueue(url, 3, task="demo.add", args=(1, 2), queue="prio", priority=pri)
+    snap = collect_once(url, env={"MONITORED_QUEUES": "prio"})
+    q = snap["queues"]["prio"]
+    assert q["pending"] == 12 and snap["pending_tasks"] == 12
+    assert q["by_priority"] == {"0": 3, "3": 3, "6": 3, "9": 3}
+    # The head of each list is the first message published into it (kombu LPUSHes, BRPOPs the tail).
+    assert [(h["priority"], h["task_id"]) for h in q["heads"]] == [(p, ids[p][0]) for p in (0, 3, 6, 9)]
+    assert all(h["task_name"] == "demo.add" for h in q["heads"])
+    # Stamped by doorman.hook: the age is exact and the oldest is the first published overall.
+    assert q["oldest"]["task_id"] == ids[0][0]
+    assert q["oldest"]["age_source"] == "published_header"
+    assert 0 <= q["oldest"]["age_seconds"] < 30
+
+
+def test_unstamped_messages_report_the_head_without_an_age(redis_server):
+    url = redis_server.url
+    app = celery_app(url, stamp=False)
+    first = app.send_task("demo.add", args=(1, 1), queue="plain").id
+    app.send_task("demo.add", args=(1, 1), queue="plain")
+    snap = collect_once(url, env={"MONITORED_QUEUES": "plain"})
+    oldest = snap["queues"]["plain"]["oldest"]
+    assert oldest["task_id"] == first and oldest["age_seconds"] is None and oldest["age_source"] is None
+
+
+def test_queues_are_discovered_from_kombu_bindings(redis_server, workers):
+    url, client = redis_server.url, redis_server.client()
+    workers(url, "w1@test", client=client, queues="emails,reports")
+    enqueue(url, 2, task="demo.add", args=(1, 2), queue="published-only")  # the producer declares it
+    client.lpush("unbound-anon", b"{}", b"{}")  # a list nobody declared: no binding
+    snap = collect_once(url)
+    assert snap["queues"]["emails"]["source"] == "binding"
+    assert snap["queues"]["reports"]["source"] == "binding"
+    assert snap["queues"]["published-only"]["pending"] == 2
+    assert snap["queues"]["celery"]["source"] == "config"
+    assert "unbound-anon" not in snap["queues"]  # documented: configure such queues in monitored_queues
+    snap = collect_once(url, env={"MONITORED_QUEUES": "celery,unbound-anon"})
+    assert snap["queues"]["unbound-anon"]["pending"] == 2
+
+
+def test_global_keyprefix_is_applied(redis_server, workers, tmp_path):
+    url, client = redis_server.url, redis_server.client()
+    workers(url, "wp@test", client=client, prefix="pfx:", env={"DOORMAN_DEMO_KEYPREFIX": "pfx:"})
+    enqueue(url, 4, task="demo.add", args=(1, 2), queue="pq", priority=6, keyprefix="pfx:")
+    assert client.llen("pfx:pq\x06\x166") == 4
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("monitored_queues: [pq]\nbroker_transport_options:\n  global_keyprefix: 'pfx:'\n")
+    snap = collect_once(url, "--config", str(cfg))
+    assert snap["queues"]["pq"]["by_priority"]["6"] == 4
+    assert snap["queues"]["celery"]["source"] == "binding"
+    assert [w["name"] for w in snap["workers"]] == ["wp@test"] and snap["alive_workers"] == 1
+
+
+def test_non_json_messages_never_crash(redis_server):
+    client = redis_server.client()
+    client.lpush("junk", b"\x80\x04\x95pickle\x00", b"not json", b'{"headers": "nope"}', b"[1,2]")
+    snap = collect_once(redis_server.url, env={"MONITORED_QUEUES": "junk"})
+    q = snap["queues"]["junk"]
+    assert q["pending"] == 4
+    assert q["oldest"]["unparseable"] is True and q["oldest"]["task_id"] is None
+
+
+def test_odd_queue_names_round_trip(redis_server):
+    client = redis_server.client()
+    name = "q with space/ü*"
+    client.lpush(name.encode(), b"x")
+    snap = collect_once(redis_server.url, env={"MONITORED_QUEUES": name})
+    assert snap["queues"][name]["pending"] == 1
+
+
+def test_running_tasks_and_unacked_are_reported_and_untouched(redis_server, workers):
+    url, client = redis_server.url, redis_server.client()
+    w = workers(url, "w1@test", client=client, concurrency=1,
+                env={"DOORMAN_DEMO_ACKS_LATE": "1"})
+    ids = enqueue(url, 3, task="demo.sleep", args=(30,))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and client.zcard("unacked_index") < 3:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    before = keyspace(client)
+    snap = collect_once(url)
+    assert keyspace(client) == before, "a check must not change the broker"
+    assert snap["alive_workers"] == 1
+    assert snap["workers"][0] == {"name": w.name, "alive": True, "responded": True, "active": 1,
+                                  "last_heartbeat": None, "heartbeat_freq": None}
+    [task] = snap["active"]
+    assert task["task_id"] == ids[0] and task["task_name"] == "demo.sleep" and task["worker"] == w.name
+    assert task["queue"] == "celery" and task["runtime_seconds"] >= 0
+    assert snap["unacked"]["count"] == 3 and snap["unacked"]["oldest_age_seconds"] >= 0
+
+
+def test_killed_worker_shows_dead_and_check_stays_fast(redis_server, workers):
+    url, client = redis_server.url, redis_server.client()
+    live = workers(url, "live@test", client=client)
+    dead = workers(url, "dead@test", client=client)
+    dead.kill9()
+    snap = collect_once(url)
+    by_name = {w["name"]: w for w in snap["workers"]}
+    assert by_name[live.name]["alive"] is True
+    assert by_name[dead.name]["alive"] is False  # its pidbox binding outlives it
+    assert snap["alive_workers"] == 1
+    # Only subscribed workers are waited for: a stale binding costs no timeout.
+    assert snap["collect_ms"] < 900
+
+
+def test_twenty_runs_leave_no_keys_behind(redis_server, workers):
+    url, client = redis_server.url, redis_server.client()
+    workers(url, "w1@test", client=client)
+    enqueue(url, 2, task="demo.add", args=(1, 2), queue="elsewhere")
+    time.sleep(0.5)
+    before = keyspace(client)
+    for _ in range(20):
+        collect_once(url)
+    time.sleep(0.3)  # a late reply would land as a new key
+    assert keyspace(client) == before
+
+
+def test_password_never_appears_in_any_output(tmp_path):
+    secret = "s3cr3t-Pa55word-xyz"
+    server = RedisServer(password=secret).start()
+    try:
+        snap_run = cli("doorman-collect", "--once", "--redis-url", server.url)
+        assert snap_run.returncode == 0, snap_run.stderr
+        [snap] = records(snap_run.stdout)
+        assert snap["redis_connected"] is True and snap["broker"].endswith(f"127.0.0.1:{server.port}/0")
+        wrong = server.url.replace(secret, secret + "-wrong")
+        bad = cli("doorman-collect", "--once", "--redis-url", wrong)
+        [down] = records(bad.stdout)
+        assert down["redis_connected"] is False and down["error"]
+        for out in (snap_run.stdout, snap_run.stderr, bad.stdout, bad.stderr):
+            assert secret.encode() not in out
+        assert b"***" in snap_run.stdout
+    finally:
+        server.cleanup()
+
+
+def test_broker_down_then_back_daemon_keeps_going(own_redis):
+    url = own_redis.url
+    proc = subprocess.Popen([str(BIN / "doorman-collect"), "--redis-url", url, "--interval", "0.3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        lines = []
+
+        def next_snap():
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            lines.append(orjson.loads(line))
+            return lines[-1]
+
+        assert next_snap()["redis_connected"] is True
+        own_redis.kill()
+        while next_snap()["redis_connected"]:
+            pass
+        assert "Connection" in lines[-1]["error"] or "connect" in lines[-1]["error"]
+        assert lines[-1]["pending_tasks"] is None
+        own_redis.start()
+        for _ in range(10):
+            if next_snap()["redis_connected"]:
+                break
+        assert lines[-1]["redis_connected"] is True and lines[-1]["pending_tasks"] == 0
+        assert [s["seq"] for s in lines] == list(range(1, len(lines) + 1))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    for line in rest.splitlines():
+        orjson.loads(line)  # SIGTERM never leaves half a line
+
+
+def test_closed_port_gives_a_down_snapshot_and_exit_zero():
+    port = free_port()
+    result = cli("doorman-collect", "--once", "--redis-url", f"redis://127.0.0.1:{port}/0")
+    assert result.returncode == 0
+    [snap] = records(result.stdout)
+    assert snap["redis_connected"] is False and snap["queues"] == {} and snap["pending_tasks"] is None
+    assert b"check #1" in result.stderr
+
+
+def test_head_closes_the_pipe_quietly(redis_server):
+    proc = subprocess.run(
+        f"'{BIN / 'doorman-collect'}' --redis-url '{redis_server.url}' --interval 0.05 | head -n 2",
+        shell=True, capture_output=True, timeout=30, executable="/bin/bash",
+    )
+    assert len(records(proc.stdout)) == 2
+    assert proc.stderr == b""
+
+
+def test_count_and_human_view(redis_server):
+    enqueue(redis_server.url, 5, task="demo.add", args=(1, 2))
+    result = cli("doorman-collect", "--redis-url", redis_server.url, "--interval", "0.05", "--count", "3")
+    assert [s["seq"] for s in records(result.stdout)] == [1, 2, 3]
+    human = cli("doorman-collect", "--once", "--human", "--redis-url", redis_server.url)
+    text = human.stdout.decode()
+    assert "--- Health Check #1 ---" in text and "Pending tasks:  5" in text and "Alive workers:  0/0" in text
+    assert "Redis:          ✅" in text
+
+
+@pytest.mark.parametrize("content, env, expected", [
+    ("max_queue_sise: 5\n", {}, "max_queue_sise: unknown key (did you mean 'thresholds.max_queue_size'?)"),
+    ("thresholds:\n  max_queue_sise: 5\n", {}, "thresholds.max_queue_sise: unknown key (did you mean 'max_queue_size'?)"),
+    ("thresholds:\n  max_queue_size: lots\n", {}, "thresholds.max_queue_size: must be a number"),
+    ("check_interval: [1]\n", {}, "check_interval: must be a number"),
+    ("redis_url: http://x\n", {}, "redis_url: unsupported scheme 'http'"),
+    ("redis_url: 'redis://h:99999/0'\n", {}, "redis_url: malformed URL"),
+    ("slack_webhook_url: hooks.slack.com/x\n", {}, "slack_webhook_url: must be an http:// or https:// URL"),
+    ("a: [\n", {}, "line 2"),
+    ("- just\n- a list\n", {}, "must be a mapping of keys"),
+    ("", {"CHECK_INTERVAL": "soon"}, "environment: CHECK_INTERVAL: must be a number, got 'soon'"),
+])
+def test_bad_config_is_one_line_exit_2(tmp_path, content, env, expected):
+    cfg = tmp_path / "doorman.yaml"
+    cfg.write_text(content)
+    result = cli("doorman-collect", "--once", "--config", str(cfg), env=env)
+    assert result.returncode == 2
+    err = result.stderr.decode()
+    assert err.count("\n") == 1 and "Traceback" not in err and expected in err, err
+    if "environment" not in expected:
+        assert str(cfg) in err
+
+
+def test_unreadable_config_file(tmp_path):
+    result = cli("doorman-collect", "--once", "--config", str(tmp_path / "missing.yaml"))
+    assert result.returncode == 2
+    assert result.stderr.decode().count("\n") == 1 and "missing.yaml: cannot read config file" in result.stderr.decode()
+
+
+def test_precedence_flags_beat_env_beat_file(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("check_interval: 7\nthresholds:\n  max_queue_size: 10\n  max_wait_time_seconds: 5\n")
+    c = load_config(str(cfg), env={})
+    assert (c.check_interval, c.thresholds.max_queue_size, c.thresholds.max_wait_time_seconds) == (7, 10, 5)
+    c = load_config(str(cfg), env={"CHECK_INTERVAL": "8", "MAX_QUEUE_SIZE": "20"})
+    assert (c.check_interval, c.thresholds.max_queue_size) == (8, 20)
+    c = load_config(str(cfg), env={"CHECK_INTERVAL": "8"}, overrides={"check_interval": 9})
+    assert c.check_interval == 9
+    assert load_config(None, env={"CELERY_BROKER_URL": "redis://b:1/2"}).redis_url == "redis://b:1/2"
+    assert load_config(None, env={"CELERY_BROKER_URL": "redis://b:1/2",
+                                  "REDIS_URL": "redis://a:1/0"}).redis_url == "redis://a:1/0"
+
+
+def test_example_config_is_valid():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cfg = load_config(os.path.join(root, "config.example.yaml"), env={})
+    assert cfg.thresholds.max_queue_size == 1000 and cfg.check_interval == 30
+
+
+def test_collector_library_runs_without_processes(redis_server):
+    """The CLI is a thin wrapper: the library gives the same snapshot with an injected clock."""
+    enqueue(redis_server.url, 2, task="demo.add", args=(1, 2))
+    cfg = load_config(None, env={"REDIS_URL": redis_server.url})
+    c = Collector(cfg, clock=lambda: 1_800_000_000.0)
+    snap = c.snapshot()
+    c.close()
+    assert snap["ts"] == "2027-01-15T08:00:00.000Z" and snap["pending_tasks"] == 2
