@@ -310,3 +310,27 @@ def test_collector_library_runs_without_processes(redis_server):
     snap = c.snapshot()
     c.close()
     assert snap["ts"] == "2027-01-15T08:00:00.000Z" and snap["pending_tasks"] == 2
+
+
+def test_daemon_writes_a_snapshot_when_a_worker_dies_without_waiting_for_the_interval(redis_server, workers):
+    """kill -9 of the last worker: a `heartbeat` snapshot shows it dead within Celery's 2 x freq rule."""
+    url, client = redis_server.url, redis_server.client()
+    w = workers(url, "w1@test", client=client)
+    proc = subprocess.Popen([str(BIN / "doorman-collect"), "--redis-url", url, "--interval", "300"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = orjson.loads(proc.stdout.readline())
+        assert first["trigger"] == "interval" and first["alive_workers"] == 1
+        seen = orjson.loads(proc.stdout.readline())  # first heartbeat: the worker is known to the tracker
+        assert seen["trigger"] == "heartbeat" and seen["workers"][0]["last_heartbeat"] is not None
+        killed_at = time.time()
+        w.kill9()
+        dead = orjson.loads(proc.stdout.readline())
+        detected_after = time.time() - killed_at
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    assert dead["trigger"] == "heartbeat"
+    assert dead["alive_workers"] == 0
+    assert dead["workers"][0]["alive"] is False and dead["workers"][0]["responded"] is False
+    assert detected_after < 60  # bounded well below the 300 s interval; the figure itself is in make bench

@@ -13,13 +13,15 @@ from doorman.cli.options import CONTEXT, command_body, config_option, load, redi
 from doorman.ndjson import warn, write_record
 
 PROG = "doorman-collect"
+MIN_GAP = 0.25  # seconds between event-triggered snapshots
 
 
-def install_stop_handlers(stop: threading.Event) -> None:
+def install_stop_handlers(stop: threading.Event, wake: threading.Event) -> None:
     """SIGTERM/SIGINT finish the snapshot in hand, then stop: never half a line."""
 
     def handler(signum, frame):  # noqa: ARG001
         stop.set()
+        wake.set()
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
@@ -41,31 +43,60 @@ def main(config_path, redis_url, once, interval, count, cluster, human):
                check_interval=interval)
     from doorman.collect.snapshot import Collector
 
-    if once:
-        count = 1
-    stop = threading.Event()
-    install_stop_handlers(stop)
+    wake = threading.Event()
+    stopping = threading.Event()
+    install_stop_handlers(stopping, wake)
     collector = Collector(cfg)
-    n = 0
-    next_at = time.monotonic()
+    tracker = None
+    if not once:
+        from doorman.collect.heartbeats import HeartbeatTracker
+
+        tracker = HeartbeatTracker(collector.client, collector.keys, wake).start()
+        collector.heartbeats = tracker
     try:
-        while not stop.is_set():
-            snap = collector.snapshot("once" if once else "interval")
-            n += 1
-            emit(snap, human)
-            if snap["error"]:
-                warn(PROG, f"check #{n}: {snap['error']}")
-            if count and n >= count:
-                break
-            next_at += cfg.check_interval
-            delay = next_at - time.monotonic()
-            if delay < 0:
-                next_at = time.monotonic()
-            else:
-                stop.wait(delay)
+        run(collector, tracker, wake, stopping, cfg.check_interval, 1 if once else count, human,
+            "once" if once else "interval")
     finally:
+        if tracker:
+            tracker.stop()
         collector.close()
     sys.exit(0)
+
+
+def run(collector, tracker, wake: threading.Event, stopping: threading.Event, interval: float,
+        count: int | None, human: bool, trigger: str) -> None:
+    """Check every `interval` seconds, and at once when the heartbeat tracker sees a change."""
+    n = 0
+    next_at = last = time.monotonic()
+    while not stopping.is_set():
+        if trigger == "heartbeat":  # a burst of worker changes costs one snapshot, not one each
+            stopping.wait(max(0.0, last + MIN_GAP - time.monotonic()))
+        last = time.monotonic()
+        snap = collector.snapshot(trigger)
+        n += 1
+        emit(snap, human)
+        if snap["error"]:
+            warn(PROG, f"check #{n}: {snap['error']}")
+        if count and n >= count:
+            return
+        next_at = max(next_at + interval, time.monotonic())
+        trigger = "interval"
+        while not stopping.is_set():
+            wake_at = next_at
+            expiry = tracker.next_expiry() if tracker else None
+            if expiry is not None:
+                wake_at = min(wake_at, time.monotonic() + max(0.0, expiry - time.time()) + 0.01)
+            delay = wake_at - time.monotonic()
+            if delay > 0 and wake.wait(delay):
+                wake.clear()
+                if not stopping.is_set():
+                    trigger = "heartbeat"
+                    break
+            if tracker and tracker.pop_overdue(time.time()):
+                trigger = "heartbeat"
+                break
+            if time.monotonic() >= next_at:
+                break
 
 
 def emit(snap: dict, human: bool) -> None:
