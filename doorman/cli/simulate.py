@@ -1,0 +1,63 @@
+"""doorman-simulate: a throw-away redis-server and real Celery workers, watched by the real pipeline."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from doorman.cli.options import CONTEXT, command_body, config_option, load
+from doorman.simulate.scenario import Options, problems
+
+PROG = "doorman-simulate"
+
+
+@click.command(context_settings={**CONTEXT, "allow_interspersed_args": False})
+@click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True, metavar="N",
+              help="Real Celery workers (demo app, concurrency 1 each).")
+@click.option("--enqueue", type=click.IntRange(min=0), default=0, show_default=True, metavar="M",
+              help="Tasks to enqueue before watching.")
+@click.option("--task-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True, metavar="S",
+              help="Enqueued tasks are demo.sleep(S); 0 = demo.add(2, 3).")
+@click.option("--zombie", is_flag=True, help="Also enqueue a task that hangs (max_task_runtime 2 s).")
+@click.option("--kill-after", type=click.FloatRange(min=0), metavar="S",
+              help="kill -9 one worker S seconds after the first check.")
+@click.option("--critical-queue", metavar="NAME",
+              help="Enqueue into queue NAME (no worker consumes it), marked critical, max wait 2 s.")
+@click.option("--stop-redis-after", type=click.FloatRange(min=0), metavar="S",
+              help="Stop the broker S seconds after the first check.")
+@click.option("--port", type=int, default=6399, show_default=True, help="Port of the simulated redis-server.")
+@click.option("--interval", type=float, default=1.0, show_default=True, metavar="SECONDS",
+              help="Seconds between checks.")
+@click.option("--checks", type=click.IntRange(min=1), default=3, show_default=True, metavar="N",
+              help="Checks before stopping.")
+@click.option("--forever", is_flag=True, help="Keep checking until Ctrl-C.")
+@click.option("--json", "json_out", is_flag=True,
+              help="stdout gets only the alerts (NDJSON); the human view goes to stderr.")
+@config_option
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- COMMAND...]")
+@command_body(PROG)
+def main(workers, enqueue, task_seconds, zombie, kill_after, critical_queue, stop_redis_after, port,
+         interval, checks, forever, json_out, config_path, command):
+    """Start redis-server, N Celery workers and M tasks; watch them with
+    doorman-collect | doorman-analyze | doorman-notify --dry-run, or run COMMAND against them.
+    Everything started is stopped on exit."""
+    opts = Options(workers=workers, enqueue=enqueue, task_seconds=task_seconds, zombie=zombie,
+                   kill_after=kill_after, critical_queue=critical_queue, stop_redis_after=stop_redis_after,
+                   port=port, interval=interval, checks=checks, forever=forever, json=json_out,
+                   config_path=config_path, command=tuple(command))
+    for problem in problems(opts):
+        raise click.UsageError(problem)
+    file_data = {}
+    if config_path:
+        load(PROG, config_path)
+        import yaml
+
+        with open(config_path, encoding="utf-8") as f:
+            file_data = yaml.safe_load(f) or {}
+    from doorman.simulate.run import simulate
+
+    human = sys.stderr if json_out else sys.stdout
+    code = simulate(opts, dict(os.environ), file_data, alerts=sys.stdout, human=human, talk=sys.stderr)
+    sys.exit(code)

@@ -1,0 +1,172 @@
+"""The real pipeline, three processes: doorman-collect | doorman-analyze | doorman-notify --dry-run.
+
+We sit on both pipes as a tee: each snapshot line is shown as the human view and handed to
+analyze at once; each alert line is printed and handed to notify at once. Nothing waits for EOF,
+exactly as in a daemon. When collect ends (after --count checks, or on SIGTERM) its EOF flows down
+the chain and every stage finishes what it holds.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Callable
+from typing import IO, Any
+
+import orjson
+
+from doorman.collect.human import render
+from doorman.simulate.procs import command, spawn, stop
+
+STAGES = ("doorman-collect", "doorman-analyze", "doorman-notify")
+
+
+class View:
+    """Where things are shown. `alerts` gets only alert lines (NDJSON); `human` everything else."""
+
+    def __init__(self, alerts: IO[str], human: IO[str]):
+        self.alerts, self.human = alerts, human
+        self.lock = threading.Lock()
+        self.checks = 0
+        self.alert_lines: list[dict[str, Any]] = []
+        self.deliveries = 0
+
+    def _write(self, stream: IO[str], text: str) -> None:
+        with self.lock:
+            try:
+                stream.write(text if text.endswith("\n") else text + "\n")
+                stream.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                pass
+
+    def note(self, text: str) -> None:
+        self._write(self.human, text)
+
+    def snapshot(self, snap: dict[str, Any]) -> None:
+        self.checks += 1
+        self._write(self.human, render(snap))
+
+    def alert(self, line: bytes, obj: dict[str, Any] | None) -> None:
+        if obj is not None:
+            self.alert_lines.append(obj)
+        self._write(self.alerts, line.decode("utf-8", "replace").rstrip("\n"))
+
+    def delivery(self, rec: dict[str, Any]) -> None:
+        self.deliveries += 1
+        payload = rec.get("payload") if isinstance(rec.get("payload"), dict) else {}
+        what = rec.get("alert_type") or payload.get("alert_type") or ""
+        self._write(self.human, f"   -> notify {rec.get('result', '?')}: {rec.get('destination', '?')} {what}".rstrip())
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+class Pipeline:
+    def __init__(self, env: dict[str, str], view: View, interval: float, count: int | None,
+                 state_path: str, config_path: str | None = None,
+                 on_snapshot: Callable[[dict[str, Any]], None] | None = None):
+        cfg = ["--config", config_path] if config_path else []
+        count_args = ["--count", str(count)] if count else []
+        self.argv = {
+            "doorman-collect": [*command("doorman-collect"), "--interval", str(interval), *count_args, *cfg],
+            "doorman-analyze": [*command("doorman-analyze"), "--state", state_path, *cfg],
+            "doorman-notify": [*command("doorman-notify"), "--dry-run", *cfg],
+        }
+        self.shown = (f"doorman-collect --interval {interval:g}{' --count ' + str(count) if count else ''}"
+                      " | doorman-analyze | doorman-notify --dry-run")
+        self.env, self.view, self.on_snapshot = env, view, on_snapshot
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> Pipeline:
+        pipe = subprocess.PIPE
+        self.procs["doorman-notify"] = spawn(self.argv["doorman-notify"], env=self.env, stdin=pipe, stdout=pipe)
+        self.procs["doorman-analyze"] = spawn(self.argv["doorman-analyze"], env=self.env, stdin=pipe, stdout=pipe)
+        self.procs["doorman-collect"] = spawn(self.argv["doorman-collect"], env=self.env,
+                                              stdin=subprocess.DEVNULL, stdout=pipe)
+        c, a, n = (self.procs[s] for s in STAGES)
+        for target, args in ((self._tee_snapshots, (c.stdout, a.stdin)),
+                             (self._tee_alerts, (a.stdout, n.stdin)),
+                             (self._read_deliveries, (n.stdout,))):
+            t = threading.Thread(target=target, args=args, daemon=True)
+            t.start()
+            self.threads.append(t)
+        return self
+
+    def _tee_snapshots(self, src: IO[bytes], dst: IO[bytes]) -> None:
+        first = True
+        with src:
+            for line in src:
+                obj = _parse(line)
+                if obj is not None and obj.get("kind") == "snapshot":
+                    self.view.snapshot(obj)
+                    if first and self.on_snapshot:
+                        first = False
+                        self.on_snapshot(obj)
+                dst = _forward(dst, line)
+        _close(dst)
+
+    def _tee_alerts(self, src: IO[bytes], dst: IO[bytes]) -> None:
+        with src:
+            for line in src:
+                if line.strip():
+                    self.view.alert(line, _parse(line))
+                dst = _forward(dst, line)
+        _close(dst)
+
+    def _read_deliveries(self, src: IO[bytes]) -> None:
+        with src:
+            for line in src:
+                obj = _parse(line)
+                if obj is not None:
+                    self.view.delivery(obj)
+
+    def wait(self, timeout: float | None = None) -> dict[str, int]:
+        """Exit code of every stage, once all three ended and every line was shown."""
+        for name in STAGES:
+            self.procs[name].wait(timeout)
+        for t in self.threads:
+            t.join(timeout)
+        return {name: self.procs[name].returncode for name in STAGES}
+
+    def stop(self) -> None:
+        """Ask collect to finish (SIGTERM ends it after the snapshot in hand); the rest drain and exit."""
+        collect = self.procs.get("doorman-collect")
+        if collect is not None and collect.poll() is None:
+            collect.terminate()
+        for name in STAGES:
+            p = self.procs.get(name)
+            if p is not None:
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+                stop(p, timeout=1)
+        for t in self.threads:
+            t.join(2)
+
+
+def _forward(dst: IO[bytes] | None, line: bytes) -> IO[bytes] | None:
+    """Write to the next stage; if it is gone, keep reading (and showing) but stop writing."""
+    if dst is None:
+        return None
+    try:
+        dst.write(line)
+        dst.flush()
+        return dst
+    except (BrokenPipeError, OSError, ValueError):
+        _close(dst)
+        return None
+
+
+def _close(dst: IO[bytes] | None) -> None:
+    if dst is not None:
+        try:
+            dst.close()
+        except (BrokenPipeError, OSError, ValueError):
+            pass

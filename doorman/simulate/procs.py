@@ -1,0 +1,95 @@
+"""Starting and ending child processes so that none outlives the simulation.
+
+Each child gets its own process group (so a whole `celery worker` with its pool children can be
+killed at once, and a terminal's Ctrl-C reaches only us, who then tear down in order) and, on
+Linux, a parent-death signal: even if doorman-simulate itself is `kill -9`ed, its children die.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    return preexec
+
+
+def spawn(args: list[str], **kw) -> subprocess.Popen:
+    """Popen in a new session that is SIGKILLed if we die."""
+    return subprocess.Popen(args, start_new_session=True, preexec_fn=_die_with_parent(), **kw)
+
+
+def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL, timeout: float = 10) -> None:
+    """Signal the child's whole process group and reap the child."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait()
+
+
+def stop(proc: subprocess.Popen, timeout: float = 5) -> None:
+    """SIGTERM, then SIGKILL after `timeout`; the group goes too."""
+    if proc.poll() is None:
+        try:
+            proc.terminate()
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    kill_group(proc)
+
+
+def package_root() -> Path:
+    return Path(__file__).resolve().parent.parent.parent
+
+
+def child_env(base: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    """`base` + `extra`, with this package importable even when it is run from a checkout."""
+    env = {**base, **extra}
+    root = str(package_root())
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if root not in paths:
+        env["PYTHONPATH"] = os.pathsep.join([root, *paths])
+    return env
+
+
+def command(name: str) -> list[str]:
+    """argv for one of our own commands: the console script installed beside this Python, else the
+    module run by this Python (never whatever else happens to be on PATH)."""
+    script = Path(sys.executable).parent / name
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    module = name.removeprefix("doorman-")
+    return [sys.executable, "-c", f"from doorman.cli.{module} import main; main()"]
+
+
+def log_tail(path: Path, chars: int = 1500) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:].strip()
+    except OSError:
+        return ""

@@ -1,0 +1,177 @@
+"""Run one simulation from start to teardown: redis-server, workers, tasks, then the pipeline (or
+the user's command), and whatever happens (end, error, Ctrl-C, SIGTERM) stop all of it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from doorman.simulate.broker import RedisProcess
+from doorman.simulate.enqueue import publish
+from doorman.simulate.pipeline import Pipeline, View
+from doorman.simulate.procs import child_env
+from doorman.simulate.scenario import Options, plan
+from doorman.simulate.workers import WorkerPool
+
+
+class Stopped(Exception):
+    """A signal asked us to stop; raised in the main thread so every `finally` tears down."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """SIGINT/SIGTERM/SIGHUP raise `Stopped` once; a second signal during teardown is ignored."""
+    fired = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
+        if not fired.is_set():
+            fired.set()
+            raise Stopped(signum)
+
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {s: signal.signal(s, handler) for s in sigs}
+    try:
+        yield fired
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+class Simulation:
+    """Everything one run started, so that `close()` can take all of it down."""
+
+    def __init__(self, opts: Options, env: Mapping[str, str], file_data: Mapping[str, Any],
+                 say: Callable[[str], None]):
+        self.opts, self.say = opts, say
+        self.plan = plan(opts, env, file_data)
+        self.workdir = Path(tempfile.mkdtemp(prefix="doorman-simulate-"))
+        self.redis = RedisProcess(opts.port, self.workdir)
+        self.pool: WorkerPool | None = None
+        self.timers: list[threading.Timer] = []
+        self.env = child_env(dict(env), {**self.plan.settings, "REDIS_URL": self.redis.url})
+
+    def start(self) -> None:
+        o = self.opts
+        self.redis.start()
+        self.say(f"redis-server on 127.0.0.1:{o.port} (pid {self.redis.proc.pid})")
+        self.pool = WorkerPool(o.workers, self.redis.url, self.workdir, dict(os.environ))
+        self.pool.wait_ready()
+        if o.workers:
+            self.say(f"{o.workers} worker(s) ready: {', '.join(w.name for w in self.pool.workers)}")
+        n = publish(self.redis.url, self.plan.tasks)
+        if n:
+            kinds = sorted({f"{t.name}{t.args!r} -> {t.queue}" for t in self.plan.tasks})
+            self.say(f"enqueued {n} task(s): {'; '.join(kinds)}")
+        if self.plan.settings:
+            self.say("demo settings: " + " ".join(f"{k}={v}" for k, v in sorted(self.plan.settings.items())))
+
+    def arm_timers(self) -> None:
+        """--kill-after / --stop-redis-after, counted from now (the first check, or the command's start)."""
+        o = self.opts
+        if o.kill_after is not None:
+            self._timer(o.kill_after, self._kill_worker)
+        if o.stop_redis_after is not None:
+            self._timer(o.stop_redis_after, self._stop_redis)
+
+    def _timer(self, seconds: float, fn: Callable[[], None]) -> None:
+        t = threading.Timer(seconds, fn)
+        t.daemon = True
+        self.timers.append(t)
+        t.start()
+
+    def _kill_worker(self) -> None:
+        w = self.pool.kill_one() if self.pool else None
+        if w:
+            self.say(f"kill -9 worker {w.name} (pid {w.proc.pid})")
+
+    def _stop_redis(self) -> None:
+        self.redis.stop()
+        self.say(f"redis-server on 127.0.0.1:{self.opts.port} stopped")
+
+    def close(self) -> None:
+        for t in self.timers:
+            t.cancel()
+        if self.pool:
+            self.pool.stop()
+        self.redis.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def watch(sim: Simulation, alerts: IO[str], human: IO[str]) -> int:
+    """The real pipeline against the simulated broker; returns 0, or 1 if a stage failed."""
+    o = sim.opts
+    view = View(alerts, human)
+    pipe = Pipeline(sim.env, view, o.interval, None if o.forever else o.checks,
+                    str(sim.workdir / "state.json"), o.config_path, on_snapshot=lambda _: sim.arm_timers())
+    sim.say(f"watching {sim.redis.url}: {pipe.shown}")
+    pipe.start()
+    try:
+        codes = pipe.wait()
+    finally:
+        pipe.stop()
+    sim.say(f"{view.checks} check(s), {len(view.alert_lines)} alert(s), {view.deliveries} delivery record(s)")
+    failed = {name: code for name, code in codes.items() if code != 0}
+    for name, code in failed.items():
+        sim.say(f"{name} exited with {code}")
+    return 1 if failed else 0
+
+
+def run_command(sim: Simulation, argv: tuple[str, ...]) -> int:
+    """The user's command with REDIS_URL on the simulated broker; its exit code is ours."""
+    env = dict(sim.env)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    sim.say(f"running with REDIS_URL={sim.redis.url}: {' '.join(argv)}")
+    try:
+        proc = subprocess.Popen(list(argv), env=env)
+    except OSError as e:
+        sim.say(f"cannot run {argv[0]}: {e.strerror}")
+        return 127 if isinstance(e, FileNotFoundError) else 126
+    sim.arm_timers()
+    try:
+        code = proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    return 128 - code if code < 0 else code
+
+
+def simulate(opts: Options, env: Mapping[str, str], file_data: Mapping[str, Any],
+             alerts: IO[str], human: IO[str], talk: IO[str]) -> int:
+    """Set up, run (pipeline or command), tear down. Exit code: as documented in docs/simulate.md."""
+
+    def say(text: str) -> None:
+        try:
+            talk.write(f"doorman-simulate: {text}\n")
+            talk.flush()
+        except (OSError, ValueError):
+            pass
+
+    sim = Simulation(opts, env, file_data, say)
+    with stop_on_signals() as teardown:
+        try:
+            sim.start()
+            return run_command(sim, opts.command) if opts.command else watch(sim, alerts, human)
+        except Stopped as e:
+            say(f"{e}: stopping everything")
+            return 128 + e.signum
+        finally:
+            teardown.set()
+            sim.close()

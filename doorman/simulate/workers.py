@@ -1,0 +1,79 @@
+"""Real `celery worker` processes running the bundled demo app (doorman/demoapp.py)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from doorman.simulate.errors import StartupFailed
+from doorman.simulate.procs import child_env, kill_group, log_tail, spawn
+
+
+class WorkerProcess:
+    def __init__(self, index: int, url: str, workdir: Path, env: dict[str, str]):
+        self.name = f"sim{index}@{socket.gethostname()}"
+        self.log = workdir / f"worker{index}.log"
+        args = [sys.executable, "-m", "celery", "-A", "doorman.demoapp", "worker", "-n", self.name,
+                "-c", "1", "--pool", "prefork", "-l", "WARNING", "--without-mingle"]
+        with open(self.log, "wb") as log:
+            self.proc = spawn(args, env=child_env(env, {"REDIS_URL": url}), stdout=log,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.killed = False
+
+    def kill9(self) -> None:
+        """`kill -9` the worker and its pool children, as a crash or an OOM kill would."""
+        self.killed = True
+        kill_group(self.proc)
+
+
+class WorkerPool:
+    """N workers, one process group each, concurrency 1 (so a few slow tasks make a backlog)."""
+
+    def __init__(self, n: int, url: str, workdir: Path, env: dict[str, str] | None = None):
+        self.url = url
+        self.workers = [WorkerProcess(i, url, workdir, dict(env or os.environ)) for i in range(1, n + 1)]
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Ready = bound to the pidbox and subscribed to the control channel, so it answers checks."""
+        if not self.workers:
+            return
+        import redis
+
+        client = redis.Redis.from_url(self.url, socket_timeout=5)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                for w in self.workers:
+                    if w.proc.poll() is not None:
+                        raise StartupFailed(f"worker {w.name} exited with {w.proc.returncode}: {log_tail(w.log)}")
+                members = b" ".join(client.smembers("_kombu.binding.celery.pidbox"))
+                bound = all(w.name.encode() in members for w in self.workers)
+                subscribed = sum(n for _, n in client.pubsub_numsub("/0.celery.pidbox"))
+                if bound and (subscribed >= len(self.workers) or client.pubsub_numpat() > 0):
+                    time.sleep(0.3)
+                    return
+                time.sleep(0.1)
+        finally:
+            client.close()
+        names = ", ".join(w.name for w in self.workers)
+        raise StartupFailed(f"workers {names} not ready after {timeout:.0f}s: {log_tail(self.workers[-1].log)}")
+
+    def kill_one(self) -> WorkerProcess | None:
+        """kill -9 the last worker still running."""
+        for w in reversed(self.workers):
+            if not w.killed and w.proc.poll() is None:
+                w.kill9()
+                return w
+        return None
+
+    def stop(self) -> None:
+        for w in self.workers:
+            kill_group(w.proc)
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.proc.pid for w in self.workers]
