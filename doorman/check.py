@@ -1,0 +1,69 @@
+"""`doorman-analyze --check`: one Nagios/Icinga status line and exit code for the last snapshot.
+
+The status is the worst condition that holds *now* (cooldown does not make a check say OK):
+warning -> WARNING (1), critical or emergency -> CRITICAL (2), broker unreachable or no snapshot
+-> UNKNOWN (3), otherwise OK (0). Perfdata follows Nagios' `label=value[UOM];warn;crit;min;max`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from doorman.config import Config
+from doorman.rules import latency
+
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+LEVEL = {"info": OK, "warning": WARNING, "critical": CRITICAL, "emergency": CRITICAL}
+RANK = {"info": 0, "warning": 1, "critical": 2, "emergency": 3}
+
+
+def _label(name: str) -> str:
+    return "'" + name.replace("'", "_").replace("=", "_") + "'"
+
+
+def perfdata(snap: dict[str, Any], state: dict[str, Any], config: Config) -> str:
+    th = config.thresholds
+    if not snap.get("redis_connected") or snap.get("pending_tasks") is None:
+        return "redis_connected=0;;;0;1"
+    now = state.get("now") or 0.0
+    heads = state.get("heads", {})
+    ages = [b[0] for name, q in snap["queues"].items() if q["pending"]
+            for b in [latency.oldest(q, heads.get(name, {}), now)] if b]
+    alive = snap.get("alive_workers")
+    if alive is None:
+        alive = sum(1 for w in snap.get("workers") or () if w.get("alive") is True)
+    parts = [
+        f"pending={snap['pending_tasks']};;{th.max_queue_size};0",
+        f"workers={alive};;;0",
+        f"active={len(snap.get('active') or ())};;;0",
+        f"oldest_wait={max(ages, default=0.0):.3f}s;;{th.max_wait_time_seconds:g};0",
+    ]
+    parts += [f"{_label('queue_' + name)}={q['pending']};;{th.for_queue(name, 'max_queue_size')};0"
+              for name, q in sorted(snap["queues"].items())]
+    return " ".join(parts)
+
+
+def status_line(snap: dict[str, Any] | None, conditions: list[dict[str, Any]], state: dict[str, Any],
+                config: Config) -> tuple[int, str]:
+    """(exit code, the line) for the last snapshot read and the conditions holding for it."""
+    if snap is None:
+        return UNKNOWN, "DOORMAN UNKNOWN - no snapshot read"
+    perf = perfdata(snap, state, config)
+    if snap.get("redis_connected") is not True:
+        down = [c for c in conditions if c["alert_type"] == "redis_down"]
+        text = down[0]["message"] if down else f"broker unreachable: {snap.get('error')}"
+        return UNKNOWN, f"DOORMAN UNKNOWN - {_oneline(text)} | {perf}"
+    if not conditions:
+        return OK, (f"DOORMAN OK - {snap.get('pending_tasks') or 0} pending, "
+                    f"{perf.split('workers=')[1].split(';')[0]} workers alive | {perf}")
+    worst = sorted(conditions, key=lambda c: -RANK[c["severity"]])
+    code = LEVEL[worst[0]["severity"]]
+    text = worst[0]["message"]
+    if len(worst) > 1:
+        text += f" (+{len(worst) - 1} more: {', '.join(c['alert_type'] for c in worst[1:])})"
+    return code, f"DOORMAN {NAMES[code]} - {_oneline(text)} | {perf}"
+
+
+def _oneline(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "/")

@@ -1,0 +1,42 @@
+"""backlog_explosion: more tasks waiting than `max_queue_size`.
+
+The total over all queues is compared with the global `max_queue_size` (subject `cluster`); a queue
+with its own `thresholds.queues.<name>.max_queue_size` is also compared with that on its own
+(subject `queue:<name>`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from doorman.config import Config
+from doorman.rules.base import RuleInfo, condition
+
+INFO = RuleInfo("backlog", ("backlog_explosion",), "Too many tasks waiting.")
+
+
+def evaluate(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> list[dict[str, Any]]:
+    th = config.thresholds
+    queues = snapshot["queues"]
+    total = snapshot.get("pending_tasks")
+    if total is None:
+        total = sum(q["pending"] for q in queues.values())
+    out = []
+    if total > th.max_queue_size:
+        counts = {name: q["pending"] for name, q in queues.items()}
+        out.append(condition(
+            "backlog_explosion", "critical", "cluster", "Backlog explosion",
+            f"{total} tasks pending, above the limit of {th.max_queue_size}.",
+            {"total_pending": total, "threshold": th.max_queue_size, "queues": counts},
+        ))
+    for name, over in th.queues.items():
+        limit = over.get("max_queue_size")
+        q = queues.get(name)
+        if limit is None or q is None or q["pending"] <= limit:
+            continue
+        out.append(condition(
+            "backlog_explosion", "critical", f"queue:{name}", f"Backlog explosion in {name}",
+            f"Queue {name} has {q['pending']} tasks pending, above its limit of {limit}.",
+            {"queue": name, "pending": q["pending"], "threshold": limit, "total_pending": total},
+        ))
+    return out

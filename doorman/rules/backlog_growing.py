@@ -1,0 +1,108 @@
+"""backlog_growing: a backlog filling faster than it drains will cross `max_queue_size` soon.
+
+The same series as backlog_explosion are watched: the total (subject `cluster`, against the global
+`max_queue_size`) and each queue with its own `max_queue_size` override (subject `queue:<name>`).
+State keeps recent (time, pending) samples per series; the rate is the least-squares slope over
+the last `backlog_growth_window_seconds`. To stay quiet on noise it needs at least
+`backlog_growth_min_samples` samples spanning half the window, a trend that explains most of the
+variation (r² >= 0.5), and the projected crossing within `backlog_growth_horizon_seconds`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from doorman.config import Config
+from doorman.rules.base import RuleInfo, condition, duration
+
+INFO = RuleInfo("backlog_growing", ("backlog_growing",), "A backlog will cross max_queue_size soon.")
+TOTAL = "*"
+MAX_SAMPLES = 64
+SLOTS = 30  # samples per window at most; closer ones replace the newest
+MIN_R2 = 0.5
+
+
+def _series(snapshot: dict[str, Any], config: Config) -> dict[str, tuple[int, int]]:
+    """{series key: (pending now, threshold)}."""
+    queues = snapshot["queues"]
+    total = snapshot.get("pending_tasks")
+    if total is None:
+        total = sum(q["pending"] for q in queues.values())
+    out = {TOTAL: (total, config.thresholds.max_queue_size)}
+    for name, over in config.thresholds.queues.items():
+        if "max_queue_size" in over and name in queues:
+            out[name] = (queues[name]["pending"], over["max_queue_size"])
+    return out
+
+
+def observe(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> None:
+    now = state["now"]
+    window = config.thresholds.backlog_growth_window_seconds
+    spacing = window / SLOTS
+    old = state.get("samples", {})
+    samples: dict[str, list[list[float]]] = {}
+    for key, (pending, _limit) in _series(snapshot, config).items():
+        s = old.get(key, [])
+        if s and now < s[-1][0]:
+            s = []  # the clock went back (merged or reordered stream): start over
+        if s and now == s[-1][0]:
+            s[-1] = [now, pending]
+        elif len(s) >= 2 and now - s[-2][0] < spacing:
+            s[-1] = [now, pending]
+        else:
+            s.append([now, pending])
+        cut = 0
+        while cut < len(s) and s[cut][0] < now - window:
+            cut += 1
+        samples[key] = s[max(cut, len(s) - MAX_SAMPLES):]
+    state["samples"] = samples
+
+
+def trend(points: list[list[float]]) -> tuple[float, float]:
+    """(slope per second, r²) of a least-squares line through the points."""
+    n = len(points)
+    t0 = points[0][0]
+    mx = sum(p[0] - t0 for p in points) / n
+    my = sum(p[1] for p in points) / n
+    sxx = sum((p[0] - t0 - mx) ** 2 for p in points)
+    syy = sum((p[1] - my) ** 2 for p in points)
+    sxy = sum((p[0] - t0 - mx) * (p[1] - my) for p in points)
+    if sxx <= 0 or syy <= 0:
+        return 0.0, 0.0
+    return sxy / sxx, (sxy * sxy) / (sxx * syy)
+
+
+def evaluate(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> list[dict[str, Any]]:
+    th = config.thresholds
+    samples = state.get("samples", {})
+    out = []
+    for key, (pending, limit) in _series(snapshot, config).items():
+        s = samples.get(key) or []
+        if len(s) < th.backlog_growth_min_samples or s[-1][0] - s[0][0] < th.backlog_growth_window_seconds / 2:
+            continue
+        if pending >= limit:
+            continue  # backlog_explosion's business
+        rate, r2 = trend(s)
+        if rate <= 0 or r2 < MIN_R2:
+            continue
+        eta = (limit - pending) / rate
+        if eta > th.backlog_growth_horizon_seconds:
+            continue
+        details: dict[str, Any] = {
+            "pending": pending, "threshold": limit, "rate_per_second": round(rate, 4),
+            "seconds_to_threshold": round(eta, 1), "window_seconds": round(s[-1][0] - s[0][0], 3),
+            "samples": len(s), "r2": round(r2, 3),
+        }
+        if key == TOTAL:
+            subject, where = "cluster", "The backlog"
+            details["queues"] = {name: q["pending"] for name, q in snapshot["queues"].items()}
+        else:
+            subject, where = f"queue:{key}", f"Queue {key}"
+            details["queue"] = key
+        out.append(condition(
+            "backlog_growing", "warning", subject, "Backlog growing",
+            f"{where} grows by {rate:.2f} tasks/s ({pending} pending) and will pass {limit} in about "
+            f"{duration(eta)}.",
+            details,
+        ))
+    return out

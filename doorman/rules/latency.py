@@ -1,0 +1,83 @@
+"""high_latency: the oldest waiting task of a queue has waited longer than `max_wait_time_seconds`.
+
+With Doorman's publish stamp the age is exact (`age_source: published_header`). Without it, state
+keeps when each head task id was first seen at the head of its queue; the age is then now minus
+that (`age_source: head_first_seen`, `estimated: true`), a lower bound that needs a state file
+across one-shot runs. Critical for `critical_queues`, a warning for the others.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from doorman.config import Config
+from doorman.rules.base import RuleInfo, condition, duration
+
+INFO = RuleInfo("latency", ("high_latency",), "A queue's oldest task waits too long.")
+MAX_QUEUES = 1000
+MAX_HEADS = 16
+
+
+def _heads(q: dict[str, Any]) -> list[dict[str, Any]]:
+    heads = q.get("heads") or ()
+    if not heads and q.get("oldest"):
+        heads = (q["oldest"],)
+    return heads
+
+
+def observe(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> None:
+    now = state["now"]
+    old = state.get("heads", {})
+    new: dict[str, dict[str, float]] = {}
+    for name, q in snapshot["queues"].items():
+        if len(new) >= MAX_QUEUES:
+            break
+        seen = old.get(name, {})
+        ids = {h["task_id"]: seen.get(h["task_id"], now) for h in _heads(q)[:MAX_HEADS]
+               if isinstance(h.get("task_id"), str)}
+        if ids:
+            new[name] = ids
+    state["heads"] = new
+
+
+def oldest(q: dict[str, Any], seen: dict[str, float], now: float) -> tuple[float, str, dict] | None:
+    """(age, age_source, head) of the head that has waited longest, or None when unknown."""
+    best = None
+    for h in _heads(q):
+        if isinstance(h.get("age_seconds"), (int, float)):
+            age, source = float(h["age_seconds"]), "published_header"
+        elif h.get("task_id") in seen:
+            age, source = now - seen[h["task_id"]], "head_first_seen"
+        else:
+            continue
+        if best is None or age > best[0]:
+            best = (age, source, h)
+    return best
+
+
+def evaluate(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> list[dict[str, Any]]:
+    now = state["now"]
+    th = config.thresholds
+    seen_all = state.get("heads", {})
+    out = []
+    for name, q in snapshot["queues"].items():
+        if not q["pending"]:
+            continue
+        best = oldest(q, seen_all.get(name, {}), now)
+        if best is None:
+            continue
+        age, source, head = best
+        limit = th.for_queue(name, "max_wait_time_seconds")
+        if age <= limit:
+            continue
+        estimated = source == "head_first_seen"
+        severity = "critical" if name in th.critical_queues else "warning"
+        out.append(condition(
+            "high_latency", severity, f"queue:{name}", f"High latency in {name}",
+            f"Oldest task in queue {name} has waited {'at least ' if estimated else ''}{duration(age)} "
+            f"(limit {limit:g}s); {q['pending']} pending.",
+            {"queue": name, "age_seconds": round(age, 3), "threshold": limit, "pending": q["pending"],
+             "task_id": head.get("task_id"), "task_name": head.get("task_name"),
+             "priority": head.get("priority"), "age_source": source, "estimated": estimated},
+        ))
+    return out

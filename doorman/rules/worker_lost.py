@@ -1,0 +1,62 @@
+"""worker_lost: a worker that was alive stopped answering while others still run.
+
+Only workers seen alive are tracked (state `workers`: name -> last time seen alive), so the stale
+pidbox binding of a long-dead worker never fires. After `worker_forget_seconds` a lost worker is
+forgotten and its alert resolves saying so. When no worker is alive at all, workers_down or
+celery_disconnected inhibits these (one incident, one page).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from doorman.config import Config
+from doorman.rules.base import RuleInfo, condition, duration
+
+INFO = RuleInfo("worker_lost", ("worker_lost",), "A worker that was alive stopped answering.")
+MAX_WORKERS = 1000
+
+
+def _alive(snapshot: dict[str, Any]) -> set[str]:
+    return {w["name"] for w in snapshot.get("workers") or () if w.get("alive") is True}
+
+
+def observe(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> None:
+    now = state["now"]
+    seen = state.setdefault("workers", {})
+    alive = _alive(snapshot)
+    for name in alive:
+        seen[name] = now
+    forget = config.thresholds.worker_forget_seconds
+    forgotten = {n: t for n, t in seen.items() if n not in alive and now - t >= forget}
+    for n in forgotten:
+        del seen[n]
+    if len(seen) > MAX_WORKERS:
+        for n, _ in sorted(seen.items(), key=lambda kv: (kv[1], kv[0]))[: len(seen) - MAX_WORKERS]:
+            del seen[n]
+    state["forgotten"] = forgotten
+
+
+def evaluate(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> list[dict[str, Any]]:
+    now = state["now"]
+    alive = _alive(snapshot)
+    bound = {w["name"] for w in snapshot.get("workers") or ()}
+    out = []
+    for name, last in state.get("workers", {}).items():
+        if name in alive:
+            continue
+        out.append(condition(
+            "worker_lost", "warning", f"worker:{name}", f"Worker {name} lost",
+            f"Worker {name} stopped answering {duration(now - last)} ago; {len(alive)} other worker(s) alive.",
+            {"worker": name, "last_seen_alive_seconds_ago": round(now - last, 3),
+             "alive_workers": len(alive), "binding_present": name in bound},
+        ))
+    for name, last in state.get("forgotten", {}).items():
+        out.append(condition(
+            "worker_lost", "warning", f"worker:{name}", f"Worker {name} forgotten",
+            f"Worker {name} forgotten after {duration(now - last)} without an answer.",
+            {"worker": name, "forgotten": True, "last_seen_alive_seconds_ago": round(now - last, 3),
+             "worker_forget_seconds": config.thresholds.worker_forget_seconds},
+            status="resolved",
+        ))
+    return out
