@@ -1,0 +1,157 @@
+"""The spool: alerts a destination could not take yet, kept until it does.
+
+One NDJSON entry per (alert, destination), in arrival order, so a replay sends them in order and a
+destination that already took an alert never gets it again. Every change rewrites the file
+atomically (temporary file + `os.replace`) under an `fcntl` lock on `<spool>.lock`, so a crash
+leaves the old or the new spool, never half of one, and two runs never replay the same entry.
+Permanent failures go to a dead-letter file beside it instead: kept for a human, never retried.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from doorman.timefmt import iso, parse_iso
+
+
+def default_path(env: dict[str, str] | os._Environ[str] | None = None) -> str:
+    env = os.environ if env is None else env
+    base = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "celery-doorman", "spool.ndjson")
+
+
+def dead_letter_path(spool_path: str) -> str:
+    p = Path(spool_path)
+    return str(p.with_name(p.stem + ".dead.ndjson"))
+
+
+def entry_id(destination: str, alert: dict[str, Any]) -> str:
+    """Same alert, same destination, same id: adding it twice keeps one entry."""
+    raw = f"{destination}|{alert.get('fingerprint')}|{alert.get('status')}|{alert.get('ts')}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+def new_entry(destination: str, alert: dict[str, Any], attempts: int, error: str | None,
+              http_status: int | None, next_attempt_at: float | None, now: float) -> dict[str, Any]:
+    return {"v": 1, "kind": "spooled", "id": entry_id(destination, alert), "destination": destination,
+            "spooled_at": iso(now), "attempts": attempts, "http_status": http_status, "error": error,
+            "next_attempt_at": iso(next_attempt_at) if next_attempt_at else None, "alert": alert}
+
+
+def due_at(entry: dict[str, Any]) -> float:
+    try:
+        return parse_iso(entry["next_attempt_at"]) if entry.get("next_attempt_at") else 0.0
+    except ValueError:
+        return 0.0
+
+
+class Spool:
+    def __init__(self, path: str, on_error: Callable[[str], None] = lambda msg: None,
+                 dead_path: str | None = None):
+        self.path = path
+        self.dead_path = dead_path or dead_letter_path(path)
+        self.on_error = on_error
+        self._lock_fd: int | None = None
+        self._depth = 0
+        self._cache: tuple[Any, Counter[str]] | None = None
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive across processes; re-entrant within this one (flock on a second fd would deadlock)."""
+        if self._depth == 0:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
+            fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._lock_fd = fd
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0 and self._lock_fd is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def load(self) -> list[dict[str, Any]]:
+        """Entries in order. An unreadable line is moved to the dead-letter file, never dropped."""
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        out, bad = [], []
+        for n, line in enumerate(data.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = orjson.loads(line)
+                if not isinstance(entry, dict) or not isinstance(entry.get("alert"), dict) \
+                        or not isinstance(entry.get("destination"), str):
+                    raise ValueError("not a spool entry")
+            except (orjson.JSONDecodeError, ValueError) as e:
+                self.on_error(f"{self.path}:{n}: unreadable spool entry ({e}); moved to {self.dead_path}")
+                bad.append({"v": 1, "kind": "dead_letter", "reason": "unreadable spool entry",
+                            "raw": line.decode("utf-8", "replace")})
+                continue
+            out.append(entry)
+        if bad:
+            with self.locked():
+                self.dead(bad)
+                self.save(out)
+        return out
+
+    def save(self, entries: list[dict[str, Any]]) -> None:
+        """Replace the spool atomically: readers see the old or the new file, never a mix."""
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
+        tmp = f"{self.path}.tmp.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(b"".join(orjson.dumps(e) + b"\n" for e in entries))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        self._cache = None
+
+    def add(self, new: list[dict[str, Any]]) -> None:
+        with self.locked():
+            entries = self.load()
+            known = {e.get("id") for e in entries}
+            entries += [e for e in new if e["id"] not in known]
+            self.save(entries)
+
+    def dead(self, records: list[dict[str, Any]]) -> None:
+        """Append to the dead-letter file (append-only: nothing there is ever rewritten)."""
+        os.makedirs(os.path.dirname(os.path.abspath(self.dead_path)), mode=0o700, exist_ok=True)
+        fd = os.open(self.dead_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "ab") as f:
+            f.write(b"".join(orjson.dumps(r, default=str) + b"\n" for r in records))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def counts(self) -> Counter[str]:
+        """Entries per destination; re-read only when the file changed (cheap to ask per alert)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return Counter()
+        sig = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._cache is None or self._cache[0] != sig:
+            self._cache = (sig, Counter(e["destination"] for e in self.load()))
+        return self._cache[1]
