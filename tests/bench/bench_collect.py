@@ -1,0 +1,105 @@
+"""Collection cost: per-snapshot time vs queue count and depth; one-shot wall time and RSS vs `celery inspect ping`.
+
+Everything runs against a redis-server started here on a free loopback port, with a real worker.
+Figures are medians (min–max) of repeated runs; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import time
+
+from doorman.collect.snapshot import Collector
+from doorman.config import load_config
+from tests.support import BIN, ROOT, RedisServer, Worker, enqueue
+
+
+def fmt(values: list[float], unit: str = "ms") -> str:
+    return f"{statistics.median(values):.2f} {unit} ({min(values):.2f}–{max(values):.2f})"
+
+
+def time_snapshots(url: str, queues: list[str], runs: int = 40) -> list[float]:
+    cfg = load_config(None, env={"REDIS_URL": url, "MONITORED_QUEUES": ",".join(queues)})
+    c = Collector(cfg)
+    c.snapshot()  # warm-up: connection and discovery
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        snap = c.snapshot()
+        out.append((time.perf_counter() - t) * 1000)
+    assert snap["redis_connected"], snap["error"]
+    c.close()
+    return out
+
+
+# A child's ru_maxrss counts the memory it had before exec, i.e. the forking parent's. So the
+# measured command is forked from a minimal Python launcher (~9 MiB), never from this process.
+LAUNCHER = """
+import os, sys, time
+t = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(time.perf_counter() - t, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_measured(args: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS MiB, exit code) of one process."""
+    out = subprocess.run(["/usr/bin/python3", "-S", "-c", LAUNCHER, *args], env=env, capture_output=True,
+                         cwd=ROOT, check=True).stdout.split()
+    return float(out[0]), float(out[1]), int(out[2])
+
+
+def main() -> None:
+    server = RedisServer().start()
+    client = server.client()
+    try:
+        print("Per snapshot (in-process Collector.snapshot, no worker, median of 40):")
+        print("| queues | depth of queue 1 | time per snapshot |")
+        print("|---|---|---|")
+        for n in (1, 100, 1000):
+            names = [f"q{i}" for i in range(n)]
+            print(f"| {n} | 0 | {fmt(time_snapshots(server.url, names))} |", flush=True)
+        enqueue(server.url, 1, task="demo.add", args=(2, 3), queue="q0")
+        msg = client.lindex("q0", 0)
+        pipe = client.pipeline(transaction=False)
+        for _ in range(100):
+            pipe.rpush("q0", *([msg] * 10_000))
+            pipe.execute()
+        depth = client.llen("q0")
+        for n in (1, 100, 1000):
+            names = [f"q{i}" for i in range(n)]
+            print(f"| {n} | {depth:,} | {fmt(time_snapshots(server.url, names))} |", flush=True)
+        client.delete("q0")
+
+        print("\nOne-shot, healthy (1 prefork worker, -c 2), whole process, 10 runs each, alternated:")
+        w = Worker(server.url, "bench@local", concurrency=2)
+        w.wait_ready(client)
+        env = {**os.environ, "REDIS_URL": server.url}
+        collect = [str(BIN / "doorman-collect"), "--once"]
+        ping = [str(BIN / "celery"), "-A", "doorman.demoapp", "inspect", "ping"]
+        results: dict[str, list[tuple[float, float, int]]] = {"collect": [], "ping": []}
+        for _ in range(10):
+            results["collect"].append(run_measured(collect, env))
+            results["ping"].append(run_measured(ping, env))
+        w.stop()
+        print("| command | wall | peak RSS | exit codes |")
+        print("|---|---|---|---|")
+        for name, label in (("collect", "doorman-collect --once"), ("ping", "celery -A app inspect ping")):
+            walls = [r[0] * 1000 for r in results[name]]
+            rss = [r[1] for r in results[name]]
+            codes = sorted({r[2] for r in results[name]})
+            print(f"| `{label}` | {fmt(walls)} | {fmt(rss, 'MiB')} | {codes} |")
+        ratio = statistics.median(r[0] for r in results["collect"]) / statistics.median(
+            r[0] for r in results["ping"])
+        print(f"\ncollect / inspect ping wall-time ratio (medians): {ratio:.2f}")
+    finally:
+        server.cleanup()
+
+
+if __name__ == "__main__":
+    main()
