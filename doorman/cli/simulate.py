@@ -20,11 +20,11 @@ PROG = "doorman-simulate"
               help="Tasks to enqueue before watching.")
 @click.option("--task-seconds", type=click.FloatRange(min=0), default=2.0, show_default=True, metavar="S",
               help="Enqueued tasks are demo.sleep(S); 0 = demo.add(2, 3).")
-@click.option("--zombie", is_flag=True, help="Also enqueue a task that hangs (max_task_runtime 2 s).")
+@click.option("--zombie", is_flag=True, help="Also enqueue a task that hangs (max_task_runtime 1 s).")
 @click.option("--kill-after", type=click.FloatRange(min=0), metavar="S",
               help="kill -9 one worker S seconds after the first check.")
 @click.option("--critical-queue", metavar="NAME",
-              help="Enqueue into queue NAME (no worker consumes it), marked critical, max wait 2 s.")
+              help="Enqueue into queue NAME (no worker consumes it), marked critical, max wait 1 s.")
 @click.option("--stop-redis-after", type=click.FloatRange(min=0), metavar="S",
               help="Stop the broker S seconds after the first check.")
 @click.option("--port", type=int, default=6399, show_default=True, help="Port of the simulated redis-server.")

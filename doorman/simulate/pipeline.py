@@ -53,9 +53,11 @@ class View:
 
     def delivery(self, rec: dict[str, Any]) -> None:
         self.deliveries += 1
-        payload = rec.get("payload") if isinstance(rec.get("payload"), dict) else {}
-        what = rec.get("alert_type") or payload.get("alert_type") or ""
-        self._write(self.human, f"   -> notify {rec.get('result', '?')}: {rec.get('destination', '?')} {what}".rstrip())
+        types = {a.get("fingerprint"): a.get("alert_type") for a in self.alert_lines}
+        fps = rec.get("fingerprints") or [rec.get("fingerprint")]
+        what = ", ".join(str(rec.get("alert_type") or types.get(f, f)) for f in fps if f)
+        why = f" via {rec['url']}" if rec.get("url") else f" ({rec['error']})" if rec.get("error") else ""
+        self._write(self.human, f"   -> {rec.get('destination', '?')} {rec.get('result', '?')}: {what}{why}")
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:

@@ -15,8 +15,8 @@ from doorman.simulate.enqueue import Task
 
 ZOMBIE_SECONDS = 3600.0
 DEMO_MAX_QUEUE_SIZE = 10
-DEMO_MAX_TASK_RUNTIME = 2.0
-DEMO_MAX_WAIT_TIME = 2.0
+DEMO_MAX_TASK_RUNTIME = 1.0
+DEMO_MAX_WAIT_TIME = 1.0
 
 # environment variable -> (config section, key), to see whether the user's file sets it
 ENV_KEYS = {
