@@ -73,9 +73,9 @@ def broadcast(client: Any, keys: Keys, method: str, timeout: float,
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            item = client.brpop([reply_queue], timeout=max(left, 0.01))
+            item = client.brpop([reply_queue], timeout=max(min(left, 1.0), 0.01))  # < socket timeout
             if item is None:
-                break
+                continue
             got_ticket, data = _decode_reply(item[1])
             if got_ticket == ticket:
                 replies.update(data)
