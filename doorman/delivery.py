@@ -274,8 +274,11 @@ class Dispatcher:
         """--dry-run: the exact request each destination would get, secrets redacted."""
         for group in self.messages(sink, alerts):
             req = sink.summary_request(group) if len(group) > 1 else sink.request(group[0])
-            rec = {"v": 1, "kind": "delivery", "ts": iso(self.clock()), "destination": sink.name,
-                   "result": "dry_run", "summary_of": len(group) if len(group) > 1 else None,
+            one = group[0] if len(group) == 1 else {}
+            rec = {"v": 1, "kind": "delivery", "ts": iso(self.clock()), "fingerprint": one.get("fingerprint"),
+                   "alert_type": one.get("alert_type"), "status": one.get("status"),
+                   "severity": one.get("severity"), "destination": sink.name, "result": "dry_run",
+                   "summary_of": len(group) if len(group) > 1 else None,
                    "fingerprints": [a["fingerprint"] for a in group],
                    **redacted_request(sink, req, sink.name in self.placeholders)}
             self.emit(rec)

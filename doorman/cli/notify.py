@@ -88,7 +88,9 @@ def main(config_path, spool_path, dry_run):
         say(message)
 
     def alerts():
-        for a in stream_alerts(sys.stdin.buffer, report):
+        # Our own reader of fd 0: the reading thread may still be blocked in it when we exit.
+        stdin = open(sys.stdin.fileno(), "rb", closefd=False)  # noqa: SIM115
+        for a in stream_alerts(stdin, report):
             received[0] += 1
             yield a
 
@@ -110,4 +112,15 @@ def main(config_path, spool_path, dry_run):
     if left:
         say(f"{left} alert(s) still waiting in {spool.path}; they are retried on the next run")
     failed = dispatcher.undelivered or bad[0] or left or (not sinks and received[0])
-    sys.exit(1 if failed else 0)
+    exit_now(1 if failed else 0)
+
+
+def exit_now(code: int) -> None:
+    """Exit without waiting for the reading thread, which may sit in a read of stdin forever
+    (a daemon pipe never closes); a normal interpreter exit would abort on its buffer lock."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
