@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -74,6 +74,12 @@ KEYS: dict[str, Key] = {
                          "Connect and read timeout of every Redis command."),
     "publish_time_header": Key("str", "x_doorman_published_at", ("DOORMAN_PUBLISH_TIME_HEADER",),
                                "Message header holding the publish time (epoch seconds)."),
+    "tls_ca_file": Key("str", None, ("DOORMAN_TLS_CA_FILE",),
+                       "CA bundle to verify a rediss:// broker's certificate (default: the system's)."),
+    "tls_insecure": Key("bool", False, ("DOORMAN_TLS_INSECURE",),
+                        "Skip TLS certificate verification of the broker (warned about at every start)."),
+    "allow_insecure_webhooks": Key("bool", False, ("DOORMAN_ALLOW_INSECURE_WEBHOOKS",),
+                                   "Allow http:// webhooks to hosts other than loopback."),
     "thresholds": Key("map", None, (), "Alert thresholds (see below)."),
     "broker_transport_options": Key("map", None, (), "As in the Celery app's config."),
 }
@@ -158,9 +164,13 @@ class Config:
     inspect_timeout: float = 1.0
     redis_timeout: float = 5.0
     publish_time_header: str = "x_doorman_published_at"
+    tls_ca_file: str | None = None
+    tls_insecure: bool = False
+    allow_insecure_webhooks: bool = False
     thresholds: Thresholds = field(default_factory=Thresholds)
     broker_transport_options: Transport = field(default_factory=Transport)
     source: str = "defaults"
+    notes: tuple[str, ...] = ()  # warnings for stderr (e.g. a world-readable file holding secrets)
 
     def secrets(self) -> list[str]:
         """Every secret string this config holds, for `redact.Scrubber`."""
@@ -200,6 +210,15 @@ def _coerce(value: Any, spec: Key, source: str, name: str, from_text: bool) -> A
             _check_webhook(value, source, name)
         elif t == "severity" and value not in SEVERITIES:
             raise BadConfig(source, name, f"must be one of {', '.join(SEVERITIES)}, got {value!r}")
+        return value
+    if t == "bool":
+        if from_text:
+            text = str(value).strip().lower()
+            if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise BadConfig(source, name, f"must be true or false, got {value!r}")
+            return text in ("1", "true", "yes", "on")
+        if not isinstance(value, bool):
+            raise BadConfig(source, name, f"must be true or false, got {value!r}")
         return value
     if t in ("int", "float"):
         if from_text:
@@ -312,11 +331,13 @@ def load_config(
     if "queues" in thresholds:
         thresholds["queues"] = _validate_queues(thresholds["queues"], src)
 
+    origin = {k: (src, k) for k in top}
     for section, keys in ((top, KEYS), (thresholds, THRESHOLD_KEYS)):
         for k, spec in keys.items():
             for var in spec.env:
                 if env.get(var):
                     section[k] = _coerce(env[var], spec, "environment", var, from_text=True)
+                    origin[k] = ("environment", var)
                     break
 
     for k, v in (overrides or {}).items():
@@ -325,6 +346,7 @@ def load_config(
         spec = KEYS.get(k) or THRESHOLD_KEYS.get(k)
         target = top if k in KEYS else thresholds
         target[k] = _coerce(v, spec, "command line", "--" + k.replace("_", "-"), from_text=isinstance(v, str))
+        origin[k] = ("command line", "--" + k.replace("_", "-"))
 
     steps = transport.get("priority_steps", [0, 3, 6, 9])
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in steps) or not steps:
@@ -336,9 +358,44 @@ def load_config(
         if name in top:
             top[name] = tuple(str(q) for q in top[name])
     transport["priority_steps"] = tuple(sorted(set(steps)))
-    return Config(
+    cfg = Config(
         **top,
         thresholds=Thresholds(**thresholds),
         broker_transport_options=Transport(**transport),
         source=path or "defaults",
     )
+    _check_plain_http(cfg, origin)
+    notes = []
+    if path and cfg.secrets() and _readable_by_others(path) and any(
+            k in file_data for k in ("redis_url", "slack_webhook_url", "generic_webhook_url",
+                                     "pagerduty_routing_key", "pagerduty_events_url")):
+        notes.append(f"warning: {path} holds secrets and is readable by other users (chmod 600 {path})")
+    if cfg.tls_insecure or "ssl_cert_reqs=none" in cfg.redis_url.lower():
+        notes.append("warning: TLS certificate verification of the broker is disabled (tls_insecure)")
+    return replace(cfg, notes=tuple(notes)) if notes else cfg
+
+
+LOOPBACK_HOSTS = ("localhost", "::1")
+
+
+def _is_loopback(host: str | None) -> bool:
+    return bool(host) and (host in LOOPBACK_HOSTS or host.startswith("127."))
+
+
+def _check_plain_http(cfg: Config, origin: Mapping[str, tuple[str, str]]) -> None:
+    """Webhook URLs carry credentials: plain http only to loopback, or when explicitly allowed."""
+    if cfg.allow_insecure_webhooks:
+        return
+    for key in ("slack_webhook_url", "generic_webhook_url", "pagerduty_events_url"):
+        url = getattr(cfg, key)
+        if url and urlsplit(url).scheme == "http" and not _is_loopback(urlsplit(url).hostname):
+            raise BadConfig(*origin.get(key, ("config", key)),
+                            "must be https:// (plain http sends the secret in clear; set "
+                            "allow_insecure_webhooks: true to override)")
+
+
+def _readable_by_others(path: str) -> bool:
+    try:
+        return bool(os.stat(path).st_mode & 0o044)
+    except OSError:
+        return False

@@ -34,10 +34,13 @@ def state_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 def load(prog: str, path: str | None, **overrides: Any) -> Config:
     """Load the config or end the program with one line naming file and key, exit 2."""
     try:
-        return load_config(path, overrides=overrides)
+        cfg = load_config(path, overrides=overrides)
     except DoormanError as e:
         warn(prog, f"error: {e}")
         sys.exit(e.exit_code)
+    for note in cfg.notes:
+        warn(prog, note)
+    return cfg
 
 
 def command_body(prog: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -35,6 +35,12 @@ def connect(cfg: Config) -> tuple[Any, int]:
         return _sentinel(cfg, kw), _db_of(url.split(";")[0])
     if scheme == "redis+socket":
         url = "unix" + url[len("redis+socket"):]
+    if scheme == "rediss":
+        # Verification is on unless explicitly disabled; the URL's own ssl_* options still apply.
+        if cfg.tls_insecure:
+            kw.update(ssl_cert_reqs="none", ssl_check_hostname=False)
+        elif cfg.tls_ca_file:
+            kw["ssl_ca_certs"] = cfg.tls_ca_file
     client = redis.Redis.from_url(url, **kw)
     return client, int(client.connection_pool.connection_kwargs.get("db", 0) or 0)
 

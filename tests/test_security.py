@@ -1,0 +1,156 @@
+"""Least-privilege Redis ACL, TLS with verification, and configuration safety — against real servers."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+import redis
+
+from tests.support import RedisServer, cli, enqueue, free_port, records
+
+# The exact rule README documents: read anything, write only Doorman's own reply binding and list,
+# publish the control request, subscribe to worker events. Nothing else.
+DOORMAN_ACL = (
+    "on >{password} resetkeys resetchannels -@all "
+    "+ping +hello +auth +client|setname +select "
+    "+scan +type +smembers +zcard +zrange +llen +lindex "
+    "+sadd +srem +brpop +del +publish +psubscribe +punsubscribe "
+    "%R~* %RW~_kombu.binding.reply.celery.pidbox %RW~*.reply.celery.pidbox "
+    "&/0.celery.pidbox &/0.celeryev/worker.*"
+)
+
+
+def test_collect_works_with_the_documented_least_privilege_acl(redis_server, workers):
+    client = redis_server.client()
+    password = "acl-Secret-42xyz"
+    client.execute_command("ACL", "SETUSER", "doorman", *DOORMAN_ACL.format(password=password).split())
+    url = redis_server.url
+    w = workers(url, "w1@test", client=client, queues="celery,emails")
+    enqueue(url, 3, task="demo.add", args=(1, 2), queue="waiting", priority=6)
+    doorman_url = f"redis://doorman:{password}@127.0.0.1:{redis_server.port}/0"
+
+    result = cli("doorman-collect", "--once", "--redis-url", doorman_url)
+    assert result.returncode == 0, result.stderr
+    [snap] = records(result.stdout)
+    assert snap["redis_connected"] is True, snap["error"]
+    assert snap["queues"]["waiting"]["by_priority"]["6"] == 3
+    assert snap["queues"]["emails"]["source"] == "binding"
+    assert [(x["name"], x["responded"]) for x in snap["workers"]] == [(w.name, True)]
+    assert password.encode() not in result.stdout + result.stderr
+    assert snap["broker"] == f"redis://doorman:***@127.0.0.1:{redis_server.port}/0"
+
+    # The rule really is restrictive: this user cannot touch a queue.
+    limited = redis.Redis(host="127.0.0.1", port=redis_server.port, username="doorman", password=password)
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        limited.lpush("celery", b"x")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        limited.zadd("unacked_index", {"x": 1})
+    client.execute_command("ACL", "DELUSER", "doorman")
+
+
+def test_collect_daemon_follows_heartbeats_under_the_acl(redis_server, workers):
+    client = redis_server.client()
+    password = "acl-Secret-43xyz"
+    client.execute_command("ACL", "SETUSER", "doorman", *DOORMAN_ACL.format(password=password).split())
+    workers(redis_server.url, "w1@test", client=client)
+    url = f"redis://doorman:{password}@127.0.0.1:{redis_server.port}/0"
+    result = cli("doorman-collect", "--redis-url", url, "--interval", "2.5", "--count", "2")
+    snaps = records(result.stdout)
+    assert all(s["redis_connected"] for s in snaps), snaps
+    assert any(w["last_heartbeat"] for s in snaps for w in s["workers"]), "heartbeats are visible"
+    client.execute_command("ACL", "DELUSER", "doorman")
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    openssl = shutil.which("openssl")
+    if not openssl:
+        pytest.fail("openssl is needed to make the throw-away CA (apt-get install openssl)", pytrace=False)
+    d = tmp_path_factory.mktemp("tls")
+
+    def run(*args):
+        subprocess.run([openssl, *args], cwd=d, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
+        "-subj", "/CN=doorman-test-ca")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=127.0.0.1")
+    (d / "ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.crt", "-days", "1", "-extfile", "ext")
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out", "other.crt",
+        "-days", "1", "-subj", "/CN=someone-else")
+    return d
+
+
+@pytest.fixture
+def tls_redis(tls_files):
+    port = free_port()
+    server = RedisServer(extra=[
+        "--tls-port", str(port), "--tls-cert-file", str(tls_files / "server.crt"),
+        "--tls-key-file", str(tls_files / "server.key"), "--tls-ca-cert-file", str(tls_files / "ca.crt"),
+        "--tls-auth-clients", "no",
+    ]).start()
+    server.tls_port = port
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            redis.Redis(host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=str(tls_files / "ca.crt")).ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield server
+    server.cleanup()
+
+
+def test_tls_verifies_the_certificate_by_default(tls_redis, tls_files):
+    url = f"rediss://127.0.0.1:{tls_redis.tls_port}/0"
+    ok = cli("doorman-collect", "--once", "--redis-url", url,
+             env={"DOORMAN_TLS_CA_FILE": str(tls_files / "ca.crt")})
+    [snap] = records(ok.stdout)
+    assert snap["redis_connected"] is True, snap["error"]
+    assert ok.stderr == b""
+
+    # The system CAs do not know our throw-away CA: refused, not silently accepted.
+    refused = cli("doorman-collect", "--once", "--redis-url", url)
+    [down] = records(refused.stdout)
+    assert down["redis_connected"] is False and "certificate verify failed" in down["error"]
+
+    wrong_ca = cli("doorman-collect", "--once", "--redis-url", url,
+                   env={"DOORMAN_TLS_CA_FILE": str(tls_files / "other.crt")})
+    assert records(wrong_ca.stdout)[0]["redis_connected"] is False
+
+
+def test_disabling_tls_verification_is_explicit_and_warned(tls_redis):
+    url = f"rediss://127.0.0.1:{tls_redis.tls_port}/0"
+    result = cli("doorman-collect", "--once", "--redis-url", url, env={"DOORMAN_TLS_INSECURE": "true"})
+    [snap] = records(result.stdout)
+    assert snap["redis_connected"] is True
+    assert b"warning: TLS certificate verification of the broker is disabled" in result.stderr
+
+
+def test_plain_http_webhooks_only_to_loopback_or_when_allowed(tmp_path):
+    bad = cli("doorman-collect", "--once", "--redis-url", f"redis://127.0.0.1:{free_port()}/0",
+              env={"GENERIC_WEBHOOK_URL": "http://alerts.example.com/hook/TOKEN123"})
+    assert bad.returncode == 2
+    err = bad.stderr.decode()
+    assert "environment: GENERIC_WEBHOOK_URL: must be https://" in err and "TOKEN123" not in err
+    ok = cli("doorman-collect", "--once", "--redis-url", f"redis://127.0.0.1:{free_port()}/0",
+             env={"GENERIC_WEBHOOK_URL": "http://alerts.example.com/hook/TOKEN123",
+                  "DOORMAN_ALLOW_INSECURE_WEBHOOKS": "1"})
+    assert ok.returncode == 0
+
+
+def test_world_readable_config_with_secrets_is_warned_about(tmp_path):
+    cfg = tmp_path / "doorman.yaml"
+    cfg.write_text(f"redis_url: redis://:pw-SECRET-1@127.0.0.1:{free_port()}/0\n")
+    cfg.chmod(0o644)
+    loud = cli("doorman-collect", "--once", "--config", str(cfg))
+    assert f"{cfg} holds secrets and is readable by other users".encode() in loud.stderr
+    assert b"pw-SECRET-1" not in loud.stdout + loud.stderr
+    cfg.chmod(0o600)
+    quiet = cli("doorman-collect", "--once", "--config", str(cfg))
+    assert b"readable by other users" not in quiet.stderr
