@@ -1,0 +1,87 @@
+"""Faults on the collect side: a slow broker, many queues, a flood of worker heartbeats."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import threading
+import time
+
+import orjson
+
+from doorman.collect.heartbeats import MAX_WORKERS, HeartbeatTracker
+from doorman.collect.keys import Keys
+from doorman.config import Transport
+from tests.support import BIN, cli, records
+
+
+def test_a_paused_broker_costs_one_timeout_and_the_daemon_carries_on(own_redis):
+    client = own_redis.client()
+    proc = subprocess.Popen([str(BIN / "doorman-collect"), "--redis-url", own_redis.url, "--interval", "0.2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={"DOORMAN_REDIS_TIMEOUT": "0.5", "PATH": "/usr/bin:/bin"})
+    try:
+        assert orjson.loads(proc.stdout.readline())["redis_connected"] is True
+        client.execute_command("CLIENT", "PAUSE", "2500", "ALL")
+        snaps = [orjson.loads(proc.stdout.readline()) for _ in range(3)]
+        assert any(not s["redis_connected"] and "Timeout" in s["error"] for s in snaps), snaps
+        # every check is bounded by the timeout: one per ~0.7 s, not one per pause
+        assert max(s["collect_ms"] for s in snaps) < 2400
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if orjson.loads(proc.stdout.readline())["redis_connected"]:
+                break
+        else:
+            raise AssertionError("never recovered after the pause")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+def test_a_thousand_queues_in_one_snapshot(redis_server):
+    client = redis_server.client()
+    names = [f"q{i}" for i in range(1000)]
+    pipe = client.pipeline(transaction=False)
+    for i, q in enumerate(names):
+        if i % 10 == 0:
+            pipe.lpush(q, b'{"headers": {"id": "t%d", "task": "x"}}' % i)
+    pipe.execute()
+    result = cli("doorman-collect", "--once", "--redis-url", redis_server.url,
+                 env={"MONITORED_QUEUES": ",".join(names)})
+    [snap] = records(result.stdout)
+    assert len(snap["queues"]) == 1000 and snap["pending_tasks"] == 100
+    assert snap["queues"]["q990"]["oldest"]["task_id"] == "t990"
+
+
+def heartbeat(name: str, freq: float = 2.0) -> bytes:
+    body = orjson.dumps({"hostname": name, "type": "worker-heartbeat", "freq": freq, "active": 0})
+    return orjson.dumps({"body": base64.b64encode(body).decode(),
+                         "properties": {"body_encoding": "base64"}})
+
+
+def test_ten_thousand_workers_heartbeats_are_tracked_within_a_bound(redis_server):
+    """Published on the real channel, read by the real tracker; memory stays bounded past the cap."""
+    client = redis_server.client()
+    wake = threading.Event()
+    tracker = HeartbeatTracker(redis_server.client(), Keys(Transport(), 0), wake).start()
+    try:
+        deadline = time.monotonic() + 5
+        while not tracker.connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        pipe = client.pipeline(transaction=False)
+        for i in range(MAX_WORKERS + 2000):
+            pipe.publish("/0.celeryev/worker.heartbeat", heartbeat(f"w{i}@host"))
+        pipe.publish("/0.celeryev/worker.heartbeat", b"garbage that is not an event")
+        pipe.execute()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(tracker.workers(time.time())) < MAX_WORKERS:
+            time.sleep(0.1)
+        seen = tracker.workers(time.time())
+        assert len(seen) == MAX_WORKERS
+        assert wake.is_set()
+        assert all(w["alive"] for w in seen.values())
+        overdue = tracker.pop_overdue(time.time() + 4.1)
+        assert len(overdue) == MAX_WORKERS and tracker.pop_overdue(time.time() + 5) == []
+    finally:
+        tracker.stop()
