@@ -133,7 +133,7 @@ class Dispatcher:
             if self.dry_run:
                 self.show(sink, wanted)
             elif self.stop.is_set():
-                self.queue_behind(sink, wanted, "interrupted before delivery (SIGTERM)")
+                self.queue_behind(sink, wanted, "not sent: doorman-notify was stopping (SIGTERM or stdout closed)")
             elif self.spool is not None and self.spool.counts().get(sink.name):
                 self.replay_sink(sink)
                 waiting = self.spool.counts().get(sink.name, 0)
@@ -188,7 +188,7 @@ class Dispatcher:
             mine = entries[index:index + len(group)] if entries is not None else None
             index += len(group)
             if blocked is not None or self.stop.is_set():
-                reason = blocked or "interrupted before delivery (SIGTERM)"
+                reason = blocked or "not sent: doorman-notify was stopping (SIGTERM or stdout closed)"
                 self.finish(sink, group, mine, Sent(Result("retry", error=reason), 0))
                 continue
             sent = send_with_retry(self.attempt(sink, group), self.policy, self.stop.wait,
