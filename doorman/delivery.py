@@ -185,22 +185,26 @@ class Dispatcher:
         blocked: str | None = None
         index = 0
         for group in self.messages(sink, alerts):
+            if blocked is not None or self.stop.is_set():
+                # the rest waits behind, in one spool update (a long spool is not rewritten per alert)
+                reason = blocked or "not sent: doorman-notify was stopping (SIGTERM or stdout closed)"
+                rest = entries[index:] if entries is not None else None
+                self.finish(sink, list(alerts[index:]), rest, Sent(Result("retry", error=reason), 0),
+                            summary=False)
+                return
             mine = entries[index:index + len(group)] if entries is not None else None
             index += len(group)
-            if blocked is not None or self.stop.is_set():
-                reason = blocked or "not sent: doorman-notify was stopping (SIGTERM or stdout closed)"
-                self.finish(sink, group, mine, Sent(Result("retry", error=reason), 0))
-                continue
             sent = send_with_retry(self.attempt(sink, group), self.policy, self.stop.wait,
                                    rng=self.rng, pace=self.pacers[sink.name])
             self.finish(sink, group, mine, sent)
             if sent.result.outcome == "retry":
                 blocked = f"queued behind an alert {sink.name} did not take ({sent.result.error})"
 
-    def finish(self, sink: Any, group: list[Alert], entries: list[dict] | None, sent: Sent) -> None:
+    def finish(self, sink: Any, group: list[Alert], entries: list[dict] | None, sent: Sent,
+               summary: bool = True) -> None:
         """Make the spool true first, then write the records (a closed stdout cannot lose an alert)."""
         r = sent.result
-        summary_of = len(group) if len(group) > 1 else None
+        summary_of = len(group) if summary and len(group) > 1 else None
         now = self.clock()
         if self.spool is not None:
             if r.outcome == "permanent":
@@ -216,7 +220,7 @@ class Dispatcher:
             result = {"delivered": "delivered", "permanent": "failed", "retry": "spooled"}[r.outcome]
             self.record(sink, a, result, http_status=r.http_status, attempts=earlier + sent.attempts,
                         error=r.error, from_spool=entries is not None, summary_of=summary_of)
-        fp = ", ".join(a["fingerprint"][:8] for a in group)
+        fp = ", ".join(a["fingerprint"][:8] for a in group[:5]) + (", …" if len(group) > 5 else "")
         if r.outcome == "permanent":
             self.warn(f"{sink.name}: refused {len(group)} alert(s) [{fp}] for good: {r.error}; "
                       f"not retried, kept in {self.spool.dead_path if self.spool else 'nowhere (no spool)'}")

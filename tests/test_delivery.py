@@ -321,3 +321,19 @@ def test_run_replays_the_spool_periodically_while_streaming(tmp_path, receiver):
     assert [(r["result"], r["from_spool"]) for r in run.records] == [("spooled", False), ("delivered", True)]
     assert len(receiver.delivered(HOOK_PATH)) == 1
     assert run.spool.counts() == {}
+
+
+def test_a_long_outage_spools_hundreds_in_order_and_replays_them_all_once(tmp_path, receiver):
+    receiver.script(HOOK_PATH, Reply(503))
+    alerts = [alert(i) for i in range(1, 301)]
+    down = Run(tmp_path, hook(receiver.url(HOOK_PATH)))
+    down.d.handle(alerts)
+    assert len(receiver.at(HOOK_PATH)) == 3  # one alert retried; the other 299 queued behind it, untried
+    assert [r["result"] for r in down.records] == ["spooled"] * 300
+    assert [e["alert"]["subject"] for e in read_ndjson(tmp_path / "spool.ndjson")] == [a["subject"] for a in alerts]
+
+    receiver.script(HOOK_PATH, Reply(200))
+    up = Run(tmp_path, hook(receiver.url(HOOK_PATH)))
+    up.d.replay()
+    assert [r.json["subject"] for r in receiver.delivered(HOOK_PATH)] == [a["subject"] for a in alerts]
+    assert read_ndjson(tmp_path / "spool.ndjson") == []
