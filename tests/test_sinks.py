@@ -191,3 +191,10 @@ def test_retry_after_accepts_seconds_and_http_dates():
     assert retry_after_seconds(formatdate(1000.0 + 30, usegmt=True), now=1000.0) == 30.0
     assert retry_after_seconds("soon") is None
     assert retry_after_seconds(None) is None
+
+
+def test_slack_does_not_say_resolved_twice(session):
+    a = alert(1, status="resolved", title="Resolved: Backlog explosion on q1")
+    body = SlackSink(session, "http://x.invalid/").request(a).body
+    assert body["blocks"][0]["text"]["text"] == "✅ RESOLVED · Backlog explosion on q1"
+    assert body["text"].startswith("✅ RESOLVED: Backlog explosion on q1 — ")

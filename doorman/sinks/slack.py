@@ -59,8 +59,16 @@ def badge(alert: Alert) -> str:
     return f"{EMOJI.get(alert['severity'], '❔')} {alert['severity'].upper()}"
 
 
+def title(alert: Alert) -> str:
+    """The title without a "Resolved: " prefix, which the ✅ RESOLVED badge already says."""
+    t = alert["title"]
+    if alert.get("status") == "resolved" and t.lower().startswith("resolved: "):
+        return t[len("resolved: "):]
+    return t
+
+
 def one_line(alert: Alert) -> str:
-    return f"{badge(alert)}: {alert['title']} — {alert.get('message', '')} [{alert.get('cluster', '')}]"
+    return f"{badge(alert)}: {title(alert)} — {alert.get('message', '')} [{alert.get('cluster', '')}]"
 
 
 class SlackSink(HttpSink):
@@ -85,7 +93,7 @@ class SlackSink(HttpSink):
         fields = flatten(alert.get("details") or {})
         blocks: list[dict[str, Any]] = [
             {"type": "header", "text": {"type": "plain_text", "emoji": True,
-                                        "text": cut(f"{badge(alert)} · {alert['title']}", 150)}},
+                                        "text": cut(f"{badge(alert)} · {title(alert)}", 150)}},
             {"type": "section", "text": {"type": "mrkdwn", "text": cut(esc(alert.get("message", "")), 3000)}},
         ]
         if fields:
@@ -110,7 +118,7 @@ class SlackSink(HttpSink):
         firing = sum(a.get("status") != "resolved" for a in alerts)
         head = (f"{EMOJI.get(worst['severity'], '❔') if firing else RESOLVED} {len(alerts)} alerts · {clusters}"
                 f" ({firing} firing, {len(alerts) - firing} resolved)")
-        lines = [cut(f"{badge(a)} *{esc(a['title'])}* — {esc(a.get('message', ''))} ({esc(a.get('subject', ''))})",
+        lines = [cut(f"{badge(a)} *{esc(title(a))}* — {esc(a.get('message', ''))} ({esc(a.get('subject', ''))})",
                      400) for a in alerts]
         blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "emoji": True,
                                                                     "text": cut(head, 150)}}]
