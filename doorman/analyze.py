@@ -41,6 +41,16 @@ INHIBITED_BY: dict[str, frozenset[str]] = {
 }
 RULE_OF_TYPE = {t: r for r in RULES for t in r.INFO.alert_types}
 
+
+def _plan(rules: tuple) -> tuple[list, list, frozenset[str]]:
+    """(observe functions, evaluate functions, alert types not evaluated) for these rules."""
+    return ([r.observe for r in rules if hasattr(r, "observe")], [r.evaluate for r in rules],
+            frozenset(t for r in RULES if r not in rules for t in r.INFO.alert_types))
+
+
+_ALL = _plan(RULES)
+_BLIND = _plan(tuple(r for r in RULES if not r.INFO.needs_broker))  # the broker could not be read
+
 _fingerprints: dict[tuple[str, str, str], str] = {}
 
 
@@ -61,7 +71,7 @@ def new_state() -> dict[str, Any]:
 
 
 def _new_cluster() -> dict[str, Any]:
-    return {"now": None, "workers": {}, "forgotten": {}, "heads": {}, "samples": {}, "alerts": {},
+    return {"now": None, "workers": {}, "forgotten": {}, "heads": {}, "samples": {}, "trends": {}, "alerts": {},
             "cooldown": {}}
 
 
@@ -177,20 +187,16 @@ class Engine:
         cs["now"] = now
         known = snap["redis_connected"] and snap.get("pending_tasks") is not None
         cfg = self.config
-        skipped: set[str] = set()
-        run = []
-        for rule in RULES:
-            if rule.INFO.needs_broker and not known:
-                skipped.update(rule.INFO.alert_types)
-                continue
-            run.append(rule)
-            observe = getattr(rule, "observe", None)
-            if observe is not None:
-                observe(snap, cs, cfg)
+        if known:
+            observers, evaluators, skipped = _ALL
+        else:
+            observers, evaluators, skipped = _BLIND
+        for observe in observers:
+            observe(snap, cs, cfg)
         fired: dict[str, dict[str, Any]] = {}
         explicit: dict[str, dict[str, Any]] = {}
-        for rule in run:
-            for c in rule.evaluate(snap, cs, cfg):
+        for evaluate in evaluators:
+            for c in evaluate(snap, cs, cfg):
                 fp = fingerprint(cluster, c["alert_type"], c["subject"])
                 (explicit if c["status"] == "resolved" else fired)[fp] = c
         self.last_snapshot = snap
@@ -198,7 +204,7 @@ class Engine:
 
     def _decide(self, cs: dict[str, Any], cluster: str, ts: str, now: float,
                 fired: dict[str, dict[str, Any]], explicit: dict[str, dict[str, Any]],
-                skipped: set[str]) -> list[dict[str, Any]]:
+                skipped: frozenset[str]) -> list[dict[str, Any]]:
         alerts = cs["alerts"]
         cooldown = cs["cooldown"]
         active_types = {c["alert_type"] for c in fired.values()}

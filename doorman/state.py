@@ -59,6 +59,7 @@ def _cluster_ok(c: Any) -> bool:
         and _map_of(c.get("heads"), lambda h: _map_of(h, _num))
         and _map_of(c.get("samples"), lambda s: isinstance(s, list) and all(
             isinstance(p, list) and len(p) == 2 and _num(p[0]) and _num(p[1]) for p in s))
+        and _map_of(c.get("trends"), lambda t: isinstance(t, list) and len(t) == 2 and _num(t[0]) and _num(t[1]))
         and _map_of(c.get("alerts"), _entry_ok)
         and len(c["alerts"]) <= MAX_ALERTS
     )

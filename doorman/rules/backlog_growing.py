@@ -3,9 +3,10 @@
 The same series as backlog_explosion are watched: the total (subject `cluster`, against the global
 `max_queue_size`) and each queue with its own `max_queue_size` override (subject `queue:<name>`).
 State keeps recent (time, pending) samples per series; the rate is the least-squares slope over
-the last `backlog_growth_window_seconds`. To stay quiet on noise it needs at least
+the last `backlog_growth_window_seconds` (one sample per window/20 s at most). To stay quiet on noise it needs at least
 `backlog_growth_min_samples` samples spanning half the window, a trend that explains most of the
-variation (r² >= 0.5), and the projected crossing within `backlog_growth_horizon_seconds`.
+variation (r² >= 0.5), more pending now than at the window's start, and the projected crossing
+within `backlog_growth_horizon_seconds`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from doorman.rules.base import RuleInfo, condition, duration
 INFO = RuleInfo("backlog_growing", ("backlog_growing",), "A backlog will cross max_queue_size soon.")
 TOTAL = "*"
 MAX_SAMPLES = 64
-SLOTS = 30  # samples per window at most; closer ones replace the newest
+SLOTS = 20  # samples per window at most; closer ones replace the newest
 MIN_R2 = 0.5
 
 
@@ -36,37 +37,51 @@ def _series(snapshot: dict[str, Any], config: Config) -> dict[str, tuple[int, in
 
 
 def observe(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> None:
+    """Keep at most one sample per window/SLOTS seconds per series, and the trend through them.
+
+    A snapshot closer than that to the last kept sample is not sampled, so the least-squares fit
+    runs only when a sample is added, not on every snapshot of a fast daemon.
+    """
     now = state["now"]
     window = config.thresholds.backlog_growth_window_seconds
     spacing = window / SLOTS
     old = state.get("samples", {})
+    old_trends = state.get("trends", {})
     samples: dict[str, list[list[float]]] = {}
+    trends: dict[str, list[float]] = {}
     for key, (pending, _limit) in _series(snapshot, config).items():
         s = old.get(key, [])
         if s and now < s[-1][0]:
             s = []  # the clock went back (merged or reordered stream): start over
-        if s and now == s[-1][0]:
-            s[-1] = [now, pending]
-        elif len(s) >= 2 and now - s[-2][0] < spacing:
-            s[-1] = [now, pending]
-        else:
-            s.append([now, pending])
-        cut = 0
-        while cut < len(s) and s[cut][0] < now - window:
-            cut += 1
-        samples[key] = s[max(cut, len(s) - MAX_SAMPLES):]
+        if s and now - s[-1][0] < spacing and key in old_trends:
+            samples[key], trends[key] = s, old_trends[key]
+            continue
+        s = [p for p in s if p[0] >= now - window][-(MAX_SAMPLES - 1):]
+        s.append([now, pending])
+        samples[key] = s
+        trends[key] = list(trend(s))
     state["samples"] = samples
+    state["trends"] = trends
 
 
 def trend(points: list[list[float]]) -> tuple[float, float]:
-    """(slope per second, r²) of a least-squares line through the points."""
+    """(slope per second, r²) of a least-squares line through the points (one pass, centred)."""
     n = len(points)
-    t0 = points[0][0]
-    mx = sum(p[0] - t0 for p in points) / n
-    my = sum(p[1] for p in points) / n
-    sxx = sum((p[0] - t0 - mx) ** 2 for p in points)
-    syy = sum((p[1] - my) ** 2 for p in points)
-    sxy = sum((p[0] - t0 - mx) * (p[1] - my) for p in points)
+    if n < 2:
+        return 0.0, 0.0
+    t0, p0 = points[0]
+    st = sp = stt = spp = stp = 0.0
+    for t, p in points:
+        t -= t0
+        p -= p0
+        st += t
+        sp += p
+        stt += t * t
+        spp += p * p
+        stp += t * p
+    sxx = stt - st * st / n
+    syy = spp - sp * sp / n
+    sxy = stp - st * sp / n
     if sxx <= 0 or syy <= 0:
         return 0.0, 0.0
     return sxy / sxx, (sxy * sxy) / (sxx * syy)
@@ -75,14 +90,15 @@ def trend(points: list[list[float]]) -> tuple[float, float]:
 def evaluate(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> list[dict[str, Any]]:
     th = config.thresholds
     samples = state.get("samples", {})
+    trends = state.get("trends", {})
     out = []
     for key, (pending, limit) in _series(snapshot, config).items():
         s = samples.get(key) or []
-        if len(s) < th.backlog_growth_min_samples or s[-1][0] - s[0][0] < th.backlog_growth_window_seconds / 2:
+        if key not in trends or len(s) < th.backlog_growth_min_samples or s[-1][0] - s[0][0] < th.backlog_growth_window_seconds / 2:
             continue
-        if pending >= limit:
-            continue  # backlog_explosion's business
-        rate, r2 = trend(s)
+        if pending >= limit or s[-1][1] <= s[0][1]:
+            continue  # over the limit is backlog_explosion's business; no net growth, no warning
+        rate, r2 = trends[key]
         if rate <= 0 or r2 < MIN_R2:
             continue
         eta = (limit - pending) / rate

@@ -33,8 +33,11 @@ def observe(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> 
         if len(new) >= MAX_QUEUES:
             break
         seen = old.get(name, {})
-        ids = {h["task_id"]: seen.get(h["task_id"], now) for h in _heads(q)[:MAX_HEADS]
-               if isinstance(h.get("task_id"), str)}
+        heads = _heads(q)[:MAX_HEADS]
+        if seen and len(heads) == len(seen) and all(h.get("task_id") in seen for h in heads):
+            new[name] = seen  # the same heads as before: the common case, keep their first-seen times
+            continue
+        ids = {h["task_id"]: seen.get(h["task_id"], now) for h in heads if isinstance(h.get("task_id"), str)}
         if ids:
             new[name] = ids
     state["heads"] = new

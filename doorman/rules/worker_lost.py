@@ -40,11 +40,10 @@ def observe(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> 
 def evaluate(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> list[dict[str, Any]]:
     now = state["now"]
     alive = _alive(snapshot)
-    bound = {w["name"] for w in snapshot.get("workers") or ()}
+    lost = [(n, t) for n, t in state.get("workers", {}).items() if n not in alive]
+    bound = {w["name"] for w in snapshot.get("workers") or ()} if lost else set()
     out = []
-    for name, last in state.get("workers", {}).items():
-        if name in alive:
-            continue
+    for name, last in lost:
         out.append(condition(
             "worker_lost", "warning", f"worker:{name}", f"Worker {name} lost",
             f"Worker {name} stopped answering {duration(now - last)} ago; {len(alive)} other worker(s) alive.",
