@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install redis-server test lint bench demo clean
+.PHONY: install redis-server test lint bench bench-peers demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,14 @@ test: install
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Every benchmark, one report (markdown on stdout, bench-results/report.json); `make bench-peers` first
+# adds Flower and celery-exporter to the comparison. One benchmark alone: python -m tests.bench.run NAME
 bench: install
-	$(BIN)/python -m tests.bench.run
+	$(BIN)/python -m tests.bench.report
+
+# Flower and celery-exporter in their own virtualenvs (.venv-flower, .venv-exporter), from PyPI
+bench-peers: install
+	PYTHON=$(PYTHON) MAIN_PY=$(BIN)/python bash tests/bench/peers/setup.sh
 
 demo: install
 	$(BIN)/doorman-simulate --workers 0 --enqueue 5
