@@ -103,3 +103,17 @@ def test_check_mode_on_a_real_pipeline(redis_server):
     assert r.returncode == 2
     assert r.stdout.decode().startswith("DOORMAN CRITICAL - No workers responding but 5 tasks are pending! | "
                                         "pending=5;;1000;0 workers=0;;;0")
+
+
+def test_worker_killed_while_another_runs_is_worker_lost(redis_server, workers, tmp_path):
+    url, client = redis_server.url, redis_server.client()
+    w1 = workers(url, "w1@test", queues="other")
+    w2 = workers(url, "w2@test", queues="other")
+    w1.wait_ready(client)
+    w2.wait_ready(client)
+    state = str(tmp_path / "state.json")
+    assert pipeline(url, "--state", state)[0] == []
+    w2.kill9()  # its pidbox binding stays behind: it shows as alive: false
+    alerts, _ = pipeline(url, "--state", state)
+    assert brief(alerts) == [("worker_lost", "warning", "firing", "worker:w2@test")]
+    assert alerts[0]["details"]["binding_present"] is True and alerts[0]["details"]["alive_workers"] == 1
