@@ -3,10 +3,10 @@
 The same series as backlog_explosion are watched: the total (subject `cluster`, against the global
 `max_queue_size`) and each queue with its own `max_queue_size` override (subject `queue:<name>`).
 State keeps recent (time, pending) samples per series; the rate is the least-squares slope over
-the last `backlog_growth_window_seconds` (one sample per window/20 s at most). To stay quiet on noise it needs at least
-`backlog_growth_min_samples` samples spanning half the window, a trend that explains most of the
-variation (r² >= 0.5), more pending now than at the window's start, and the projected crossing
-within `backlog_growth_horizon_seconds`.
+the last `backlog_growth_window_seconds` (one sample per window/12 s at most). To stay quiet on
+noise it needs at least `backlog_growth_min_samples` samples spanning half the window, a trend
+that explains most of the variation (r² >= 0.5), more pending now than at the window's start,
+and the projected crossing within `backlog_growth_horizon_seconds`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from doorman.rules.base import RuleInfo, condition, duration
 INFO = RuleInfo("backlog_growing", ("backlog_growing",), "A backlog will cross max_queue_size soon.")
 TOTAL = "*"
 MAX_SAMPLES = 64
-SLOTS = 20  # samples per window at most; closer ones replace the newest
+SLOTS = 12  # samples per window at most; a snapshot closer than window/SLOTS to the last is not sampled
 MIN_R2 = 0.5
 
 
@@ -56,7 +56,10 @@ def observe(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> 
         if s and now - s[-1][0] < spacing and key in old_trends:
             samples[key], trends[key] = s, old_trends[key]
             continue
-        s = [p for p in s if p[0] >= now - window][-(MAX_SAMPLES - 1):]
+        cut = 0
+        while cut < len(s) and s[cut][0] < now - window:
+            cut += 1
+        s = s[max(cut, len(s) - MAX_SAMPLES + 1):]
         s.append([now, pending])
         samples[key] = s
         trends[key] = list(trend(s))

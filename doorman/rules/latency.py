@@ -30,14 +30,20 @@ def observe(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> 
     old = state.get("heads", {})
     new: dict[str, dict[str, float]] = {}
     for name, q in snapshot["queues"].items():
-        if len(new) >= MAX_QUEUES:
-            break
-        seen = old.get(name, {})
-        heads = _heads(q)[:MAX_HEADS]
-        if seen and len(heads) == len(seen) and all(h.get("task_id") in seen for h in heads):
-            new[name] = seen  # the same heads as before: the common case, keep their first-seen times
+        heads = _heads(q)
+        if not heads or len(new) >= MAX_QUEUES:
             continue
-        ids = {h["task_id"]: seen.get(h["task_id"], now) for h in heads if isinstance(h.get("task_id"), str)}
+        seen = old.get(name)
+        if seen is not None and len(heads) == len(seen):
+            for h in heads:
+                if h.get("task_id") not in seen:
+                    break
+            else:
+                new[name] = seen  # the same heads as before, the common case: keep their first-seen times
+                continue
+        seen = seen or {}
+        ids = {h["task_id"]: seen.get(h["task_id"], now) for h in heads[:MAX_HEADS]
+               if isinstance(h.get("task_id"), str)}
         if ids:
             new[name] = ids
     state["heads"] = new

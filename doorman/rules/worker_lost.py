@@ -27,10 +27,12 @@ def observe(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> 
     alive = _alive(snapshot)
     for name in alive:
         seen[name] = now
-    forget = config.thresholds.worker_forget_seconds
-    forgotten = {n: t for n, t in seen.items() if n not in alive and now - t >= forget}
-    for n in forgotten:
-        del seen[n]
+    forgotten = {}
+    if len(seen) > len(alive):
+        forget = config.thresholds.worker_forget_seconds
+        forgotten = {n: t for n, t in seen.items() if n not in alive and now - t >= forget}
+        for n in forgotten:
+            del seen[n]
     if len(seen) > MAX_WORKERS:
         for n, _ in sorted(seen.items(), key=lambda kv: (kv[1], kv[0]))[: len(seen) - MAX_WORKERS]:
             del seen[n]
@@ -39,8 +41,9 @@ def observe(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> 
 
 def evaluate(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> list[dict[str, Any]]:
     now = state["now"]
+    seen = state.get("workers", {})
     alive = _alive(snapshot)
-    lost = [(n, t) for n, t in state.get("workers", {}).items() if n not in alive]
+    lost = [(n, t) for n, t in seen.items() if n not in alive] if len(seen) > len(alive) else []
     bound = {w["name"] for w in snapshot.get("workers") or ()} if lost else set()
     out = []
     for name, last in lost:
