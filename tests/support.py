@@ -181,3 +181,24 @@ def cli(name: str, *args: str, input: bytes | None = None, env: dict[str, str] |
 def records(out: bytes) -> list[dict]:
     """Every stdout line must be one JSON object."""
     return [orjson.loads(line) for line in out.splitlines()]
+
+
+# A child's ru_maxrss counts the memory it had before exec, i.e. the forking parent's. So a
+# measured command is forked from this minimal launcher (`python3 -S -c LAUNCHER_RSS cmd args…`,
+# ~8 MiB), never from the test process. The command's own stdout passes through; the launcher
+# then prints "<wall seconds> <peak RSS MiB> <exit code>" as the last line (or, with
+# DOORMAN_LAUNCHER_QUIET=1, silences the command's output).
+LAUNCHER_RSS = """
+import os, sys, time
+t = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    if os.environ.get("DOORMAN_LAUNCHER_QUIET") == "1":
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+sys.stdout.flush()
+print(time.perf_counter() - t, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status))
+"""

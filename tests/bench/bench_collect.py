@@ -13,7 +13,7 @@ import time
 
 from doorman.collect.snapshot import Collector
 from doorman.config import load_config
-from tests.support import BIN, ROOT, RedisServer, Worker, enqueue
+from tests.support import BIN, LAUNCHER_RSS, ROOT, RedisServer, Worker, enqueue
 
 
 def fmt(values: list[float], unit: str = "ms") -> str:
@@ -34,25 +34,10 @@ def time_snapshots(url: str, queues: list[str], runs: int = 40) -> list[float]:
     return out
 
 
-# A child's ru_maxrss counts the memory it had before exec, i.e. the forking parent's. So the
-# measured command is forked from a minimal Python launcher (~9 MiB), never from this process.
-LAUNCHER = """
-import os, sys, time
-t = time.perf_counter()
-pid = os.fork()
-if pid == 0:
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 1)
-    os.dup2(null, 2)
-    os.execv(sys.argv[1], sys.argv[1:])
-_, status, usage = os.wait4(pid, 0)
-print(time.perf_counter() - t, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status))
-"""
-
-
 def run_measured(args: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     """(wall seconds, peak RSS MiB, exit code) of one process."""
-    out = subprocess.run(["/usr/bin/python3", "-S", "-c", LAUNCHER, *args], env=env, capture_output=True,
+    out = subprocess.run(["/usr/bin/python3", "-S", "-c", LAUNCHER_RSS, *args],
+                         env={**env, "DOORMAN_LAUNCHER_QUIET": "1"}, capture_output=True,
                          cwd=ROOT, check=True).stdout.split()
     return float(out[0]), float(out[1]), int(out[2])
 

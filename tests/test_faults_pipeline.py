@@ -1,0 +1,280 @@
+"""Faults across the whole pipeline, with real processes: broker crash, receivers down, signals,
+concurrent cron runs, hostile input, and a grep for secrets in every output."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import random
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import orjson
+
+from tests.notify_support import notify_env
+from tests.receiver import Receiver
+from tests.support import BIN, LAUNCHER_RSS, RedisServer, cli, enqueue, free_port, records
+
+
+class Lines:
+    """Read a process's stdout lines in a thread, so a test can wait with a deadline instead of hanging."""
+
+    def __init__(self, stream):
+        self.q: queue.Queue = queue.Queue()
+        self.all: list[dict] = []
+        threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream) -> None:
+        for line in iter(stream.readline, b""):
+            self.q.put(orjson.loads(line))
+        self.q.put(None)
+
+    def until(self, predicate, timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            item = self.q.get(timeout=max(0.01, deadline - time.monotonic()))
+            if item is None:
+                raise AssertionError(f"stream ended; seen: {self.all}")
+            self.all.append(item)
+            if predicate(item):
+                return item
+
+
+def pipeline(*stages: list[str], env: dict[str, str] | None = None) -> list[subprocess.Popen]:
+    procs: list[subprocess.Popen] = []
+    stdin = None
+    for args in stages:
+        p = subprocess.Popen(args, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env={**os.environ, **(env or {})})
+        if stdin is not None:
+            stdin.close()
+        stdin = p.stdout
+        procs.append(p)
+    return procs
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def test_broker_killed_and_restarted_pages_once_and_resolves_once(own_redis):
+    procs = pipeline([str(BIN / "doorman-collect"), "--redis-url", own_redis.url, "--interval", "0.3"],
+                     [str(BIN / "doorman-analyze")])
+    alerts = Lines(procs[-1].stdout)
+    try:
+        alerts.until(lambda a: a["alert_type"] == "celery_disconnected")  # no workers in this test
+        own_redis.kill()
+        down = alerts.until(lambda a: a["alert_type"] == "redis_down")
+        assert (down["status"], down["severity"]) == ("firing", "emergency")
+        time.sleep(1.5)  # several failed checks: still one page
+        own_redis.start()
+        up = alerts.until(lambda a: a["alert_type"] == "redis_down" and a["status"] == "resolved")
+        assert up["fingerprint"] == down["fingerprint"]
+        time.sleep(1.0)
+    finally:
+        stop(procs)
+    while not alerts.q.empty():
+        item = alerts.q.get()
+        if item:
+            alerts.all.append(item)
+    redis_down = [(a["status"]) for a in alerts.all if a["alert_type"] == "redis_down"]
+    assert redis_down == ["firing", "resolved"]
+
+
+def test_receiver_down_then_back_gets_every_alert_exactly_once_in_order(tmp_path):
+    port = free_port()
+    hook = f"http://127.0.0.1:{port}/hooks/doorman"
+    env = notify_env(tmp_path, hook=hook, DOORMAN_SPOOL_RETRY_SECONDS="0.3")
+    proc = subprocess.Popen([str(BIN / "doorman-notify")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, **env})
+    records_out = Lines(proc.stdout)
+    receiver = None
+    try:
+        from tests.notify_support import alert
+
+        sent = [alert(n) for n in range(1, 8)]
+        for a in sent:
+            proc.stdin.write(orjson.dumps(a) + b"\n")
+            proc.stdin.flush()
+            records_out.until(lambda r, fp=a["fingerprint"]: r["fingerprint"] == fp)
+        assert all(r["result"] in ("spooled", "failed") for r in records_out.all)
+        time.sleep(1.0)  # the receiver stays down for a while: retries stay bounded and quiet
+        receiver = Receiver(port=port)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(receiver.delivered("/hooks/doorman")) < len(sent):
+            time.sleep(0.1)
+        time.sleep(1.0)  # would a duplicate follow?
+        got = [r.json["fingerprint"] for r in receiver.delivered("/hooks/doorman")]
+        assert got == [a["fingerprint"] for a in sent]
+        assert len(receiver.at("/hooks/doorman")) == len(sent)
+    finally:
+        proc.stdin.close()
+        proc.wait(20)
+        if receiver:
+            receiver.close()
+    spool = tmp_path / "spool.ndjson"
+    assert not spool.exists() or spool.read_bytes().strip() == b""
+
+
+def snapshot(ts: str, pending: int = 5, alive: int = 0) -> bytes:
+    return orjson.dumps({
+        "v": 1, "kind": "snapshot", "ts": ts, "cluster": "c1", "broker": "redis://h/0", "seq": 1,
+        "trigger": "once", "redis_connected": True, "error": None, "pending_tasks": pending,
+        "queues": {"celery": {"pending": pending, "by_priority": {"0": pending}, "oldest": None, "heads": [],
+                              "source": "config"}},
+        "alive_workers": alive, "workers": [], "active_tasks": 0, "active": [], "unacked": None,
+        "workers_subscribed": 0, "collect_ms": 1.0,
+    }) + b"\n"
+
+
+def test_two_cron_runs_at_once_send_one_notification(tmp_path):
+    receiver = Receiver()
+    state = tmp_path / "state.json"
+    env = {**os.environ, **notify_env(tmp_path, hook=receiver.url("/hook"))}
+    line = snapshot("2026-11-28T01:00:00.000Z").decode()
+    cmd = (f"set -o pipefail; printf '%s\\n' '{line.strip()}' | '{BIN / 'doorman-analyze'}' --state '{state}'"
+           f" | '{BIN / 'doorman-notify'}' --spool '{tmp_path}/spool-$$.ndjson'")
+    try:
+        runs = [subprocess.Popen(["bash", "-c", cmd], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                for _ in range(2)]
+        for r in runs:
+            r.communicate(timeout=60)
+        time.sleep(0.3)
+        got = [(r.json["alert_type"], r.json["status"]) for r in receiver.at("/hook")]
+        assert got == [("workers_down", "firing")]
+    finally:
+        receiver.close()
+
+
+def feed(stream, data: bytes) -> None:
+    try:
+        stream.write(data)
+        stream.close()
+    except (BrokenPipeError, ValueError):
+        pass
+
+
+def test_sigkill_of_analyze_mid_stream_never_corrupts_the_state(tmp_path):
+    state = tmp_path / "state.json"
+    lines = b"".join(snapshot(f"2026-11-28T01:{i // 60:02d}:{i % 60:02d}.000Z", pending=i % 7)
+                     for i in range(3000))
+    rng = random.Random(7)
+    for _ in range(5):
+        p = subprocess.Popen([str(BIN / "doorman-analyze"), "--state", str(state)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        threading.Thread(target=feed, args=(p.stdin, lines), daemon=True).start()
+        time.sleep(rng.uniform(0.05, 0.4))
+        p.kill()
+        out = p.stdout.read()
+        p.wait()
+        for line in out.splitlines()[:-1]:  # everything before the last line is whole
+            orjson.loads(line)
+        if state.exists():
+            orjson.loads(state.read_bytes())  # atomically replaced: always a whole JSON document
+    after = cli("doorman-analyze", "--state", str(state), input=snapshot("2026-11-28T02:00:00.000Z"))
+    assert after.returncode == 0 and b"corrupt" not in after.stderr and b"Traceback" not in after.stderr
+
+
+def test_sigterm_to_each_stage_leaves_whole_lines(redis_server, tmp_path):
+    enqueue(redis_server.url, 3, task="demo.add", args=(1, 2))
+    env = notify_env(tmp_path)
+    for victim in range(3):
+        procs = pipeline([str(BIN / "doorman-collect"), "--redis-url", redis_server.url, "--interval", "0.05"],
+                         [str(BIN / "doorman-analyze"), "--state", str(tmp_path / "s.json")],
+                         [str(BIN / "doorman-notify"), "--dry-run"], env=env)
+        time.sleep(1.5)
+        procs[victim].send_signal(signal.SIGTERM)
+        try:
+            out, err = procs[-1].communicate(timeout=20)
+        finally:
+            stop(procs)
+        for line in out.splitlines():
+            orjson.loads(line)
+        assert b"Traceback" not in err
+        orjson.loads((tmp_path / "s.json").read_bytes())
+
+
+def test_a_100_mb_line_is_refused_with_bounded_memory(tmp_path):
+    big = tmp_path / "big.ndjson"
+    with open(big, "wb") as f:
+        f.write(b'{"v": 1, "kind": "snapshot", "pad": "')
+        chunk = b"x" * (1024 * 1024)
+        for _ in range(100):
+            f.write(chunk)
+        f.write(b'"}\n')
+        f.write(snapshot("2026-11-28T01:00:00.000Z"))
+    result = subprocess.run(["/usr/bin/python3", "-S", "-c", LAUNCHER_RSS, str(BIN / "doorman-analyze"), str(big)],
+                            capture_output=True, timeout=120)
+    *outputs, rss_line = result.stdout.splitlines()
+    peak_mib = float(rss_line.split()[1])
+    assert [orjson.loads(x)["alert_type"] for x in outputs] == ["workers_down"]
+    assert b":1: line of" in result.stderr and b"over the" in result.stderr
+    assert peak_mib < 120, f"peak RSS {peak_mib:.0f} MiB for a 100 MB line"
+
+
+def test_absurd_numbers_are_handled(tmp_path):
+    weird = orjson.loads(snapshot("2026-11-28T01:00:00.000Z"))
+    weird["pending_tasks"] = 10**30
+    weird["queues"]["celery"]["pending"] = 10**30
+    weird["active"] = [{"task_id": "t", "task_name": "n", "worker": "w", "runtime_seconds": 1e300}]
+    weird["queues"]["q2"] = {"pending": float("1e308"), "by_priority": {}, "oldest": {"age_seconds": -1e308}}
+    line = json.dumps(weird).encode() + b"\n"
+    out = cli("doorman-analyze", input=line + snapshot("2026-11-28T01:00:01.000Z", -5))
+    assert out.returncode == 0 and b"Traceback" not in out.stderr
+    for r in records(out.stdout):
+        assert r["kind"] == "alert"
+
+
+def test_no_secret_in_any_output_of_any_command(tmp_path):
+    password = "PW-never-print-7f3a"
+    server = RedisServer(password=password).start()
+    slack_secret, hook_secret, key = "SLACKtok-9q8w7e", "HOOKtok-1z2x3c", "ROUTINGkey0123456789abcdef012345"
+    bad_port = free_port()
+    env = {
+        "REDIS_URL": server.url.replace(password, password + "-wrong"),
+        "SLACK_WEBHOOK_URL": f"http://127.0.0.1:{bad_port}/services/T1/B1/{slack_secret}",
+        "GENERIC_WEBHOOK_URL": f"http://127.0.0.1:{bad_port}/hook/{hook_secret}",
+        "PAGERDUTY_ROUTING_KEY": key, "PAGERDUTY_EVENTS_URL": f"http://127.0.0.1:{bad_port}/v2/enqueue",
+        "XDG_STATE_HOME": str(tmp_path / "xdg"), "DOORMAN_HTTP_CONNECT_TIMEOUT": "0.3",
+        "DOORMAN_DELIVERY_MAX_SECONDS": "1", "DOORMAN_DELIVERY_BACKOFF_SECONDS": "0.05",
+        "SLACK_MIN_SEVERITY": "info", "PAGERDUTY_MIN_SEVERITY": "info",
+    }
+    state, spool = tmp_path / "state.json", tmp_path / "spool.ndjson"
+    try:
+        outputs = []
+        collect = cli("doorman-collect", "--once", env=env)
+        outputs += [collect.stdout, collect.stderr]
+        analyze = cli("doorman-analyze", "--state", str(state), input=collect.stdout, env=env)
+        outputs += [analyze.stdout, analyze.stderr]
+        assert any(a["alert_type"] == "redis_down" for a in records(analyze.stdout))
+        for extra in (["--spool", str(spool)], ["--dry-run"]):
+            notify = cli("doorman-notify", *extra, input=analyze.stdout, env=env)
+            outputs += [notify.stdout, notify.stderr]
+        check = cli("doorman-analyze", "--check", input=collect.stdout, env=env)
+        outputs += [check.stdout, check.stderr]
+        bad_cfg = tmp_path / "bad.yaml"
+        bad_cfg.write_text(f"redis_url: 'redis://:{password}@127.0.0.1:99999/0'\n")
+        for name in ("doorman-collect", "doorman-analyze", "doorman-notify"):
+            r = cli(name, "--config", str(bad_cfg), input=b"", env={**env, "REDIS_URL": ""})
+            assert r.returncode == 2
+            outputs += [r.stdout, r.stderr]
+        for path in Path(tmp_path).rglob("*"):
+            if path.is_file() and path != bad_cfg:
+                outputs.append(path.read_bytes())
+        blob = b"\n".join(outputs)
+        assert spool.exists() and blob.count(b"\n") > 10
+        for secret in (password, slack_secret, hook_secret, key):
+            assert secret.encode() not in blob, secret
+    finally:
+        server.cleanup()
