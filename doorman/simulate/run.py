@@ -67,8 +67,8 @@ class Simulation:
         o = self.opts
         self.redis.start()
         self.say(f"redis-server on 127.0.0.1:{o.port} (pid {self.redis.proc.pid})")
-        self.pool = WorkerPool(o.workers, self.redis.url, self.workdir, dict(os.environ))
-        self.pool.wait_ready()
+        self.pool = WorkerPool(self.redis.url, self.workdir, dict(os.environ))
+        self.pool.add(o.workers).wait_ready()
         if o.workers:
             self.say(f"{o.workers} worker(s) ready: {', '.join(w.name for w in self.pool.workers)}")
         n = publish(self.redis.url, self.plan.tasks)
@@ -117,8 +117,8 @@ def watch(sim: Simulation, alerts: IO[str], human: IO[str]) -> int:
     pipe = Pipeline(sim.env, view, o.interval, None if o.forever else o.checks,
                     str(sim.workdir / "state.json"), o.config_path, on_snapshot=lambda _: sim.arm_timers())
     sim.say(f"watching {sim.redis.url}: {pipe.shown}")
-    pipe.start()
     try:
+        pipe.start()
         codes = pipe.wait()
     finally:
         pipe.stop()

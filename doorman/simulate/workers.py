@@ -33,9 +33,15 @@ class WorkerProcess:
 class WorkerPool:
     """N workers, one process group each, concurrency 1 (so a few slow tasks make a backlog)."""
 
-    def __init__(self, n: int, url: str, workdir: Path, env: dict[str, str] | None = None):
-        self.url = url
-        self.workers = [WorkerProcess(i, url, workdir, dict(env or os.environ)) for i in range(1, n + 1)]
+    def __init__(self, url: str, workdir: Path, env: dict[str, str] | None = None):
+        self.url, self.workdir, self.env = url, workdir, dict(env or os.environ)
+        self.workers: list[WorkerProcess] = []
+
+    def add(self, n: int) -> WorkerPool:
+        """Start n workers; each is registered as soon as it exists, so `stop()` always finds it."""
+        for _ in range(n):
+            self.workers.append(WorkerProcess(len(self.workers) + 1, self.url, self.workdir, self.env))
+        return self
 
     def wait_ready(self, timeout: float = 60) -> None:
         """Ready = bound to the pidbox and subscribed to the control channel, so it answers checks."""
