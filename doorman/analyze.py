@@ -156,6 +156,9 @@ def snapshot_problem(obj: dict[str, Any]) -> str | None:
     return None
 
 
+PAGE_AT_ONCE = frozenset({"critical", "emergency"})
+
+
 class Engine:
     """Feed snapshots with `process`; it returns the alerts to write, and keeps `state` current."""
 
@@ -226,8 +229,11 @@ class Engine:
                 due = entry["sent_severity"] != c["severity"] or now - entry["last_sent"] >= self.cooldown
                 reminder = entry["sent_severity"] == c["severity"]
             else:
+                # A problem back soon after its resolution: a warning waits out the cooldown (flap
+                # damping), but a page never does — a resolved incident must not hide a live one.
                 last = cooldown.get(fp)
-                due = last is None or not (0 <= now - last < self.cooldown)
+                due = (last is None or c["severity"] in PAGE_AT_ONCE
+                       or not (0 <= now - last < self.cooldown))
                 reminder = False
             if not due:
                 continue

@@ -83,8 +83,16 @@ def test_redis_down(snapshot, expected):
     got = run_rule(redis_down, [snapshot], cfg())
     assert brief(got) == expected
     if got:
-        assert got[0]["details"] == {"broker": "redis://h:6379/0", "error": "ConnectionError: refused"}
+        assert got[0]["details"] == {"broker": "redis://h:6379/0", "error": "ConnectionError: refused",
+                                     "connected": False}
         assert "ConnectionError: refused" in got[0]["message"]
+
+
+def test_a_broker_that_refuses_the_check_is_redis_down():
+    refused = {**snap(connected=False), "redis_connected": True, "error": "NoPermissionError: NOPERM"}
+    got = run_rule(redis_down, [refused], cfg())
+    assert brief(got) == [("redis_down", "emergency", "firing", "cluster")]
+    assert got[0]["title"] == "Redis broker refuses the check" and got[0]["details"]["connected"] is True
 
 
 @pytest.mark.parametrize("snapshot, expected, message", [
@@ -286,13 +294,22 @@ def test_cooldown_reminder_and_resolution_once():
     assert resolved[0]["details"]["duration_seconds"] == 330.0
 
 
-def test_flapping_within_cooldown_is_held_then_sent_if_it_persists():
+def test_a_page_back_after_its_resolution_is_sent_at_once():
     e = Engine(cfg(cooldown=300))
     out = feed(e, [snap(0, connected=False), snap(30), snap(60, connected=False), snap(120, connected=False)])
     assert brief(out) == [("redis_down", "emergency", "firing", "cluster"),
-                          ("redis_down", "emergency", "resolved", "cluster")]
-    # the second outage is sent once the cooldown since the first notification has passed
-    assert brief(feed(e, [snap(300, connected=False)])) == [("redis_down", "emergency", "firing", "cluster")]
+                          ("redis_down", "emergency", "resolved", "cluster"),
+                          ("redis_down", "emergency", "firing", "cluster")]
+
+
+def test_flapping_warning_within_cooldown_is_held_then_sent_if_it_persists():
+    slow, ok = {"mail": queue(1, [head("t1", 100.0)])}, {"mail": queue(0)}
+    e = Engine(cfg(cooldown=300))
+    out = feed(e, [snap(0, slow), snap(30, ok), snap(60, slow), snap(120, slow)])
+    assert brief(out) == [("high_latency", "warning", "firing", "queue:mail"),
+                          ("high_latency", "warning", "resolved", "queue:mail")]
+    # the second episode is sent once the cooldown since the first notification has passed
+    assert brief(feed(e, [snap(300, slow)])) == [("high_latency", "warning", "firing", "queue:mail")]
 
 
 def test_severity_change_is_not_held_back():

@@ -11,11 +11,14 @@ INFO = RuleInfo("redis_down", ("redis_down",), "The Redis broker is unreachable.
 
 
 def evaluate(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> list[dict[str, Any]]:
-    if snapshot["redis_connected"] is not False:
+    error = snapshot.get("error")
+    refused = snapshot["redis_connected"] is not False and error and snapshot.get("pending_tasks") is None
+    if snapshot["redis_connected"] is not False and not refused:
         return []
-    error = snapshot.get("error") or "no reason given"
-    return [condition(
-        "redis_down", "emergency", "cluster", "Redis broker unreachable",
-        f"Redis broker {snapshot.get('broker') or '(unnamed)'} is unreachable: {error}",
-        {"broker": snapshot.get("broker"), "error": snapshot.get("error")},
-    )]
+    broker = snapshot.get("broker") or "(unnamed)"
+    if refused:  # it answers but refuses the check (ACL, OOM, LOADING...): Doorman is blind all the same
+        title, message = "Redis broker refuses the check", f"Redis broker {broker} refuses the check: {error}"
+    else:
+        title, message = "Redis broker unreachable", f"Redis broker {broker} is unreachable: {error or 'no reason given'}"
+    return [condition("redis_down", "emergency", "cluster", title, message,
+                      {"broker": snapshot.get("broker"), "error": error, "connected": not not refused})]
