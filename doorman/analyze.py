@@ -20,6 +20,7 @@ resolve (unknown is not OK).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 from doorman import SCHEMA_VERSION
@@ -83,13 +84,16 @@ def _num(v: Any) -> bool:
     return type(v) in (int, float)
 
 
-def _check_head(h: Any, where: str) -> str | None:
-    if not isinstance(h, dict):
-        return f"{where}: expected an object"
-    if h.get("task_id") is not None and not isinstance(h["task_id"], str):
-        return f"{where}.task_id: expected a string or null"
-    if h.get("age_seconds") is not None and not _num(h["age_seconds"]):
-        return f"{where}.age_seconds: expected a number or null"
+def _check_head(h: Any, where: Callable[[], str]) -> str | None:
+    """`where` builds the field's path only when there is a problem to report (the hot path)."""
+    if type(h) is not dict:
+        return f"{where()}: expected an object"
+    task_id = h.get("task_id")
+    if task_id is not None and type(task_id) is not str:
+        return f"{where()}.task_id: expected a string or null"
+    age = h.get("age_seconds")
+    if age is not None and type(age) not in (int, float):
+        return f"{where()}.age_seconds: expected a number or null"
     return None
 
 
@@ -131,11 +135,11 @@ def snapshot_problem(obj: dict[str, Any]) -> str | None:
                 if not isinstance(heads, list):
                     return f"queues.{qn}.heads must be a list"
                 for i, h in enumerate(heads):
-                    problem = _check_head(h, f"queues.{qn}.heads[{i}]")
+                    problem = _check_head(h, lambda qn=qn, i=i: f"queues.{qn}.heads[{i}]")
                     if problem:
                         return problem
             if q.get("oldest") is not None:
-                problem = _check_head(q["oldest"], f"queues.{qn}.oldest")
+                problem = _check_head(q["oldest"], lambda qn=qn: f"queues.{qn}.oldest")
                 if problem:
                     return problem
     for name in ("workers", "active"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from functools import lru_cache
 
 
 def iso(ts: float) -> str:
@@ -14,6 +15,11 @@ def parse_iso(text: str) -> float:
     """RFC 3339 to epoch seconds; a value without a zone is taken as UTC. Raises ValueError."""
     if not isinstance(text, str):
         raise ValueError("timestamp must be a string")
+    return _parse(text)
+
+
+@lru_cache(maxsize=64)  # one snapshot's ts is parsed by validation, then by the engine
+def _parse(text: str) -> float:
     dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
