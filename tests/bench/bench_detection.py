@@ -238,6 +238,8 @@ def detection(server: RedisServer, ps: Peers, trials: int, exporter_trials: int)
         "breakdown": {
             "last_heartbeat_before_kill": spread(col("last_heartbeat_before_kill")),
             "snapshot_after_kill": spread(col("snapshot_after_kill")),
+            "snapshot_to_post": spread([r["doorman"] - r["snapshot_after_kill"] for r in runs
+                                        if r.get("doorman") is not None and r.get("snapshot_after_kill") is not None]),
             "triggers": sorted({r["trigger"] for r in runs if r.get("trigger")}),
         },
     }

@@ -206,10 +206,13 @@ def render(r: dict[str, Any], ps: det.Peers) -> str:
         det.detection_table(d, ps), "",
         f"Doorman's breakdown: the last heartbeat came {det.fmt_spread(b['last_heartbeat_before_kill'])} before "
         f"the kill; the snapshot that raised the alert started {det.fmt_spread(b['snapshot_after_kill'])} after "
-        f"it (trigger: {', '.join(b['triggers']) or '?'})."
+        f"it (trigger: {', '.join(b['triggers']) or '?'}), and its alert reached the webhook "
+        f"{det.fmt_spread(b['snapshot_to_post'])} after the snapshot started (collect, analyze, notify, HTTP)."
         + (f" celery-exporter's `celery_active_worker_count` for the dead worker's queue fell to 0 after "
            f"{det.fmt_spread(d['exporter']['active_worker_count_zero'])}."
            if d["exporter"].get("active_worker_count_zero", {}).get("n") else ""),
+        "", "Peers' RSS at the end of the run: " + (", ".join(
+            f"{k} {v:.1f} MiB" for k, v in r["detection"]["peer_rss_mib_at_end"].items() if v) or "—") + ".",
         "", "### b. One-shot healthy check", "", oneshot_table(r["oneshot"]),
         "", "### c. Collection cost vs queue count and depth", "", cost_table(r["collection_cost"]),
         "", "### d. Other benchmarks (their own output)", "",

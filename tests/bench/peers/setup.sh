@@ -56,6 +56,7 @@ if fresh_venv .venv-exporter \
    && pipq .venv-exporter "${REQS[@]}" "celery[redis]==$CELERY_VERSION" "redis==$REDIS_VERSION" \
    && .venv-exporter/bin/python -c 'from src.cli import cli'; then
   echo "$EXPORTER_VERSION" > .venv-exporter/.installed
+  echo "bench-peers: .venv-exporter: ready (pip's complaint about the redis<6 pin above is expected)" >&2
 else
   failed .venv-exporter "pip install prometheus-exporter-celery==$EXPORTER_VERSION (no deps) + its requirements failed"
 fi
