@@ -76,15 +76,17 @@ def per_snapshot(server: RedisServer, client) -> None:
 def oneshot(server: RedisServer, client) -> None:
     print("\nOne-shot, healthy (1 prefork worker, -c 2), whole process, 10 runs each, alternated:")
     w = Worker(server.url, "bench@local", concurrency=2)
-    w.wait_ready(client)
     env = {**os.environ, "REDIS_URL": server.url}
     collect = [str(BIN / "doorman-collect"), "--once"]
     ping = [str(BIN / "celery"), "-A", "doorman.demoapp", "inspect", "ping"]
     results: dict[str, list[tuple[float, float, int]]] = {"collect": [], "ping": []}
-    for _ in range(10):
-        results["collect"].append(run_measured(collect, env))
-        results["ping"].append(run_measured(ping, env))
-    w.stop()
+    try:
+        w.wait_ready(client)
+        for _ in range(10):
+            results["collect"].append(run_measured(collect, env))
+            results["ping"].append(run_measured(ping, env))
+    finally:
+        w.kill9()
     print("| command | wall | peak RSS | exit codes |")
     print("|---|---|---|---|")
     for name, label in (("collect", "doorman-collect --once"), ("ping", "celery -A app inspect ping")):
