@@ -16,7 +16,7 @@ from typing import IO, Any
 import orjson
 
 from doorman.collect.human import render
-from doorman.simulate.procs import command, spawn, stop
+from doorman.simulate.procs import command, spawn, stop, threads_ignore_stop_signals
 
 STAGES = ("doorman-collect", "doorman-analyze", "doorman-notify")
 
@@ -92,12 +92,13 @@ class Pipeline:
         self.procs["doorman-collect"] = spawn(self.argv["doorman-collect"], env=self.env,
                                               stdin=subprocess.DEVNULL, stdout=pipe)
         c, a, n = (self.procs[s] for s in STAGES)
-        for target, args in ((self._tee_snapshots, (c.stdout, a.stdin)),
-                             (self._tee_alerts, (a.stdout, n.stdin)),
-                             (self._read_deliveries, (n.stdout,))):
-            t = threading.Thread(target=target, args=args, daemon=True)
-            t.start()
-            self.threads.append(t)
+        with threads_ignore_stop_signals():
+            for target, args in ((self._tee_snapshots, (c.stdout, a.stdin)),
+                                 (self._tee_alerts, (a.stdout, n.stdin)),
+                                 (self._read_deliveries, (n.stdout,))):
+                t = threading.Thread(target=target, args=args, daemon=True)
+                t.start()
+                self.threads.append(t)
         return self
 
     def _tee_snapshots(self, src: IO[bytes], dst: IO[bytes]) -> None:

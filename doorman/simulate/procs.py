@@ -7,15 +7,30 @@ Linux, a parent-death signal: even if doorman-simulate itself is `kill -9`ed, it
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+@contextlib.contextmanager
+def threads_ignore_stop_signals() -> Iterator[None]:
+    """Threads started inside inherit a mask that blocks SIGINT/SIGTERM/SIGHUP, so the kernel hands
+    those to the main thread, whose handler tears down at once (a signal taken by a helper thread
+    would wait until the main thread's blocking call returned). Start no process in here: a child
+    would inherit the mask."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _die_with_parent() -> Callable[[], None] | None:

@@ -18,7 +18,7 @@ from typing import IO, Any
 from doorman.simulate.broker import RedisProcess
 from doorman.simulate.enqueue import publish
 from doorman.simulate.pipeline import Pipeline, View
-from doorman.simulate.procs import child_env
+from doorman.simulate.procs import STOP_SIGNALS, child_env, threads_ignore_stop_signals
 from doorman.simulate.scenario import Options, plan
 from doorman.simulate.workers import WorkerPool
 
@@ -41,8 +41,7 @@ def stop_on_signals() -> Iterator[threading.Event]:
             fired.set()
             raise Stopped(signum)
 
-    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    old = {s: signal.signal(s, handler) for s in sigs}
+    old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
         yield fired
     finally:
@@ -90,7 +89,8 @@ class Simulation:
         t = threading.Timer(seconds, fn)
         t.daemon = True
         self.timers.append(t)
-        t.start()
+        with threads_ignore_stop_signals():
+            t.start()
 
     def _kill_worker(self) -> None:
         w = self.pool.kill_one() if self.pool else None
