@@ -27,7 +27,7 @@ PROG = "doorman-simulate"
               help="Enqueue into queue NAME (no worker consumes it), marked critical, max wait 1 s.")
 @click.option("--stop-redis-after", type=click.FloatRange(min=0), metavar="S",
               help="Stop the broker S seconds after the first check.")
-@click.option("--port", type=int, default=6399, show_default=True, help="Port of the simulated redis-server.")
+@click.option("--port", type=click.IntRange(1, 65535), default=6399, show_default=True, metavar="PORT", help="Port of the simulated redis-server.")
 @click.option("--interval", type=float, default=1.0, show_default=True, metavar="SECONDS",
               help="Seconds between checks.")
 @click.option("--checks", type=click.IntRange(min=1), default=3, show_default=True, metavar="N",
