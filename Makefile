@@ -14,16 +14,22 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) redis-server
 
-# Tests start their own redis-server on a free port: install the Debian package when it is missing.
+# Tests start their own redis-server on a free port (and make a throw-away TLS CA with openssl):
+# install the Debian packages when they are missing.
 redis-server:
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  echo "redis-server not found: installing the Debian package" >&2; \
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing the Debian package(s):$$missing" >&2; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
-	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is still missing" >&2; exit 1; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is still missing: apt-get install redis-server" >&2; exit 1; }
 
 test: install
-	DOORMAN_REQUIRE_REDIS=1 $(BIN)/pytest tests
+	$(BIN)/ruff check .
+	$(BIN)/pytest tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
