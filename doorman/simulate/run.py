@@ -155,7 +155,7 @@ def run_command(sim: Simulation, argv: tuple[str, ...]) -> int:
 
 def simulate(opts: Options, env: Mapping[str, str], file_data: Mapping[str, Any],
              alerts: IO[str], human: IO[str], talk: IO[str]) -> int:
-    """Set up, run (pipeline or command), tear down. Exit code: as documented in docs/simulate.md."""
+    """Set up, run (pipeline or command), tear down. Exit code: as documented in README ("doorman-simulate")."""
 
     def say(text: str) -> None:
         try:
