@@ -141,9 +141,22 @@ class Dispatcher:
                     self.queue_behind(sink, wanted, f"{sink.name} is not taking alerts: queued behind "
                                       f"{waiting} earlier undelivered alert(s)")
                 else:
-                    self.deliver(sink, wanted)
+                    self.deliver_journaled(sink, wanted)
+            elif self.spool is not None:
+                self.deliver_journaled(sink, wanted)
             else:
                 self.deliver(sink, wanted)
+
+    def deliver_journaled(self, sink: Any, alerts: Sequence[Alert]) -> None:
+        """Write-ahead: each alert is in the spool before its first attempt and leaves it once
+        delivered, so even a SIGKILL mid-retry loses nothing. The lock keeps a concurrent run's
+        replay from sending our in-flight entries too."""
+        assert self.spool is not None
+        now = self.clock()
+        entries = [new_entry(sink.name, a, 0, "in flight", None, None, now) for a in alerts]
+        with self.spool.locked():
+            self.spool.add(entries)
+            self.deliver(sink, alerts, entries, from_spool=False)
 
     def replay(self) -> None:
         """Try the spool for every configured destination whose retry time has come."""
@@ -177,7 +190,8 @@ class Dispatcher:
             return lambda: sink.send_summary(group)
         return lambda: sink.send(group[0])
 
-    def deliver(self, sink: Any, alerts: Sequence[Alert], entries: list[dict] | None = None) -> None:
+    def deliver(self, sink: Any, alerts: Sequence[Alert], entries: list[dict] | None = None,
+                from_spool: bool = True) -> None:
         """Send in order; after a transient failure the rest is spooled untried, keeping the order.
 
         `entries` (replay) are the spool entries behind `alerts`, updated in the spool as they go.
@@ -190,18 +204,18 @@ class Dispatcher:
                 reason = blocked or "not sent: doorman-notify was stopping (SIGTERM or stdout closed)"
                 rest = entries[index:] if entries is not None else None
                 self.finish(sink, list(alerts[index:]), rest, Sent(Result("retry", error=reason), 0),
-                            summary=False)
+                            summary=False, from_spool=from_spool)
                 return
             mine = entries[index:index + len(group)] if entries is not None else None
             index += len(group)
             sent = send_with_retry(self.attempt(sink, group), self.policy, self.stop.wait,
                                    rng=self.rng, pace=self.pacers[sink.name])
-            self.finish(sink, group, mine, sent)
+            self.finish(sink, group, mine, sent, from_spool=from_spool)
             if sent.result.outcome == "retry":
                 blocked = f"queued behind an alert {sink.name} did not take ({sent.result.error})"
 
     def finish(self, sink: Any, group: list[Alert], entries: list[dict] | None, sent: Sent,
-               summary: bool = True) -> None:
+               summary: bool = True, from_spool: bool = True) -> None:
         """Make the spool true first, then write the records (a closed stdout cannot lose an alert)."""
         r = sent.result
         summary_of = len(group) if summary and len(group) > 1 else None
@@ -219,7 +233,7 @@ class Dispatcher:
             earlier = entries[i].get("attempts", 0) if entries else 0
             result = {"delivered": "delivered", "permanent": "failed", "retry": "spooled"}[r.outcome]
             self.record(sink, a, result, http_status=r.http_status, attempts=earlier + sent.attempts,
-                        error=r.error, from_spool=entries is not None, summary_of=summary_of)
+                        error=r.error, from_spool=from_spool and entries is not None, summary_of=summary_of)
         fp = ", ".join(a["fingerprint"][:8] for a in group[:5]) + (", …" if len(group) > 5 else "")
         if r.outcome == "permanent":
             self.warn(f"{sink.name}: refused {len(group)} alert(s) [{fp}] for good: {r.error}; "

@@ -278,3 +278,31 @@ def test_no_secret_in_any_output_of_any_command(tmp_path):
             assert secret.encode() not in blob, secret
     finally:
         server.cleanup()
+
+
+def test_sigkill_of_notify_mid_retry_loses_nothing(tmp_path):
+    """Write-ahead spool: alerts are journaled before their first attempt, so a kill -9 while the
+    receiver is down and a retry is in progress loses none of them; the next run delivers each once."""
+    from tests.notify_support import alert
+
+    port = free_port()
+    env = {**os.environ, **notify_env(tmp_path, hook=f"http://127.0.0.1:{port}/hooks/doorman",
+                                      DOORMAN_DELIVERY_MAX_SECONDS="30", DOORMAN_DELIVERY_MAX_ATTEMPTS="100",
+                                      DOORMAN_DELIVERY_BACKOFF_SECONDS="0.2")}
+    sent = [alert(n) for n in range(1, 4)]
+    proc = subprocess.Popen([str(BIN / "doorman-notify")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    proc.stdin.write(b"".join(orjson.dumps(a) + b"\n" for a in sent))
+    proc.stdin.flush()
+    time.sleep(1.0)  # read, journaled, first alert in its retry loop against a closed port
+    proc.kill()
+    proc.communicate()
+    receiver = Receiver(port=port)
+    try:
+        again = subprocess.run([str(BIN / "doorman-notify")], input=b"", capture_output=True, env=env, timeout=60)
+        assert again.returncode == 0, again.stderr
+        got = [r.json["fingerprint"] for r in receiver.delivered("/hooks/doorman")]
+        assert got == [a["fingerprint"] for a in sent]
+        assert all(r["from_spool"] and r["result"] == "delivered" for r in records(again.stdout))
+    finally:
+        receiver.close()
