@@ -85,3 +85,20 @@ def test_ten_thousand_workers_heartbeats_are_tracked_within_a_bound(redis_server
         assert len(overdue) == MAX_WORKERS and tracker.pop_overdue(time.time() + 5) == []
     finally:
         tracker.stop()
+
+
+def test_a_broker_stuck_in_debug_sleep_costs_one_timeout():
+    from tests.support import RedisServer
+
+    server = RedisServer(extra=["--enable-debug-command", "local"]).start()
+    try:
+        sleeper = threading.Thread(target=lambda: server.client().execute_command("DEBUG", "SLEEP", "3"))
+        sleeper.start()
+        time.sleep(0.2)
+        result = cli("doorman-collect", "--once", "--redis-url", server.url, env={"DOORMAN_REDIS_TIMEOUT": "0.5"})
+        [snap] = records(result.stdout)
+        assert snap["redis_connected"] is False and "Timeout" in snap["error"]
+        assert snap["collect_ms"] < 2500  # bounded by the timeout, not by the 3 s sleep
+        sleeper.join()
+    finally:
+        server.cleanup()

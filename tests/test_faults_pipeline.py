@@ -186,15 +186,16 @@ def test_sigkill_of_analyze_mid_stream_never_corrupts_the_state(tmp_path):
     assert after.returncode == 0 and b"corrupt" not in after.stderr and b"Traceback" not in after.stderr
 
 
-def test_sigterm_to_each_stage_leaves_whole_lines(redis_server, tmp_path):
+def test_sigterm_or_sigint_to_each_stage_leaves_whole_lines(redis_server, tmp_path):
     enqueue(redis_server.url, 3, task="demo.add", args=(1, 2))
     env = notify_env(tmp_path)
-    for victim in range(3):
+    for victim, sig in ((0, signal.SIGTERM), (1, signal.SIGTERM), (2, signal.SIGTERM), (0, signal.SIGINT), (1, signal.SIGINT),
+                        (2, signal.SIGINT)):
         procs = pipeline([str(BIN / "doorman-collect"), "--redis-url", redis_server.url, "--interval", "0.05"],
                          [str(BIN / "doorman-analyze"), "--state", str(tmp_path / "s.json")],
                          [str(BIN / "doorman-notify"), "--dry-run"], env=env)
         time.sleep(1.5)
-        procs[victim].send_signal(signal.SIGTERM)
+        procs[victim].send_signal(sig)
         try:
             out, err = procs[-1].communicate(timeout=20)
         finally:
