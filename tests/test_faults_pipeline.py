@@ -9,6 +9,7 @@ import queue
 import random
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -215,7 +216,7 @@ def test_a_100_mb_line_is_refused_with_bounded_memory(tmp_path):
             f.write(chunk)
         f.write(b'"}\n')
         f.write(snapshot("2026-11-28T01:00:00.000Z"))
-    result = subprocess.run(["/usr/bin/python3", "-S", "-c", LAUNCHER_RSS, str(BIN / "doorman-analyze"), str(big)],
+    result = subprocess.run([sys.executable, "-S", "-c", LAUNCHER_RSS, str(BIN / "doorman-analyze"), str(big)],
                             capture_output=True, timeout=120)
     *outputs, rss_line = result.stdout.splitlines()
     peak_mib = float(rss_line.split()[1])

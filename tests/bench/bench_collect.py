@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
+import sys
 import time
 
 from doorman.collect.snapshot import Collector
@@ -36,7 +37,7 @@ def time_snapshots(url: str, queues: list[str], runs: int = 40) -> list[float]:
 
 def run_measured(args: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     """(wall seconds, peak RSS MiB, exit code) of one process."""
-    out = subprocess.run(["/usr/bin/python3", "-S", "-c", LAUNCHER_RSS, *args],
+    out = subprocess.run([sys.executable, "-S", "-c", LAUNCHER_RSS, *args],
                          env={**env, "DOORMAN_LAUNCHER_QUIET": "1"}, capture_output=True,
                          cwd=ROOT, check=True).stdout.split()
     return float(out[0]), float(out[1]), int(out[2])

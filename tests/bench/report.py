@@ -84,7 +84,7 @@ print(json.dumps({"wall": time.perf_counter() - t, "rss": [stages[p][0] for p in
 
 
 def run_line(stages: list[list[str]], env: dict[str, str]) -> dict[str, Any]:
-    out = subprocess.run(["/usr/bin/python3", "-S", "-c", LINE_LAUNCHER, *("\x1f".join(s) for s in stages)],
+    out = subprocess.run([sys.executable, "-S", "-c", LINE_LAUNCHER, *("\x1f".join(s) for s in stages)],
                          env=env, capture_output=True, cwd=ROOT, check=True, timeout=120).stdout
     return orjson.loads(out)
 
