@@ -24,3 +24,15 @@ def _parse(text: str) -> float:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.timestamp()
+
+
+EPOCH_MIN, EPOCH_MAX = 946684800.0, 4102444800.0  # 2000-01-01 .. 2100-01-01
+
+
+def sane_epoch(value: object) -> float | None:
+    """A plausible epoch-seconds timestamp, or None: a stamp in milliseconds, NaN or 1e300 from
+    some producer must not crash anyone downstream."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    v = float(value)
+    return v if EPOCH_MIN <= v <= EPOCH_MAX else None

@@ -334,3 +334,27 @@ def test_daemon_writes_a_snapshot_when_a_worker_dies_without_waiting_for_the_int
     assert dead["alive_workers"] == 0
     assert dead["workers"][0]["alive"] is False and dead["workers"][0]["responded"] is False
     assert detected_after < 60  # bounded well below the 300 s interval; the figure itself is in make bench
+
+
+def test_a_stamp_in_milliseconds_or_absurd_numbers_never_blind_the_collector(redis_server):
+    client = redis_server.client()
+    for stamp in ("1.7e12", "1e308", "-5", '"soon"', "true"):
+        client.rpush("odd", b'{"headers": {"id": "t", "task": "x", "x_doorman_published_at": %s}}' % stamp.encode())
+    client.zadd("unacked_index", {"tag": 1e15})
+    snap = collect_once(redis_server.url, env={"MONITORED_QUEUES": "odd"})
+    assert snap["redis_connected"] is True and snap["error"] is None
+    assert snap["queues"]["odd"]["oldest"]["age_seconds"] is None  # not a plausible time: unknown
+    assert snap["unacked"]["count"] == 1 and snap["unacked"]["oldest_delivered_at"] is None
+
+
+def test_a_short_redis_timeout_is_not_mistaken_for_a_dead_broker(redis_server):
+    """A subscriber that never answers (like a solo worker busy with a task) makes the check wait
+    for its reply; that wait must stay shorter than the socket timeout."""
+    silent = redis_server.client().pubsub()
+    silent.subscribe("/0.celery.pidbox")
+    try:
+        snap = collect_once(redis_server.url, env={"DOORMAN_REDIS_TIMEOUT": "0.5", "DOORMAN_INSPECT_TIMEOUT": "1.5"})
+        assert snap["redis_connected"] is True, snap["error"]
+        assert snap["workers_subscribed"] == 1 and snap["alive_workers"] == 0
+    finally:
+        silent.close()

@@ -102,3 +102,15 @@ def test_a_broker_stuck_in_debug_sleep_costs_one_timeout():
         sleeper.join()
     finally:
         server.cleanup()
+
+
+def test_workers_gone_for_long_are_forgotten_and_new_ones_still_tracked(redis_server):
+    from doorman.collect import heartbeats
+
+    tracker = HeartbeatTracker(redis_server.client(), Keys(Transport(), 0), threading.Event())
+    now = 1_800_000_000.0
+    for i in range(3):
+        tracker.observe({"hostname": f"old{i}@host", "type": "worker-heartbeat", "freq": 2.0}, now)
+    later = now + heartbeats.FORGET_AFTER + 1
+    tracker.observe({"hostname": "new@host", "type": "worker-heartbeat", "freq": 2.0}, later)
+    assert list(tracker.workers(later)) == ["new@host"]

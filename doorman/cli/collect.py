@@ -79,7 +79,8 @@ def run(collector, tracker, wake: threading.Event, stopping: threading.Event, in
             warn(PROG, f"check #{n}: {snap['error']}")
         if count and n >= count:
             return
-        next_at = max(next_at + interval, time.monotonic())
+        if trigger != "heartbeat":  # an extra, event-driven snapshot does not move the schedule
+            next_at = max(next_at + interval, time.monotonic())
         trigger = "interval"
         while not stopping.is_set():
             wake_at = next_at

@@ -27,6 +27,7 @@ from doorman.timefmt import iso
 
 EXPIRE_FACTOR = 2.0  # Celery's HEARTBEAT_EXPIRE_WINDOW of 200 %
 MAX_WORKERS = 10_000  # bound memory whatever arrives on the channel
+FORGET_AFTER = 600.0  # a worker silent this long is dropped (rolling deploys bring new names)
 
 
 def parse_event(raw: bytes) -> dict[str, Any] | None:
@@ -99,13 +100,25 @@ class HeartbeatTracker:
                 self.wake.set()
                 return
             if name not in self._workers and len(self._workers) >= MAX_WORKERS:
-                return
+                self._forget(received)
+                if len(self._workers) >= MAX_WORKERS:  # all recent: drop the stalest
+                    stalest = min(self._workers, key=lambda n: self._workers[n]["last"])
+                    del self._workers[stalest]
+                    self._reported_dead.discard(stalest)
             active = event.get("active")
             self._workers[name] = {"last": received, "freq": freq, "offline": False,
                                    "active": active if isinstance(active, int) else None}
             self._reported_dead.discard(name)
         if not known:
             self.wake.set()
+
+    def _forget(self, now: float) -> None:
+        """Drop workers gone for FORGET_AFTER (caller holds the lock); the snapshot still lists a
+        dead worker whose pidbox binding remains, from the binding."""
+        gone = [n for n, w in self._workers.items() if now - w["last"] > max(FORGET_AFTER, 10 * w["freq"])]
+        for n in gone:
+            del self._workers[n]
+            self._reported_dead.discard(n)
 
     def next_expiry(self) -> float | None:
         """Epoch time at which the next live worker becomes overdue."""
@@ -125,6 +138,7 @@ class HeartbeatTracker:
 
     def workers(self, now: float) -> dict[str, dict[str, Any]]:
         with self._lock:
+            self._forget(now)
             return {
                 n: {"alive": not w["offline"] and now < w["last"] + EXPIRE_FACTOR * w["freq"],
                     "last_heartbeat": iso(w["last"]), "freq": w["freq"], "active": w["active"]}

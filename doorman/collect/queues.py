@@ -14,7 +14,7 @@ import orjson
 
 from doorman.collect.keys import Keys, decode, display
 from doorman.config import Config
-from doorman.timefmt import iso
+from doorman.timefmt import iso, sane_epoch
 
 INTERNAL_EXCHANGES = ("celery.pidbox", "celeryev", "reply.celery.pidbox")
 
@@ -60,7 +60,7 @@ def read_topology(client: Any, keys: Keys, cfg: Config, exchanges: list[str]) ->
         if q and q.endswith(".celery.pidbox"):
             nodes.append(q[: -len(".celery.pidbox")])
     count, oldest = replies[-2], replies[-1]
-    oldest_at = float(oldest[0][1]) if oldest else None
+    oldest_at = sane_epoch(float(oldest[0][1])) if oldest else None
     return {"queues": queues, "nodes": nodes, "unacked_count": int(count or 0), "unacked_oldest": oldest_at}
 
 
@@ -77,8 +77,7 @@ def parse_message(raw: bytes | None, header: str) -> dict[str, Any]:
     headers = msg.get("headers") if isinstance(msg.get("headers"), dict) else {}
     props = msg.get("properties") if isinstance(msg.get("properties"), dict) else {}
     task_id = headers.get("id") or props.get("correlation_id")
-    stamp = headers.get(header)
-    published = float(stamp) if isinstance(stamp, (int, float)) and not isinstance(stamp, bool) else None
+    published = sane_epoch(headers.get(header))
     return {
         "task_id": task_id if isinstance(task_id, str) else None,
         "task_name": headers.get("task") if isinstance(headers.get("task"), str) else None,

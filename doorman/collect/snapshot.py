@@ -61,6 +61,9 @@ class Collector:
             snap.update(self._read(now))
         except (redis.RedisError, OSError) as e:
             snap.update(_down(self.scrub(f"{type(e).__name__}: {e}"), connected=isinstance(e, redis.ResponseError)))
+        except Exception as e:  # noqa: BLE001 - odd data must never blind the monitor: report it
+            snap.update(_down(self.scrub(f"doorman-collect could not read the broker's data "
+                                         f"({type(e).__name__}: {e})"), connected=True))
         snap["collect_ms"] = round((time.perf_counter() - started) * 1000, 2)
         return snap
 
@@ -74,7 +77,8 @@ class Collector:
         queues = read_queues(self.client, self.keys, list(topo["queues"]), cfg, now)
         for name, source in topo["queues"].items():
             queues[display(name)]["source"] = source
-        asked = active_tasks(self.client, self.keys, cfg.inspect_timeout, now)
+        asked = active_tasks(self.client, self.keys, cfg.inspect_timeout, now,
+                             block_max=min(1.0, cfg.redis_timeout * 0.8))
 
         replied = asked["workers"]
         beats = self.heartbeats.workers(now) if self.heartbeats else {}

@@ -53,8 +53,11 @@ def _decode_reply(raw: bytes) -> tuple[str | None, dict[str, Any]]:
 
 
 def broadcast(client: Any, keys: Keys, method: str, timeout: float,
-              arguments: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
-    """Send one control request to all workers; return (workers subscribed, {node: reply})."""
+              arguments: dict[str, Any] | None = None, block_max: float = 1.0) -> tuple[int, dict[str, Any]]:
+    """Send one control request to all workers; return (workers subscribed, {node: reply}).
+
+    `block_max` keeps each BRPOP shorter than the connection's socket timeout, so a worker that
+    is slow to answer is never mistaken for a broker that does not answer."""
     oid, ticket = str(uuid.uuid4()), str(uuid.uuid4())
     body = {
         "method": method, "arguments": arguments or {}, "destination": None, "pattern": None,
@@ -73,7 +76,7 @@ def broadcast(client: Any, keys: Keys, method: str, timeout: float,
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            item = client.brpop([reply_queue], timeout=max(min(left, 1.0), 0.01))  # < socket timeout
+            item = client.brpop([reply_queue], timeout=max(min(left, block_max), 0.01))
             if item is None:
                 continue
             got_ticket, data = _decode_reply(item[1])
@@ -87,9 +90,9 @@ def broadcast(client: Any, keys: Keys, method: str, timeout: float,
         pipe.execute()
 
 
-def active_tasks(client: Any, keys: Keys, timeout: float, now: float) -> dict[str, Any]:
+def active_tasks(client: Any, keys: Keys, timeout: float, now: float, block_max: float = 1.0) -> dict[str, Any]:
     """{node: [task, ...]} for each worker that answered, plus how many were asked."""
-    receivers, replies = broadcast(client, keys, "active", timeout, {"safe": True})
+    receivers, replies = broadcast(client, keys, "active", timeout, {"safe": True}, block_max)
     workers: dict[str, list[dict[str, Any]]] = {}
     for node, tasks in replies.items():
         if not isinstance(tasks, list):
@@ -100,10 +103,9 @@ def active_tasks(client: Any, keys: Keys, timeout: float, now: float) -> dict[st
 
 
 def _task(node: str, t: dict[str, Any], now: float) -> dict[str, Any]:
-    from doorman.timefmt import iso
+    from doorman.timefmt import iso, sane_epoch
 
-    start = t.get("time_start")
-    start = float(start) if isinstance(start, (int, float)) and not isinstance(start, bool) else None
+    start = sane_epoch(t.get("time_start"))
     info = t.get("delivery_info") if isinstance(t.get("delivery_info"), dict) else {}
     return {
         "task_id": t.get("id"),
