@@ -161,6 +161,19 @@ def snapshot_problem(obj: dict[str, Any]) -> str | None:
 
 
 PAGE_AT_ONCE = frozenset({"critical", "emergency"})
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2, "emergency": 3}
+
+
+def _make_room(alerts: dict[str, dict[str, Any]], severity: str) -> bool:
+    """The open-alert table is full: a page evicts the stalest lesser alert; a warning waits."""
+    if severity not in PAGE_AT_ONCE:
+        return False
+    lesser = [fp for fp, e in alerts.items()
+              if SEVERITY_RANK.get(e.get("sent_severity") or "info", 0) < SEVERITY_RANK[severity]]
+    if not lesser:
+        return False
+    del alerts[min(lesser, key=lambda fp: alerts[fp].get("last_sent") or 0.0)]
+    return True
 
 
 class Engine:
@@ -220,11 +233,11 @@ class Engine:
         for fp, c in fired.items():
             entry = alerts.get(fp)
             if entry is None:
-                if len(alerts) >= MAX_ALERTS:
+                if len(alerts) >= MAX_ALERTS and not _make_room(alerts, c["severity"]):
                     continue
                 entry = alerts[fp] = {"alert_type": c["alert_type"], "subject": c["subject"],
                                       "started_at": ts, "emitted": False, "last_sent": None,
-                                      "sent_severity": None, "sent": 0}
+                                      "sent_severity": None, "peak_severity": None, "sent": 0}
             entry["title"] = c["title"]
             if INHIBITED_BY.get(c["alert_type"], frozenset()) & active_types:
                 continue
@@ -241,7 +254,11 @@ class Engine:
                 reminder = False
             if not due:
                 continue
-            entry.update(emitted=True, last_sent=now, sent_severity=c["severity"], sent=entry["sent"] + 1)
+            peak = entry.get("peak_severity") or c["severity"]
+            if SEVERITY_RANK[c["severity"]] > SEVERITY_RANK[peak]:
+                peak = c["severity"]
+            entry.update(emitted=True, last_sent=now, sent_severity=c["severity"], peak_severity=peak,
+                         sent=entry["sent"] + 1)
             details = {**c["details"], "reminder": True} if reminder else c["details"]
             out.append(_alert(c, ts, cluster, fp, "firing", c["severity"], entry["started_at"], details,
                               c["title"], c["message"]))
@@ -255,7 +272,9 @@ class Engine:
             details = c["details"] if c else {}
             details = {**details, "duration_seconds": round(elapsed, 3)}
             message = c["message"] if c else f"{entry['title']}: resolved after {duration(elapsed)}."
-            out.append(_alert(entry, ts, cluster, fp, "resolved", entry["sent_severity"],
+            # resolved at the highest severity ever sent, so it reaches every destination the
+            # problem paged (PagerDuty's min severity would otherwise skip the resolve)
+            out.append(_alert(entry, ts, cluster, fp, "resolved", entry.get("peak_severity") or entry["sent_severity"],
                               entry["started_at"], details, f"Resolved: {entry['title']}", message))
         if cooldown:
             for fp in [fp for fp, t in cooldown.items() if not (0 <= now - t < self.cooldown)]:

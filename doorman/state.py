@@ -42,6 +42,8 @@ def _entry_ok(e: Any) -> bool:
         return False
     if e["emitted"] and (not _num(e.get("last_sent")) or e.get("sent_severity") not in SEVERITIES):
         return False
+    if e.get("peak_severity") is not None and e["peak_severity"] not in SEVERITIES:
+        return False
     try:
         parse_iso(e.get("started_at"))
     except (ValueError, OverflowError, OSError):

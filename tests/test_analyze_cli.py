@@ -196,3 +196,22 @@ def test_bad_config_is_one_line_exit_2(tmp_path):
     r = cli("doorman-analyze", "--config", str(conf), input=lines(DOWN5))
     assert r.returncode == 2 and r.stdout == b""
     assert r.stderr.decode().count("\n") == 1 and "max_queue_sise" in r.stderr.decode()
+
+
+def test_an_alert_that_could_not_be_written_is_not_recorded_as_sent(tmp_path):
+    """The reader is gone (notify died): the state must not claim the alert was sent, or the next
+    run would hold it back for a whole cooldown."""
+    import subprocess
+
+    from tests.support import BIN
+
+    state = tmp_path / "s.json"
+    snap = (b'{"v":1,"kind":"snapshot","ts":"2026-11-28T01:00:00.000Z","cluster":"c","redis_connected":true,'
+            b'"error":null,"pending_tasks":5,"queues":{"celery":{"pending":5,"by_priority":{"0":5},"oldest":null,'
+            b'"heads":[]}},"alive_workers":0,"workers":[],"active_tasks":0,"active":[]}\n')
+    r = subprocess.run(f"(sleep 0.5; printf '%s' '{snap.decode()}') | '{BIN / 'doorman-analyze'}' --state '{state}' | true",
+                       shell=True, capture_output=True, timeout=30, executable="/bin/bash")
+    assert b"Traceback" not in r.stderr
+    again = subprocess.run([str(BIN / "doorman-analyze"), "--state", str(state)],
+                           input=snap.replace(b"01:00:00", b"01:00:30"), capture_output=True, timeout=30)
+    assert [orjson.loads(x)["alert_type"] for x in again.stdout.splitlines()] == ["workers_down"]

@@ -407,3 +407,28 @@ def test_replay_is_deterministic():
         else:
             assert a["fingerprint"] in open_fps
             open_fps.remove(a["fingerprint"])
+
+
+def test_a_resolution_goes_out_at_the_highest_severity_that_was_sent():
+    """Paged as critical, later a warning: the resolve must still reach PagerDuty (min critical)."""
+    q = {"mail": queue(1, [head("t1", 100.0)])}
+    e = Engine(cfg(cooldown=300, critical_queues=("mail",)))
+    assert brief(feed(e, [snap(0, q)])) == [("high_latency", "critical", "firing", "queue:mail")]
+    e.config = cfg(cooldown=300)
+    assert brief(feed(e, [snap(10, q)])) == [("high_latency", "warning", "firing", "queue:mail")]
+    assert brief(feed(e, [snap(20, {"mail": queue(0)})])) == [("high_latency", "critical", "resolved", "queue:mail")]
+
+
+def test_a_full_alert_table_still_admits_a_page():
+    from doorman import analyze
+
+    e = Engine(cfg(cooldown=300))
+    cs = e._cluster("prod")
+    for i in range(analyze.MAX_ALERTS):
+        cs["alerts"][f"fp{i}"] = {"alert_type": "high_latency", "subject": f"queue:q{i}", "title": "t",
+                                  "started_at": iso(T0), "emitted": True, "last_sent": T0 + i,
+                                  "sent_severity": "warning", "sent": 1}
+    out = feed(e, [snap(1, workers=[], queues={"celery": queue(5)})])
+    assert ("workers_down", "emergency", "firing", "cluster") in brief(out)
+    # the stalest warning made room (evicted silently); the other stale ones resolve as usual
+    assert sum(1 for a in out if a["status"] == "resolved") == analyze.MAX_ALERTS - 1

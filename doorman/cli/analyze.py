@@ -13,8 +13,18 @@ from doorman.ndjson import read_objects, warn, write_record
 PROG = "doorman-analyze"
 
 
-def _stop(signum, frame):  # noqa: ARG001
-    raise SystemExit(0)
+class Stop:
+    """SIGTERM: exit at once while waiting for input, but never between deciding on alerts and
+    writing them (the state would say "sent" for an alert nobody got)."""
+
+    def __init__(self) -> None:
+        self.busy = self.requested = False
+
+    def __call__(self, signum, frame) -> None:  # noqa: ARG002
+        if self.busy:
+            self.requested = True
+        else:
+            raise SystemExit(0)
 
 
 @click.command(context_settings=CONTEXT)
@@ -35,8 +45,10 @@ def main(files, config_path, state_path, check):
 
     store = StateFile(state_path, say) if state_path else None
     engine = Engine(cfg, store.load() if store else None)
-    signal.signal(signal.SIGTERM, _stop)
+    stop = Stop()
+    signal.signal(signal.SIGTERM, stop)
     failed = False
+    unwritten = False  # alerts decided but not all written: that state must not be saved
     try:
         for name in files or ("-",):
             try:
@@ -48,19 +60,26 @@ def main(files, config_path, state_path, check):
             label = "<stdin>" if name == "-" else name
             with stream:
                 for lineno, snap in read_objects(stream, "snapshot", label, say, snapshot_problem):
+                    stop.busy = True
                     try:
                         alerts = engine.process(snap)
                     except Exception as e:  # noqa: BLE001 - one bad snapshot must not end a daemon
                         say(f"{label}:{lineno}: cannot analyze this snapshot ({type(e).__name__}: {e}); skipped")
+                        stop.busy = False
                         continue
                     if not check:
+                        unwritten = bool(alerts)
                         for alert in alerts:
                             write_record(alert)
+                        unwritten = False
                     if store:
                         store.save(engine.state, urgent=bool(alerts))
+                    stop.busy = False
+                    if stop.requested:
+                        raise SystemExit(0)
     finally:
         if store:
-            store.close(engine.state)
+            store.close(None if unwritten else engine.state)
     if check:
         from doorman.check import status_line
 
