@@ -100,6 +100,9 @@ def redacted_request(sink: Any, req: Request, placeholder: bool) -> dict[str, An
     return {"url": redact_webhook(req.url), "headers": req.headers, "payload": body, "placeholder": placeholder}
 
 
+STOPPING = "not sent: doorman-notify was stopping (SIGTERM or stdout closed)"
+
+
 class Dispatcher:
     """Routes each batch to every destination and writes one record per (alert, destination)."""
 
@@ -116,10 +119,12 @@ class Dispatcher:
         self.pacers = {s.name: Pacer(getattr(s, "min_interval", 0.0)) for s in self.sinks}
         self.next_replay: dict[str, float] = {}
         self.undelivered = 0  # records this run that were not `delivered` (spooled, failed)
+        self.fresh: set[str] = set()  # spool ids journaled by the batch in hand (not "from_spool")
 
     # -- public ------------------------------------------------------------------------------------
 
     def handle(self, alerts: Sequence[Alert]) -> None:
+        plan = []
         for sink in self.sinks:
             wanted = []
             for a in alerts:
@@ -128,35 +133,49 @@ class Dispatcher:
                 else:
                     self.record(sink, a, "skipped", error=f"severity {a['severity']} is below "
                                 f"{sink.name}'s minimum ({sink.min_severity})")
-            if not wanted:
-                continue
-            if self.dry_run:
+            if wanted:
+                plan.append((sink, wanted))
+        if not plan:
+            return
+        if self.dry_run:
+            for sink, wanted in plan:
                 self.show(sink, wanted)
-            elif self.stop.is_set():
-                self.queue_behind(sink, wanted, "not sent: doorman-notify was stopping (SIGTERM or stdout closed)")
-            elif self.spool is not None and self.spool.counts().get(sink.name):
-                self.replay_sink(sink)
-                waiting = self.spool.counts().get(sink.name, 0)
-                if waiting:
-                    self.queue_behind(sink, wanted, f"{sink.name} is not taking alerts: queued behind "
-                                      f"{waiting} earlier undelivered alert(s)")
+            return
+        if self.spool is None:
+            for sink, wanted in plan:
+                if self.stop.is_set():
+                    self.queue_behind(sink, wanted, STOPPING)
                 else:
-                    self.deliver_journaled(sink, wanted)
-            elif self.spool is not None:
-                self.deliver_journaled(sink, wanted)
-            else:
-                self.deliver(sink, wanted)
+                    self.deliver(sink, wanted)
+            return
+        self.deliver_journaled(plan)
 
-    def deliver_journaled(self, sink: Any, alerts: Sequence[Alert]) -> None:
-        """Write-ahead: each alert is in the spool before its first attempt and leaves it once
-        delivered, so even a SIGKILL mid-retry loses nothing. The lock keeps a concurrent run's
-        replay from sending our in-flight entries too."""
+    def deliver_journaled(self, plan: list[tuple[Any, list[Alert]]]) -> None:
+        """Write-ahead: the batch is journaled for every destination, in one spool write, before the
+        first attempt to any of them; an entry leaves the spool once its destination took it. So a
+        kill -9 mid-retry loses nothing. Each destination then sends its spool in order (older
+        entries first). The lock is held throughout, so a concurrent run cannot send our entries."""
         assert self.spool is not None
         now = self.clock()
-        entries = [new_entry(sink.name, a, 0, "in flight", None, None, now) for a in alerts]
         with self.spool.locked():
-            self.spool.add(entries)
-            self.deliver(sink, alerts, entries, from_spool=False)
+            waiting = self.spool.counts()
+            journal = [new_entry(sink.name, a, 0, "not attempted yet", None, None, now)
+                       for sink, wanted in plan for a in wanted]
+            self.spool.add(journal)
+            self.fresh = {e["id"] for e in journal}
+            try:
+                for sink, wanted in plan:
+                    older = waiting.get(sink.name, 0)
+                    if self.stop.is_set():
+                        self.note_spooled(sink, wanted, STOPPING)
+                        continue
+                    if not older:
+                        self.next_replay.pop(sink.name, None)  # nothing older waits: try now
+                    if not self.replay_sink(sink):
+                        self.note_spooled(sink, wanted, f"{sink.name} is not taking alerts: queued behind "
+                                          f"{older} earlier undelivered alert(s)")
+            finally:
+                self.fresh = set()
 
     def replay(self) -> None:
         """Try the spool for every configured destination whose retry time has come."""
@@ -190,8 +209,7 @@ class Dispatcher:
             return lambda: sink.send_summary(group)
         return lambda: sink.send(group[0])
 
-    def deliver(self, sink: Any, alerts: Sequence[Alert], entries: list[dict] | None = None,
-                from_spool: bool = True) -> None:
+    def deliver(self, sink: Any, alerts: Sequence[Alert], entries: list[dict] | None = None) -> None:
         """Send in order; after a transient failure the rest is spooled untried, keeping the order.
 
         `entries` (replay) are the spool entries behind `alerts`, updated in the spool as they go.
@@ -201,21 +219,21 @@ class Dispatcher:
         for group in self.messages(sink, alerts):
             if blocked is not None or self.stop.is_set():
                 # the rest waits behind, in one spool update (a long spool is not rewritten per alert)
-                reason = blocked or "not sent: doorman-notify was stopping (SIGTERM or stdout closed)"
+                reason = blocked or STOPPING
                 rest = entries[index:] if entries is not None else None
                 self.finish(sink, list(alerts[index:]), rest, Sent(Result("retry", error=reason), 0),
-                            summary=False, from_spool=from_spool)
+                            summary=False)
                 return
             mine = entries[index:index + len(group)] if entries is not None else None
             index += len(group)
             sent = send_with_retry(self.attempt(sink, group), self.policy, self.stop.wait,
                                    rng=self.rng, pace=self.pacers[sink.name])
-            self.finish(sink, group, mine, sent, from_spool=from_spool)
+            self.finish(sink, group, mine, sent)
             if sent.result.outcome == "retry":
                 blocked = f"queued behind an alert {sink.name} did not take ({sent.result.error})"
 
     def finish(self, sink: Any, group: list[Alert], entries: list[dict] | None, sent: Sent,
-               summary: bool = True, from_spool: bool = True) -> None:
+               summary: bool = True) -> None:
         """Make the spool true first, then write the records (a closed stdout cannot lose an alert)."""
         r = sent.result
         summary_of = len(group) if summary and len(group) > 1 else None
@@ -230,10 +248,12 @@ class Dispatcher:
             elif entries is not None:
                 self.update_spool(sink.name, entries, r, sent, now)
         for i, a in enumerate(group):
-            earlier = entries[i].get("attempts", 0) if entries else 0
+            entry = entries[i] if entries else None
+            earlier = entry.get("attempts", 0) if entry else 0
             result = {"delivered": "delivered", "permanent": "failed", "retry": "spooled"}[r.outcome]
             self.record(sink, a, result, http_status=r.http_status, attempts=earlier + sent.attempts,
-                        error=r.error, from_spool=from_spool and entries is not None, summary_of=summary_of)
+                        error=r.error, from_spool=entry is not None and entry.get("id") not in self.fresh,
+                        summary_of=summary_of)
         fp = ", ".join(a["fingerprint"][:8] for a in group[:5]) + (", …" if len(group) > 5 else "")
         if r.outcome == "permanent":
             self.warn(f"{sink.name}: refused {len(group)} alert(s) [{fp}] for good: {r.error}; "
@@ -258,22 +278,29 @@ class Dispatcher:
                 current = [e for e in current if not (e.get("id") in ids and e.get("destination") == name)]
             self.spool.save(current)
 
-    def replay_sink(self, sink: Any) -> None:
-        """Send what the spool holds for this destination, oldest first, holding the spool lock."""
+    def replay_sink(self, sink: Any) -> bool:
+        """Send what the spool holds for this destination, oldest first, holding the spool lock.
+        False when it was not tried (its retry time has not come)."""
         assert self.spool is not None
         now = self.clock()
         if now < self.next_replay.get(sink.name, 0.0):
-            return
+            return False
         with self.spool.locked():
             mine = [e for e in self.spool.load() if e["destination"] == sink.name]
             if not mine:
-                return
+                return True
             if due_at(mine[0]) > now:
                 self.next_replay[sink.name] = due_at(mine[0])
-                return
+                return False
             self.deliver(sink, [e["alert"] for e in mine], mine)
         if self.spool.counts().get(sink.name):
             self.next_replay[sink.name] = self.clock() + self.spool_retry_seconds
+        return True
+
+    def note_spooled(self, sink: Any, alerts: Sequence[Alert], reason: str) -> None:
+        """Records for journaled alerts that stay in the spool untried."""
+        for a in alerts:
+            self.record(sink, a, "spooled", error=reason)
 
     def queue_behind(self, sink: Any, alerts: Sequence[Alert], reason: str) -> None:
         """Spool untried, behind what is already waiting (so the destination sees them in order)."""
@@ -317,13 +344,17 @@ class Dispatcher:
 
 # -- reading the stream ----------------------------------------------------------------------------
 
+INTAKE_MAX = 1000
+
+
 class Intake:
     """Reads lines on a thread so the dispatcher can wait with a timeout and gather bursts."""
 
     EOF = object()
 
     def __init__(self, items: Any):
-        self.q: queue.Queue = queue.Queue()
+        # bounded: a flood waits in the pipe (back-pressure) rather than in this process's memory
+        self.q: queue.Queue = queue.Queue(maxsize=INTAKE_MAX)
         self.thread = threading.Thread(target=self._pump, args=(items,), daemon=True)
         self.thread.start()
 
@@ -335,7 +366,10 @@ class Intake:
             self.q.put(self.EOF)
 
     def wake(self) -> None:
-        self.q.put(None)
+        try:
+            self.q.put_nowait(None)  # called from a signal handler: never block
+        except queue.Full:
+            pass
 
     def batch(self, timeout: float | None, window: float = BATCH_WINDOW,
               limit: int = BATCH_MAX) -> tuple[list[Any], bool]:

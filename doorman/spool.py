@@ -84,11 +84,21 @@ class Spool:
 
     def load(self) -> list[dict[str, Any]]:
         """Entries in order. An unreadable line is moved to the dead-letter file, never dropped."""
+        out, bad = self._parse(report=False)
+        if bad:
+            with self.locked():  # re-read under the lock: never rewrite from a stale read
+                out, bad = self._parse(report=True)
+                if bad:
+                    self.dead(bad)
+                    self.save(out)
+        return out
+
+    def _parse(self, report: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         try:
             with open(self.path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
-            return []
+            return [], []
         out, bad = [], []
         for n, line in enumerate(data.splitlines(), start=1):
             if not line.strip():
@@ -99,16 +109,13 @@ class Spool:
                         or not isinstance(entry.get("destination"), str):
                     raise ValueError("not a spool entry")
             except (orjson.JSONDecodeError, ValueError) as e:
-                self.on_error(f"{self.path}:{n}: unreadable spool entry ({e}); moved to {self.dead_path}")
+                if report:
+                    self.on_error(f"{self.path}:{n}: unreadable spool entry ({e}); moved to {self.dead_path}")
                 bad.append({"v": 1, "kind": "dead_letter", "reason": "unreadable spool entry",
                             "raw": line.decode("utf-8", "replace")})
                 continue
             out.append(entry)
-        if bad:
-            with self.locked():
-                self.dead(bad)
-                self.save(out)
-        return out
+        return out, bad
 
     def save(self, entries: list[dict[str, Any]]) -> None:
         """Replace the spool atomically: readers see the old or the new file, never a mix."""

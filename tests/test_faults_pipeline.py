@@ -308,3 +308,53 @@ def test_sigkill_of_notify_mid_retry_loses_nothing(tmp_path):
         assert all(r["from_spool"] and r["result"] == "delivered" for r in records(again.stdout))
     finally:
         receiver.close()
+
+
+def test_sigkill_while_one_destination_retries_loses_nothing_for_the_others(tmp_path):
+    """The batch is journaled for every destination before the first attempt to any of them."""
+    from tests.notify_support import ROUTING_KEY, alert
+    from tests.receiver import Reply
+
+    receiver = Receiver()
+    receiver.script("/v2/enqueue", Reply(503))
+    env = {**os.environ, **notify_env(tmp_path, pd=receiver.url("/v2/enqueue"), hook=receiver.url("/hook"),
+                                      DOORMAN_DELIVERY_MAX_SECONDS="30", DOORMAN_DELIVERY_MAX_ATTEMPTS="100",
+                                      DOORMAN_DELIVERY_BACKOFF_SECONDS="0.2")}
+    a = alert(1)
+    try:
+        proc = subprocess.Popen([str(BIN / "doorman-notify")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+        proc.stdin.write(orjson.dumps(a) + b"\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(receiver.at("/v2/enqueue")) < 2:
+            time.sleep(0.05)  # PagerDuty (first in order) is retrying; the webhook not tried yet
+        proc.kill()
+        proc.communicate()
+        receiver.script("/v2/enqueue", Reply(202, '{"status":"success"}'))
+        again = subprocess.run([str(BIN / "doorman-notify")], input=b"", capture_output=True, env=env, timeout=60)
+        assert again.returncode == 0, again.stderr
+        assert [r.json["dedup_key"] for r in receiver.delivered("/v2/enqueue")] == [a["fingerprint"]]
+        assert receiver.delivered("/v2/enqueue")[0].json["routing_key"] == ROUTING_KEY
+        assert [r.json["fingerprint"] for r in receiver.delivered("/hook")] == [a["fingerprint"]]
+    finally:
+        receiver.close()
+
+
+def test_a_receiver_asking_to_retry_in_1e12_seconds_does_not_break_notify(tmp_path):
+    from tests.notify_support import alert
+    from tests.receiver import Reply
+
+    receiver = Receiver()
+    receiver.script("/hook", Reply(503, headers={"Retry-After": "1e12"}))
+    env = notify_env(tmp_path, hook=receiver.url("/hook"))
+    try:
+        first = cli("doorman-notify", input=orjson.dumps(alert(1)) + b"\n", env=env)
+        assert b"Traceback" not in first.stderr and first.returncode == 1
+        assert [r["result"] for r in records(first.stdout)] == ["spooled"]
+        second = cli("doorman-notify", input=b"", env=env)
+        assert b"Traceback" not in second.stderr
+        [entry] = [orjson.loads(x) for x in (tmp_path / "spool.ndjson").read_bytes().splitlines()]
+        assert entry["next_attempt_at"] is not None  # at most a day away, not in year 33715
+    finally:
+        receiver.close()

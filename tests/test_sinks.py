@@ -198,3 +198,25 @@ def test_slack_does_not_say_resolved_twice(session):
     body = SlackSink(session, "http://x.invalid/").request(a).body
     assert body["blocks"][0]["text"]["text"] == "✅ RESOLVED · Backlog explosion on q1"
     assert body["text"].startswith("✅ RESOLVED: Backlog explosion on q1 — ")
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("120", 120.0), ("-5", 0.0), ("1e12", 86400.0), ("inf", None), ("1e400", None), ("nan", None),
+    ("soon", None), ("", None),
+])
+def test_retry_after_is_finite_and_at_most_a_day(value, expected):
+    assert retry_after_seconds(value, now=1_800_000_000.0) == expected
+
+
+def test_retry_after_asctime_dates_are_gmt(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        now = 1_800_000_000.0
+        asctime = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(now + 30))
+        assert retry_after_seconds(asctime, now=now) == pytest.approx(30, abs=1)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
