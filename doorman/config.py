@@ -8,6 +8,7 @@ the file (or `environment` / `--flag`) and the key; the CLIs print it on one lin
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -27,6 +28,7 @@ class Key:
     default: Any = None
     env: tuple[str, ...] = ()
     doc: str = ""
+    positive: bool = False  # 0 is refused
 
 
 KEYS: dict[str, Key] = {
@@ -111,6 +113,15 @@ TRANSPORT_KEYS: dict[str, Key] = {
 }
 
 PER_QUEUE_KEYS = ("max_queue_size", "max_wait_time_seconds")
+
+# Zero would break these: a busy loop, no timeout at all, a worker never given time to answer.
+POSITIVE = ("check_interval", "redis_timeout", "inspect_timeout", "http_connect_timeout", "http_read_timeout",
+            "delivery_max_attempts", "delivery_max_seconds", "spool_retry_seconds",
+            "backlog_growth_window_seconds", "backlog_growth_min_samples", "visibility_timeout")
+for _keys in (KEYS, THRESHOLD_KEYS, TRANSPORT_KEYS):
+    for _name in POSITIVE:
+        if _name in _keys:
+            _keys[_name] = replace(_keys[_name], positive=True)
 
 
 @dataclass(frozen=True)
@@ -200,7 +211,9 @@ def _coerce(value: Any, spec: Key, source: str, name: str, from_text: bool) -> A
     """Check and convert one value; environment values arrive as text and are parsed."""
     t = spec.type
     if value is None:
-        return None
+        if spec.default is None or t == "map":
+            return None  # optional (a destination left unset) or an empty section
+        raise BadConfig(source, name, f"must not be empty (default: {spec.default!r})")
     if t in ("str", "url", "webhook", "severity"):
         if not isinstance(value, str):
             raise BadConfig(source, name, f"must be a string, got {type(value).__name__}")
@@ -232,6 +245,8 @@ def _coerce(value: Any, spec: Key, source: str, name: str, from_text: bool) -> A
             raise BadConfig(source, name, f"must be a whole number, got {value!r}")
         if value < 0 or value != value or value in (float("inf"),):
             raise BadConfig(source, name, f"must be a finite number >= 0, got {value!r}")
+        if value == 0 and spec.positive:
+            raise BadConfig(source, name, "must be greater than 0")
         return int(value) if t == "int" else float(value)
     if t == "list":
         if from_text:
@@ -253,8 +268,10 @@ def _check_redis_url(url: str, source: str, name: str) -> None:
         try:
             p = urlsplit(part)
             p.port  # noqa: B018 - raises on a malformed port
-        except ValueError as e:
-            raise BadConfig(source, name, f"malformed URL ({e})") from None
+        except ValueError:
+            # never quote the parser's message: it can contain a piece of the password
+            raise BadConfig(source, name, "malformed URL (check the host and port, and URL-encode "
+                                          "special characters such as # / ? @ in the password)") from None
         if p.scheme not in REDIS_SCHEMES:
             raise BadConfig(source, name, f"unsupported scheme {p.scheme!r}; use one of {', '.join(REDIS_SCHEMES)}")
         if p.scheme in ("redis", "rediss", "sentinel") and not p.hostname:
@@ -267,8 +284,8 @@ def _check_webhook(url: str, source: str, name: str) -> None:
     try:
         p = urlsplit(url)
         p.port  # noqa: B018
-    except ValueError as e:
-        raise BadConfig(source, name, f"malformed URL ({e})") from None
+    except ValueError:
+        raise BadConfig(source, name, "malformed URL (check the host and port)") from None
     if p.scheme not in ("http", "https") or not p.hostname:
         raise BadConfig(source, name, "must be an http:// or https:// URL with a host")
 
@@ -317,6 +334,7 @@ def load_config(
     path: str | None = None,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    flag_names: Mapping[str, str] | None = None,
 ) -> Config:
     """Build the effective config. `overrides` are flags: {key: value}, None meaning unset."""
     env = os.environ if env is None else env
@@ -345,8 +363,9 @@ def load_config(
             continue
         spec = KEYS.get(k) or THRESHOLD_KEYS.get(k)
         target = top if k in KEYS else thresholds
-        target[k] = _coerce(v, spec, "command line", "--" + k.replace("_", "-"), from_text=isinstance(v, str))
-        origin[k] = ("command line", "--" + k.replace("_", "-"))
+        flag = (flag_names or {}).get(k) or "--" + k.replace("_", "-")
+        target[k] = _coerce(v, spec, "command line", flag, from_text=isinstance(v, str))
+        origin[k] = ("command line", flag)
 
     steps = transport.get("priority_steps", [0, 3, 6, 9])
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in steps) or not steps:
@@ -379,7 +398,14 @@ LOOPBACK_HOSTS = ("localhost", "::1")
 
 
 def _is_loopback(host: str | None) -> bool:
-    return bool(host) and (host in LOOPBACK_HOSTS or host.startswith("127."))
+    if not host:
+        return False
+    if host.lower() in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name such as 127.attacker.example is not loopback
 
 
 def _check_plain_http(cfg: Config, origin: Mapping[str, tuple[str, str]]) -> None:

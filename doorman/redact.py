@@ -97,7 +97,7 @@ class Scrubber:
     """Replace every known secret in a text; longest first so a URL is masked before its path."""
 
     def __init__(self, secrets: list[str] | tuple[str, ...] = ()):
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for s in self.secrets:

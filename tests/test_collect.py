@@ -358,3 +358,27 @@ def test_a_short_redis_timeout_is_not_mistaken_for_a_dead_broker(redis_server):
         assert snap["workers_subscribed"] == 1 and snap["alive_workers"] == 0
     finally:
         silent.close()
+
+
+@pytest.mark.parametrize("args, env, expected", [
+    (["--interval", "0"], {}, "command line: --interval: must be greater than 0"),
+    ([], {"DOORMAN_REDIS_TIMEOUT": "0"}, "environment: DOORMAN_REDIS_TIMEOUT: must be greater than 0"),
+    ([], {"DOORMAN_INSPECT_TIMEOUT": "0"}, "environment: DOORMAN_INSPECT_TIMEOUT: must be greater than 0"),
+    ([], {"REDIS_URL": "redis://:s3cr#etpw@host:6379/0"}, "environment: REDIS_URL: malformed URL"),
+    ([], {"GENERIC_WEBHOOK_URL": "http://127.attacker.example/hook"}, "GENERIC_WEBHOOK_URL: must be https://"),
+])
+def test_values_that_would_break_a_check_are_refused(args, env, expected):
+    result = cli("doorman-collect", "--once", *args, env=env)
+    err = result.stderr.decode()
+    assert result.returncode == 2 and expected in err and err.count("\n") == 1, err
+    assert "s3cr" not in err and "etpw" not in err
+
+
+@pytest.mark.parametrize("key", ["redis_timeout", "check_interval", "thresholds:\n  max_queue_size",
+                                 "broker_transport_options:\n  priority_steps"])
+def test_an_empty_value_is_refused_not_taken_as_no_limit(tmp_path, key):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"{key}:\n")
+    result = cli("doorman-collect", "--once", "--config", str(cfg))
+    err = result.stderr.decode()
+    assert result.returncode == 2 and "must not be empty" in err and str(cfg) in err, err

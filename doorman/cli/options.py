@@ -31,10 +31,13 @@ def state_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--state", "state_path", metavar="FILE", help="State file (cooldowns, first-seen times).")(fn)
 
 
+FLAG_NAMES = {"check_interval": "--interval"}  # config keys whose flag is spelled differently
+
+
 def load(prog: str, path: str | None, **overrides: Any) -> Config:
     """Load the config or end the program with one line naming file and key, exit 2."""
     try:
-        cfg = load_config(path, overrides=overrides)
+        cfg = load_config(path, overrides=overrides, flag_names=FLAG_NAMES)
     except DoormanError as e:
         warn(prog, f"error: {e}")
         sys.exit(e.exit_code)
