@@ -76,6 +76,8 @@ KEYS: dict[str, Key] = {
                          "Connect and read timeout of every Redis command."),
     "publish_time_header": Key("str", "x_doorman_published_at", ("DOORMAN_PUBLISH_TIME_HEADER",),
                                "Message header holding the publish time (epoch seconds)."),
+    "state_lock_timeout": Key("float", 30.0, ("DOORMAN_STATE_LOCK_TIMEOUT",),
+                              "Seconds doorman-analyze waits for another run's lock on the state file."),
     "tls_ca_file": Key("str", None, ("DOORMAN_TLS_CA_FILE",),
                        "CA bundle to verify a rediss:// broker's certificate (default: the system's)."),
     "tls_insecure": Key("bool", False, ("DOORMAN_TLS_INSECURE",),
@@ -175,6 +177,7 @@ class Config:
     inspect_timeout: float = 1.0
     redis_timeout: float = 5.0
     publish_time_header: str = "x_doorman_published_at"
+    state_lock_timeout: float = 30.0
     tls_ca_file: str | None = None
     tls_insecure: bool = False
     allow_insecure_webhooks: bool = False

@@ -20,6 +20,7 @@ import orjson
 
 from doorman.analyze import MAX_ALERTS, MAX_CLUSTERS, RULE_OF_TYPE, STATE_KIND, new_state
 from doorman.config import SEVERITIES
+from doorman.errors import DoormanError
 from doorman.timefmt import parse_iso
 
 MAX_STATE_BYTES = 64 * 1024 * 1024
@@ -82,6 +83,10 @@ def state_problem(obj: Any) -> str | None:
     return None
 
 
+class StateLocked(DoormanError):
+    """Another process holds the state file."""
+
+
 class StateFile:
     """Open with `load()` (takes the lock), `save()` after each snapshot, `close()` at exit.
 
@@ -90,8 +95,10 @@ class StateFile:
     alerts, so a cooldown is never forgotten; at worst a kill between the two repeats an alert.
     """
 
-    def __init__(self, path: str, warn: Callable[[str], None], flush_interval: float = 1.0):
+    def __init__(self, path: str, warn: Callable[[str], None], flush_interval: float = 1.0,
+                 lock_timeout: float = 30.0):
         self.path = path
+        self.lock_timeout = lock_timeout
         self.warn = warn
         self.flush_interval = flush_interval
         self.lock_fd: int | None = None
@@ -117,12 +124,31 @@ class StateFile:
         return self._read()
 
     def _lock(self) -> None:
+        """Wait for a concurrent run (a cron overlap lasts a moment), but not forever: a daemon
+        holds its state for life, and a second analyzer on the same file must say so, not hang."""
         try:
             self.lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
         except OSError as e:
             self.warn(f"cannot lock {self.path}.lock ({e.strerror}); going on without the lock")
             self.lock_fd = None
+            return
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(self.lock_fd)
+                    self.lock_fd = None
+                    raise StateLocked(
+                        f"state file {self.path} is still locked by another doorman-analyze after "
+                        f"{self.lock_timeout:g} s (a daemon keeps its state file for life: give each "
+                        f"analyzer its own --state)") from None
+                time.sleep(0.05)
+            except OSError as e:
+                self.warn(f"cannot lock {self.path}.lock ({e.strerror}); going on without the lock")
+                return
 
     def _read(self) -> dict[str, Any]:
         try:

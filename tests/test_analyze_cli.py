@@ -215,3 +215,18 @@ def test_an_alert_that_could_not_be_written_is_not_recorded_as_sent(tmp_path):
     again = subprocess.run([str(BIN / "doorman-analyze"), "--state", str(state)],
                            input=snap.replace(b"01:00:00", b"01:00:30"), capture_output=True, timeout=30)
     assert [orjson.loads(x)["alert_type"] for x in again.stdout.splitlines()] == ["workers_down"]
+
+
+def test_a_state_file_held_for_too_long_is_an_error_not_a_hang(tmp_path):
+    """A daemon keeps its state file for life; a second analyzer on it says so and exits."""
+    state = str(tmp_path / "s.json")
+    fd = os.open(state + ".lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        r = subprocess.run([str(BIN / "doorman-analyze"), "--state", state], input=lines(DOWN5),
+                           capture_output=True, timeout=30, env={**os.environ, "DOORMAN_STATE_LOCK_TIMEOUT": "0.5"})
+    finally:
+        os.close(fd)
+    err = r.stderr.decode()
+    assert r.returncode == 1 and r.stdout == b"" and err.count("\n") == 1
+    assert "is still locked by another doorman-analyze after 0.5 s" in err

@@ -43,7 +43,7 @@ def main(files, config_path, state_path, check):
     def say(msg: str) -> None:
         warn(PROG, msg)
 
-    store = StateFile(state_path, say) if state_path else None
+    store = StateFile(state_path, say, lock_timeout=cfg.state_lock_timeout) if state_path else None
     engine = Engine(cfg, store.load() if store else None)
     stop = Stop()
     signal.signal(signal.SIGTERM, stop)
