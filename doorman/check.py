@@ -55,8 +55,9 @@ def status_line(snap: dict[str, Any] | None, conditions: list[dict[str, Any]], s
         text = down[0]["message"] if down else f"broker unreachable: {snap.get('error')}"
         return UNKNOWN, f"DOORMAN UNKNOWN - {_oneline(text)} | {perf}"
     if not conditions:
+        alive = snap.get("alive_workers") or 0
         return OK, (f"DOORMAN OK - {snap.get('pending_tasks') or 0} pending, "
-                    f"{perf.split('workers=')[1].split(';')[0]} workers alive | {perf}")
+                    f"{alive} {'worker' if alive == 1 else 'workers'} alive | {perf}")
     worst = sorted(conditions, key=lambda c: -RANK[c["severity"]])
     code = LEVEL[worst[0]["severity"]]
     text = worst[0]["message"]

@@ -281,6 +281,9 @@ def _check_redis_url(url: str, source: str, name: str) -> None:
             raise BadConfig(source, name, "malformed URL: no host")
         if p.scheme in ("unix", "redis+socket") and not p.path:
             raise BadConfig(source, name, "malformed URL: no socket path")
+        db = p.path.strip("/")
+        if p.scheme in ("redis", "rediss", "sentinel") and db and not db.isdigit():
+            raise BadConfig(source, name, f"the database must be a number (redis://host:6379/0), got /{db}")
 
 
 def _check_webhook(url: str, source: str, name: str) -> None:
@@ -301,6 +304,8 @@ def _read_file(path: str) -> dict[str, Any]:
             data = yaml.safe_load(f)
     except OSError as e:
         raise BadConfig(path, "", f"cannot read config file ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise BadConfig(path, "", f"not UTF-8 text (byte {e.start})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
@@ -387,6 +392,8 @@ def load_config(
         source=path or "defaults",
     )
     _check_plain_http(cfg, origin)
+    if cfg.redis_url.startswith("sentinel://") and not cfg.broker_transport_options.master_name:
+        raise BadConfig(src, "broker_transport_options.master_name", "required with sentinel:// URLs")
     notes = []
     if path and cfg.secrets() and _readable_by_others(path) and any(
             k in file_data for k in ("redis_url", "slack_webhook_url", "generic_webhook_url",

@@ -264,15 +264,18 @@ def test_count_and_human_view(redis_server):
     ("a: [\n", {}, "line 2"),
     ("- just\n- a list\n", {}, "must be a mapping of keys"),
     ("", {"CHECK_INTERVAL": "soon"}, "environment: CHECK_INTERVAL: must be a number, got 'soon'"),
+    ("\udcff", {}, "not UTF-8 text"),
+    ("redis_url: 'redis://h:6379/abc'\n", {}, "redis_url: the database must be a number"),
+    ("redis_url: 'sentinel://h:26379'\n", {}, "broker_transport_options.master_name: required with sentinel://"),
 ])
 def test_bad_config_is_one_line_exit_2(tmp_path, content, env, expected):
     cfg = tmp_path / "doorman.yaml"
-    cfg.write_text(content)
+    cfg.write_bytes(content.encode("utf-8", "surrogateescape"))
     result = cli("doorman-collect", "--once", "--config", str(cfg), env=env)
     assert result.returncode == 2
     err = result.stderr.decode()
     assert err.count("\n") == 1 and "Traceback" not in err and expected in err, err
-    if "environment" not in expected:
+    if "environment" not in expected and "sentinel" not in expected:
         assert str(cfg) in err
 
 
@@ -296,10 +299,16 @@ def test_precedence_flags_beat_env_beat_file(tmp_path):
                                   "REDIS_URL": "redis://a:1/0"}).redis_url == "redis://a:1/0"
 
 
-def test_example_config_is_valid():
+def test_example_config_is_valid_and_documents_every_key():
+    from doorman.config import KEYS, THRESHOLD_KEYS, TRANSPORT_KEYS
+
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    cfg = load_config(os.path.join(root, "config.example.yaml"), env={})
+    path = os.path.join(root, "config.example.yaml")
+    cfg = load_config(path, env={})
     assert cfg.thresholds.max_queue_size == 1000 and cfg.check_interval == 30
+    text = open(path).read()
+    missing = [k for k in (*KEYS, *THRESHOLD_KEYS, *TRANSPORT_KEYS) if f"{k}:" not in text]
+    assert missing == []
 
 
 def test_collector_library_runs_without_processes(redis_server):
@@ -368,7 +377,7 @@ def test_a_short_redis_timeout_is_not_mistaken_for_a_dead_broker(redis_server):
     ([], {"GENERIC_WEBHOOK_URL": "http://127.attacker.example/hook"}, "GENERIC_WEBHOOK_URL: must be https://"),
 ])
 def test_values_that_would_break_a_check_are_refused(args, env, expected):
-    result = cli("doorman-collect", "--once", *args, env=env)
+    result = cli("doorman-collect", *(args or ["--once"]), env=env)
     err = result.stderr.decode()
     assert result.returncode == 2 and expected in err and err.count("\n") == 1, err
     assert "s3cr" not in err and "etpw" not in err

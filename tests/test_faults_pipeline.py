@@ -358,3 +358,17 @@ def test_a_receiver_asking_to_retry_in_1e12_seconds_does_not_break_notify(tmp_pa
         assert entry["next_attempt_at"] is not None  # at most a day away, not in year 33715
     finally:
         receiver.close()
+
+
+def test_the_webhook_gets_the_alert_byte_for_byte(tmp_path):
+    from tests.notify_support import alert
+
+    receiver = Receiver()
+    line = orjson.dumps(alert(1, details={"ratio": 0.1, "names": ["ü", "x"], "n": 10**18}))
+    try:
+        r = cli("doorman-notify", input=line + b"\n", env=notify_env(tmp_path, hook=receiver.url("/h")))
+        assert r.returncode == 0, r.stderr
+        [got] = receiver.delivered("/h")
+        assert got.body == line and got.headers["Content-Type"] == "application/json"
+    finally:
+        receiver.close()

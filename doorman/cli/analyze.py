@@ -89,3 +89,7 @@ def main(files, config_path, state_path, check):
         click.echo(line)
         sys.exit(code)
     sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main(prog_name="doorman-analyze")

@@ -39,6 +39,8 @@ def install_stop_handlers(stop: threading.Event, wake: threading.Event) -> None:
 @command_body(PROG)
 def main(config_path, redis_url, once, interval, count, cluster, human):
     """Read the Redis broker and the Celery workers; write one JSON snapshot per line to stdout."""
+    if once and (interval is not None or count is not None):
+        raise click.UsageError("--once takes no --interval or --count (it is one check)")
     cfg = load(PROG, config_path, redis_url=redis_url, cluster=cluster,
                check_interval=interval)
     from doorman.collect.snapshot import Collector
@@ -108,3 +110,7 @@ def emit(snap: dict, human: bool) -> None:
         sys.stdout.flush()
     else:
         write_record(snap)
+
+
+if __name__ == "__main__":
+    main(prog_name="doorman-collect")

@@ -124,3 +124,7 @@ def exit_now(code: int) -> None:
         except (OSError, ValueError):
             pass
     os._exit(code)
+
+
+if __name__ == "__main__":
+    main(prog_name="doorman-notify")

@@ -50,8 +50,8 @@ def main(workers, enqueue, task_seconds, zombie, kill_after, critical_queue, sto
     for problem in problems(opts):
         raise click.UsageError(problem)
     file_data = {}
+    load(PROG, config_path)  # the stages read the same file and environment: refuse them up front
     if config_path:
-        load(PROG, config_path)
         import yaml
 
         with open(config_path, encoding="utf-8") as f:
@@ -61,3 +61,7 @@ def main(workers, enqueue, task_seconds, zombie, kill_after, critical_queue, sto
     human = sys.stderr if json_out else sys.stdout
     code = simulate(opts, dict(os.environ), file_data, alerts=sys.stdout, human=human, talk=sys.stderr)
     sys.exit(code)
+
+
+if __name__ == "__main__":
+    main(prog_name="doorman-simulate")

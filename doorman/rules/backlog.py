@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from doorman.config import Config
-from doorman.rules.base import RuleInfo, condition
+from doorman.rules.base import RuleInfo, condition, plural
 
 INFO = RuleInfo("backlog", ("backlog_explosion",), "Too many tasks waiting.")
 
@@ -26,7 +26,7 @@ def evaluate(snapshot: dict[str, Any], state: dict[str, Any], config: Config) ->
         counts = {name: q["pending"] for name, q in queues.items()}
         out.append(condition(
             "backlog_explosion", "critical", "cluster", "Backlog explosion",
-            f"{total} tasks pending, above the limit of {th.max_queue_size}.",
+            f"{plural(total, 'task')} pending, above the limit of {th.max_queue_size}.",
             {"total_pending": total, "threshold": th.max_queue_size, "queues": counts},
         ))
     for name, over in th.queues.items():
@@ -36,7 +36,7 @@ def evaluate(snapshot: dict[str, Any], state: dict[str, Any], config: Config) ->
             continue
         out.append(condition(
             "backlog_explosion", "critical", f"queue:{name}", f"Backlog explosion in {name}",
-            f"Queue {name} has {q['pending']} tasks pending, above its limit of {limit}.",
+            f"Queue {name} has {plural(q['pending'], 'task')} pending, above its limit of {limit}.",
             {"queue": name, "pending": q["pending"], "threshold": limit, "total_pending": total},
         ))
     return out
