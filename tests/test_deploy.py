@@ -187,3 +187,20 @@ def test_doorman_run_bad_config_exits_2(redis_server, tmp_path):
                             env=run_env(tmp_path, redis_server.url, SLACK_WEBHOOK_URL="ftp://x"))
     assert result.returncode == 2
     assert b"SLACK_WEBHOOK_URL: must be an http:// or https:// URL" in result.stderr
+
+
+def test_doorman_run_stopped_while_starting_exits_and_leaves_nothing(redis_server, tmp_path):
+    """A SIGTERM that lands while the stages start (systemd stop right after start) must neither
+    orphan a stage nor leave one blocked in open() on a FIFO."""
+    for delay in (0.0, 0.02, 0.1, 0.3):
+        proc = subprocess.Popen([str(RUN)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=run_env(tmp_path, redis_server.url, DOORMAN_INTERVAL="0.5", DOORMAN_DRY_RUN="1"))
+        time.sleep(delay)
+        kids = {p: c for p, c in children(proc.pid).items()}
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+        # 0, or killed outright when the signal beat the script's own trap (nothing started yet)
+        assert proc.returncode in (0, -signal.SIGTERM), err.decode()
+        time.sleep(0.2)
+        assert alive(kids) == []
+        assert not [c for c in children(proc.pid).values() if "doorman-" in c]

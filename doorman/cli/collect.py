@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 import time
@@ -18,13 +17,13 @@ MIN_GAP = 0.25  # seconds between event-triggered snapshots
 
 def install_stop_handlers(stop: threading.Event, wake: threading.Event) -> None:
     """SIGTERM/SIGINT finish the snapshot in hand, then stop: never half a line."""
+    from doorman.signals import on_stop_signal
 
-    def handler(signum, frame):  # noqa: ARG001
+    def stop_now(signum: int) -> None:  # noqa: ARG001
         stop.set()
         wake.set()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    on_stop_signal(stop_now)
 
 
 @click.command(context_settings=CONTEXT)

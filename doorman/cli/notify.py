@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 
@@ -99,13 +98,14 @@ def main(config_path, spool_path, dry_run):
                             spool_retry_seconds=cfg.spool_retry_seconds)
     woken: list = []
 
-    def on_signal(signum, frame):  # noqa: ARG001 - finish the delivery in hand, spool the rest, exit
+    def on_signal(signum: int) -> None:  # noqa: ARG001 - finish the delivery in hand, spool the rest, exit
         stop.set()
         for intake in woken:
             intake.wake()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    from doorman.signals import on_stop_signal
+
+    on_stop_signal(on_signal)
     run(alerts(), dispatcher, stop, on_intake=woken.append)
 
     left = sum(spool.counts().values()) if spool is not None else 0

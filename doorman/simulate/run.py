@@ -34,11 +34,12 @@ class Stopped(Exception):
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[threading.Event]:
     """SIGINT/SIGTERM/SIGHUP raise `Stopped` once; a second signal during teardown is ignored."""
-    fired = threading.Event()
+    fired = threading.Event()  # set by the caller when teardown starts
+    once: list[int] = []  # the handler only reads `fired` (no lock) and appends here: it must take no lock
 
     def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
-        if not fired.is_set():
-            fired.set()
+        if not once and not fired.is_set():
+            once.append(signum)
             raise Stopped(signum)
 
     old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
