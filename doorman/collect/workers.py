@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from doorman.collect.keys import Keys, decode
+from doorman.timefmt import iso, sane_epoch
 
 CONTROL_EXCHANGE = "celery.pidbox"
 
@@ -103,8 +104,6 @@ def active_tasks(client: Any, keys: Keys, timeout: float, now: float, block_max:
 
 
 def _task(node: str, t: dict[str, Any], now: float) -> dict[str, Any]:
-    from doorman.timefmt import iso, sane_epoch
-
     start = sane_epoch(t.get("time_start"))
     info = t.get("delivery_info") if isinstance(t.get("delivery_info"), dict) else {}
     return {

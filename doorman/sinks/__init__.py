@@ -134,6 +134,27 @@ class HttpSink:
         return Result("permanent", http_status=status, error=error)
 
 
+class UrlSink(HttpSink):
+    """A destination whose secret is its URL (Slack, the generic webhook): the config names the
+    URL and the minimum severity; `--dry-run` with nothing configured shows `placeholder_url`."""
+
+    url_key = ""
+    severity_key = ""
+    placeholder_url = ""
+
+    def __init__(self, session: requests.Session, url: str, **kw: Any):
+        super().__init__(session, **kw)
+        self.url = url
+
+    @classmethod
+    def from_config(cls, cfg: Config, session: requests.Session, timeout: tuple[float, float],
+                    scrub: Callable[[str], str], placeholder: bool = False) -> UrlSink | None:
+        url = getattr(cfg, cls.url_key) or (cls.placeholder_url if placeholder else None)
+        if not url:
+            return None
+        return cls(session, url, min_severity=getattr(cfg, cls.severity_key), timeout=timeout, scrub=scrub)
+
+
 def build_sinks(cfg: Config, session: requests.Session, scrub: Callable[[str], str] = lambda s: s,
                 placeholders: bool = False) -> list[Any]:
     """The configured destinations, in delivery order. `placeholders`: every sink, for `--dry-run`."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from doorman.sinks import Alert, HttpSink, Request, severity_rank
+from doorman.sinks import Alert, Request, UrlSink, severity_rank
 
 EMOJI = {"info": "ℹ️", "warning": "⚠️", "critical": "🔴", "emergency": "🚨"}
 RESOLVED = "✅"
@@ -71,23 +71,15 @@ def one_line(alert: Alert) -> str:
     return f"{badge(alert)}: {title(alert)} — {alert.get('message', '')} [{alert.get('cluster', '')}]"
 
 
-class SlackSink(HttpSink):
+class SlackSink(UrlSink):
     name = "slack"
     min_interval = 1.0
     summary_over = SUMMARY_OVER
     summary_max = SUMMARY_MAX
 
-    def __init__(self, session: Any, url: str, **kw: Any):
-        super().__init__(session, **kw)
-        self.url = url
-
-    @classmethod
-    def from_config(cls, cfg: Any, session: Any, timeout: tuple[float, float], scrub: Any,
-                    placeholder: bool = False) -> SlackSink | None:
-        url = cfg.slack_webhook_url or (PLACEHOLDER_URL if placeholder else None)
-        if not url:
-            return None
-        return cls(session, url, min_severity=cfg.slack_min_severity, timeout=timeout, scrub=scrub)
+    url_key = "slack_webhook_url"
+    severity_key = "slack_min_severity"
+    placeholder_url = PLACEHOLDER_URL
 
     def request(self, alert: Alert) -> Request:
         fields = flatten(alert.get("details") or {})

@@ -8,9 +8,8 @@ after a lost answer can cause.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
-from doorman.sinks import Alert, HttpSink, Request
+from doorman.sinks import Alert, Request, UrlSink
 
 PLACEHOLDER_URL = "https://webhook.example.invalid/doorman"
 
@@ -20,20 +19,12 @@ def idempotency_key(alert: Alert) -> str:
     return f"{alert['fingerprint']}-{alert['status']}-{ts_hash}"
 
 
-class WebhookSink(HttpSink):
+class WebhookSink(UrlSink):
     name = "webhook"
 
-    def __init__(self, session: Any, url: str, **kw: Any):
-        super().__init__(session, **kw)
-        self.url = url
-
-    @classmethod
-    def from_config(cls, cfg: Any, session: Any, timeout: tuple[float, float], scrub: Any,
-                    placeholder: bool = False) -> WebhookSink | None:
-        url = cfg.generic_webhook_url or (PLACEHOLDER_URL if placeholder else None)
-        if not url:
-            return None
-        return cls(session, url, min_severity=cfg.generic_webhook_min_severity, timeout=timeout, scrub=scrub)
+    url_key = "generic_webhook_url"
+    severity_key = "generic_webhook_min_severity"
+    placeholder_url = PLACEHOLDER_URL
 
     def request(self, alert: Alert) -> Request:
         return Request(self.url, alert, {"Idempotency-Key": idempotency_key(alert)})
