@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install redis-server test lint bench bench-peers demo clean
+.PHONY: install redis-server test lint docs bench bench-peers demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,16 @@ redis-server:
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest tests
+
+# config.example.yaml and docs/configuration.md are generated from the declared settings
+docs: $(STAMP)
+	$(BIN)/python -m doorman.docgen
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # Every benchmark, one report (markdown on stdout, bench-results/report.json); `make bench-peers` first
 # adds Flower and celery-exporter to the comparison. One benchmark alone: python -m tests.bench.run NAME

@@ -7,15 +7,18 @@ warning -> WARNING (1), critical or emergency -> CRITICAL (2), broker unreachabl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from doorman.config import Config
-from doorman.rules import latency
+from doorman.rules.base import Condition
+from doorman.rules.latency import RULE as LATENCY
+from doorman.rules.latency import oldest
+from doorman.settings import Config
+from doorman.severity import rank
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 LEVEL = {"info": OK, "warning": WARNING, "critical": CRITICAL, "emergency": CRITICAL}
-RANK = {"info": 0, "warning": 1, "critical": 2, "emergency": 3}
 
 
 def _label(name: str) -> str:
@@ -27,9 +30,9 @@ def perfdata(snap: dict[str, Any], state: dict[str, Any], config: Config) -> str
     if not snap.get("redis_connected") or snap.get("pending_tasks") is None:
         return "redis_connected=0;;;0;1"
     now = state.get("now") or 0.0
-    heads = state.get("heads", {})
+    heads = state.get("rules", {}).get(LATENCY.name, {}).get("heads", {})
     ages = [b[0] for name, q in snap["queues"].items() if q["pending"]
-            for b in [latency.oldest(q, heads.get(name, {}), now)] if b]
+            for b in [oldest(q, heads.get(name, {}), now)] if b]
     alive = snap.get("alive_workers")
     if alive is None:
         alive = sum(1 for w in snap.get("workers") or () if w.get("alive") is True)
@@ -44,7 +47,7 @@ def perfdata(snap: dict[str, Any], state: dict[str, Any], config: Config) -> str
     return " ".join(parts)
 
 
-def status_line(snap: dict[str, Any] | None, conditions: list[dict[str, Any]], state: dict[str, Any],
+def status_line(snap: dict[str, Any] | None, conditions: Sequence[Condition], state: dict[str, Any],
                 config: Config) -> tuple[int, str]:
     """(exit code, the line) for the last snapshot read and the conditions holding for it."""
     if snap is None:
@@ -58,7 +61,7 @@ def status_line(snap: dict[str, Any] | None, conditions: list[dict[str, Any]], s
         alive = snap.get("alive_workers") or 0
         return OK, (f"DOORMAN OK - {snap.get('pending_tasks') or 0} pending, "
                     f"{alive} {'worker' if alive == 1 else 'workers'} alive | {perf}")
-    worst = sorted(conditions, key=lambda c: -RANK[c["severity"]])
+    worst = sorted(conditions, key=lambda c: -rank(c["severity"]))
     code = LEVEL[worst[0]["severity"]]
     text = worst[0]["message"]
     if len(worst) > 1:

@@ -17,5 +17,5 @@ class BadConfig(DoormanError):
         super().__init__(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
 
 
-class BrokerUnreachable(DoormanError):
-    """The broker did not answer; the message is already redacted."""
+class StateLocked(DoormanError):
+    """Another process holds the state file."""

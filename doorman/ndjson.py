@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import orjson
@@ -96,11 +96,6 @@ def write_record(obj: Any, out: IO[bytes] | None = None) -> None:
     out = out or sys.stdout.buffer
     out.write(dumps(obj))
     out.flush()
-
-
-def write_records(objs: Iterable[Any], out: IO[bytes] | None = None) -> None:
-    for obj in objs:
-        write_record(obj, out)
 
 
 def quiet_pipe(main: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,15 +1,15 @@
 """doorman-analyze's state file: cooldowns, firing alerts, first-seen times, rate samples.
 
 One run holds an exclusive `flock` on `<file>.lock` from load to exit, so two cron runs at once
-cannot both alert: the second waits, then reads what the first wrote. Writes go to `<file>.tmp`
-and are moved into place with `os.replace`, so a kill never leaves half a file. A file that is not
+cannot both alert: the second waits, then reads what the first wrote. Writes go through
+`doorman.atomicfile` (a temporary file, fsync, rename, fsync of the directory), so a kill never
+leaves half a file. A file that is not
 JSON, or not ours, or not in the shape we write, is reported on stderr and replaced by a fresh
 state: never a crash. Sizes are capped by the rules and the engine, so the file stays small.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import stat
 import time
@@ -18,58 +18,60 @@ from typing import Any
 
 import orjson
 
-from doorman.analyze import MAX_ALERTS, MAX_CLUSTERS, RULE_OF_TYPE, STATE_KIND, new_state
-from doorman.config import SEVERITIES
-from doorman.errors import DoormanError
+from doorman.analyze import MAX_ALERTS, MAX_CLUSTERS, STATE_KIND, RuleSet, default_rules, new_state
+from doorman.atomicfile import FileLock, write_atomic
+from doorman.errors import StateLocked
+from doorman.severity import SEVERITIES
+from doorman.shapes import is_num, map_of
 from doorman.timefmt import parse_iso
+
+__all__ = ["StateFile", "StateLocked", "state_problem"]
 
 MAX_STATE_BYTES = 64 * 1024 * 1024
 
 
-def _num(v: Any) -> bool:
-    return type(v) in (int, float)
-
-
-def _map_of(v: Any, check: Callable[[Any], bool]) -> bool:
-    return isinstance(v, dict) and all(isinstance(k, str) and check(x) for k, x in v.items())
-
-
-def _entry_ok(e: Any) -> bool:
-    if not isinstance(e, dict) or e.get("alert_type") not in RULE_OF_TYPE:
+def _entry_ok(e: Any, alert_types: tuple[str, ...]) -> bool:
+    if not isinstance(e, dict) or e.get("alert_type") not in alert_types:
         return False
     if not isinstance(e.get("subject"), str) or not isinstance(e.get("title"), str):
         return False
     if type(e.get("emitted")) is not bool or type(e.get("sent")) is not int:
         return False
-    if e["emitted"] and (not _num(e.get("last_sent")) or e.get("sent_severity") not in SEVERITIES):
+    if e["emitted"] and (not is_num(e.get("last_sent")) or e.get("sent_severity") not in SEVERITIES):
         return False
     if e.get("peak_severity") is not None and e["peak_severity"] not in SEVERITIES:
         return False
     try:
-        parse_iso(e.get("started_at"))
-    except (ValueError, OverflowError, OSError):
+        parse_iso(e["started_at"])
+    except (ValueError, OverflowError, OSError, TypeError, KeyError):
         return False
     return True
 
 
-def _cluster_ok(c: Any) -> bool:
-    return (
-        isinstance(c, dict)
-        and (c.get("now") is None or _num(c.get("now")))
-        and _map_of(c.get("workers"), _num)
-        and _map_of(c.get("forgotten"), _num)
-        and _map_of(c.get("cooldown"), _num)
-        and _map_of(c.get("heads"), lambda h: _map_of(h, _num))
-        and _map_of(c.get("samples"), lambda s: isinstance(s, list) and all(
-            isinstance(p, list) and len(p) == 2 and _num(p[0]) and _num(p[1]) for p in s))
-        and _map_of(c.get("trends"), lambda t: isinstance(t, list) and len(t) == 2 and _num(t[0]) and _num(t[1]))
-        and _map_of(c.get("alerts"), _entry_ok)
-        and len(c["alerts"]) <= MAX_ALERTS
-    )
+def _upgrade(c: dict[str, Any], rules: RuleSet) -> None:
+    """A cluster written before rules had slices kept their keys at the top: move them in."""
+    if "rules" not in c:
+        c["rules"] = {r.name: {k: c.pop(k) for k in r.initial_state() if k in c} for r in rules.rules}
 
 
-def state_problem(obj: Any) -> str | None:
-    """Why `obj` is not a state this version wrote (None: it is)."""
+def _cluster_problem(c: Any, rules: RuleSet) -> str | None:
+    if not isinstance(c, dict) or not (c.get("now") is None or is_num(c.get("now"))):
+        return "malformed"
+    _upgrade(c, rules)
+    if not (map_of(c.get("cooldown"), is_num) and isinstance(c.get("rules"), dict)):
+        return "malformed cooldowns or rules"
+    if not map_of(c.get("alerts"), lambda e: _entry_ok(e, rules.alert_types)) or len(c["alerts"]) > MAX_ALERTS:
+        return "malformed alerts"
+    for rule in rules.rules:
+        mine = c["rules"].setdefault(rule.name, rule.initial_state())
+        problem = rule.state_problem(mine) if isinstance(mine, dict) else "expected an object"
+        if problem:
+            return f"rule {rule.name}: {problem}"
+    return None
+
+
+def state_problem(obj: Any, rules: RuleSet | None = None) -> str | None:
+    """Why `obj` is not a state this version wrote (None: it is). Upgrades older layouts in place."""
     if not isinstance(obj, dict) or obj.get("kind") != STATE_KIND:
         return "not a doorman-analyze state file"
     if obj.get("v") != 1:
@@ -77,14 +79,12 @@ def state_problem(obj: Any) -> str | None:
     clusters = obj.get("clusters")
     if not isinstance(clusters, dict) or len(clusters) > MAX_CLUSTERS:
         return "malformed clusters"
+    rules = rules or default_rules()
     for name, c in clusters.items():
-        if not _cluster_ok(c):
-            return f"malformed state of cluster {name!r}"
+        problem = _cluster_problem(c, rules)
+        if problem:
+            return f"malformed state of cluster {name!r} ({problem})"
     return None
-
-
-class StateLocked(DoormanError):
-    """Another process holds the state file."""
 
 
 class StateFile:
@@ -101,7 +101,7 @@ class StateFile:
         self.lock_timeout = lock_timeout
         self.warn = warn
         self.flush_interval = flush_interval
-        self.lock_fd: int | None = None
+        self.lock = FileLock(path + ".lock", mkdirs=False)  # the same lock and file rules as the spool
         self.enabled = True
         self.last_write = 0.0
         self.write_failed = False
@@ -127,28 +127,15 @@ class StateFile:
         """Wait for a concurrent run (a cron overlap lasts a moment), but not forever: a daemon
         holds its state for life, and a second analyzer on the same file must say so, not hang."""
         try:
-            self.lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            got = self.lock.acquire(timeout=self.lock_timeout)
         except OSError as e:
             self.warn(f"cannot lock {self.path}.lock ({e.strerror}); going on without the lock")
-            self.lock_fd = None
             return
-        deadline = time.monotonic() + self.lock_timeout
-        while True:
-            try:
-                fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(self.lock_fd)
-                    self.lock_fd = None
-                    raise StateLocked(
-                        f"state file {self.path} is still locked by another doorman-analyze after "
-                        f"{self.lock_timeout:g} s (a daemon keeps its state file for life: give each "
-                        f"analyzer its own --state)") from None
-                time.sleep(0.05)
-            except OSError as e:
-                self.warn(f"cannot lock {self.path}.lock ({e.strerror}); going on without the lock")
-                return
+        if not got:
+            raise StateLocked(
+                f"state file {self.path} is still locked by another doorman-analyze after "
+                f"{self.lock_timeout:g} s (a daemon keeps its state file for life: give each "
+                f"analyzer its own --state)")
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -182,11 +169,8 @@ class StateFile:
         if not urgent and now - self.last_write < self.flush_interval:
             return
         self.last_write = now
-        tmp = self.path + ".tmp"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(orjson.dumps(state))
-            os.replace(tmp, self.path)
+        try:  # temp file, fsync, rename, fsync the directory: a crash leaves the old or the new state
+            write_atomic(self.path, orjson.dumps(state), mkdirs=False)
         except OSError as e:
             if not self.write_failed:
                 self.warn(f"cannot write state file {self.path} ({e.strerror}); cooldowns will not survive this run")
@@ -195,6 +179,4 @@ class StateFile:
     def close(self, state: dict[str, Any] | None = None) -> None:
         if state is not None:
             self.save(state, urgent=True)
-        if self.lock_fd is not None:
-            os.close(self.lock_fd)
-            self.lock_fd = None
+        self.lock.release()

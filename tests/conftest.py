@@ -20,11 +20,25 @@ def redis_server(shared_redis):
 
 
 @pytest.fixture
-def own_redis():
+def make_redis():
+    """Start redis-servers only this test uses: `make_redis(password=..., extra=[...])`; all are
+    removed after the test."""
+    started: list[RedisServer] = []
+
+    def start(**kw) -> RedisServer:
+        server = RedisServer(**kw)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.cleanup()
+
+
+@pytest.fixture
+def own_redis(make_redis):
     """A redis-server only this test uses, so it may kill and restart it."""
-    server = RedisServer().start()
-    yield server
-    server.cleanup()
+    return make_redis()
 
 
 @pytest.fixture

@@ -13,12 +13,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import redis
+
+from doorman.brokers.redis.keys import Keys
+from doorman.brokers.redis.pidbox import listening
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -112,20 +116,14 @@ class Worker:
     def wait_ready(self, client: redis.Redis, prefix: str = "", timeout: float = 30) -> Worker:
         """Ready = bound its pidbox and subscribed to the control channel (so it can answer)."""
         deadline = time.monotonic() + timeout
-        channel = f"{prefix}/0.celery.pidbox"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker {self.name} exited: {Path(self.log.name).read_text()[-2000:]}")
-            members = client.smembers(f"{prefix}_kombu.binding.celery.pidbox")
-            if any(self.name.encode() in m for m in members) and self._subscribed(client, channel):
+            if listening(client, Keys(prefix), [self.name]):
                 time.sleep(0.3)
                 return self
             time.sleep(0.1)
         raise RuntimeError(f"worker {self.name} not ready: {Path(self.log.name).read_text()[-2000:]}")
-
-    @staticmethod
-    def _subscribed(client: redis.Redis, channel: str) -> bool:
-        return any(n for _, n in client.pubsub_numsub(channel)) or client.pubsub_numpat() > 0
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -181,6 +179,26 @@ def cli(name: str, *args: str, input: bytes | None = None, env: dict[str, str] |
 def records(out: bytes) -> list[dict]:
     """Every stdout line must be one JSON object."""
     return [orjson.loads(line) for line in out.splitlines()]
+
+
+def collect_once(url: str | None, *args: str, env: dict[str, str] | None = None) -> dict:
+    """`doorman-collect --once [--redis-url URL] ARGS`: exit 0 and exactly one snapshot, returned."""
+    url_args = ["--redis-url", url] if url else []
+    result = cli("doorman-collect", "--once", *url_args, *args, env=env)
+    assert result.returncode == 0, result.stderr
+    [snap] = records(result.stdout)
+    return snap
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll until `predicate()` is truthy; return its value. Fails the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 # A child's ru_maxrss counts the memory it had before exec, i.e. the forking parent's. So a

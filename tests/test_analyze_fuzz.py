@@ -8,10 +8,11 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from doorman import plugins
 from doorman.analyze import Engine, snapshot_problem
 from doorman.cli.analyze import main
-from doorman.config import SEVERITIES, Config, Thresholds
-from doorman.rules import ALERT_TYPES
+from doorman.config import make_config
+from doorman.severity import SEVERITIES
 from doorman.state import state_problem
 from doorman.timefmt import iso
 
@@ -60,10 +61,11 @@ def snapshots(draw, t0: float = 1.8e9):
     return obj
 
 
-CONFIG = Config(alert_cooldown_seconds=60, thresholds=Thresholds(
-    max_queue_size=100, max_wait_time_seconds=5, max_task_runtime_seconds=10, critical_queues=("mail",),
+CONFIG = make_config(alert_cooldown_seconds=60, thresholds=dict(
+    max_queue_size=100, max_wait_time_seconds=5, max_task_runtime_seconds=10, critical_queues=["mail"],
     queues={"x": {"max_queue_size": 10, "max_wait_time_seconds": 1}}, worker_forget_seconds=600,
     backlog_growth_window_seconds=60, backlog_growth_min_samples=3))
+ALERT_TYPES = tuple(t.name for r in plugins.rules() for t in r.alert_types)
 
 
 def check_alert(a: dict) -> None:

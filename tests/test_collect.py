@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -10,16 +9,13 @@ import time
 import orjson
 import pytest
 
+from doorman import brokers
+from doorman.brokers.redis.keys import Keys
 from doorman.collect.snapshot import Collector
 from doorman.config import load_config
-from tests.support import BIN, RedisServer, celery_app, cli, enqueue, free_port, records
+from tests.support import BIN, celery_app, cli, collect_once, enqueue, free_port, records, wait_for
 
-
-def collect_once(url: str, *args: str, env: dict | None = None) -> dict:
-    result = cli("doorman-collect", "--once", "--redis-url", url, *args, env=env)
-    assert result.returncode == 0, result.stderr
-    [snap] = records(result.stdout)
-    return snap
+KEYS = Keys()  # kombu's names with the default transport options (no prefix, database 0)
 
 
 def keyspace(client) -> dict[bytes, object]:
@@ -100,7 +96,7 @@ def test_global_keyprefix_is_applied(redis_server, workers, tmp_path):
     url, client = redis_server.url, redis_server.client()
     workers(url, "wp@test", client=client, prefix="pfx:", env={"DOORMAN_DEMO_KEYPREFIX": "pfx:"})
     enqueue(url, 4, task="demo.add", args=(1, 2), queue="pq", priority=6, keyprefix="pfx:")
-    assert client.llen("pfx:pq\x06\x166") == 4
+    assert client.llen(dict(Keys("pfx:").queue_lists("pq"))[6]) == 4
     cfg = tmp_path / "c.yaml"
     cfg.write_text("monitored_queues: [pq]\nbroker_transport_options:\n  global_keyprefix: 'pfx:'\n")
     snap = collect_once(url, "--config", str(cfg))
@@ -131,9 +127,7 @@ def test_running_tasks_and_unacked_are_reported_and_untouched(redis_server, work
     w = workers(url, "w1@test", client=client, concurrency=1,
                 env={"DOORMAN_DEMO_ACKS_LATE": "1"})
     ids = enqueue(url, 3, task="demo.sleep", args=(30,))
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and client.zcard("unacked_index") < 3:
-        time.sleep(0.1)
+    wait_for(lambda: client.zcard(KEYS.unacked_index) >= 3, 20, "3 unacked tasks")
     time.sleep(0.5)
     before = keyspace(client)
     snap = collect_once(url)
@@ -173,23 +167,20 @@ def test_twenty_runs_leave_no_keys_behind(redis_server, workers):
     assert keyspace(client) == before
 
 
-def test_password_never_appears_in_any_output(tmp_path):
+def test_password_never_appears_in_any_output(make_redis):
     secret = "s3cr3t-Pa55word-xyz"
-    server = RedisServer(password=secret).start()
-    try:
-        snap_run = cli("doorman-collect", "--once", "--redis-url", server.url)
-        assert snap_run.returncode == 0, snap_run.stderr
-        [snap] = records(snap_run.stdout)
-        assert snap["redis_connected"] is True and snap["broker"].endswith(f"127.0.0.1:{server.port}/0")
-        wrong = server.url.replace(secret, secret + "-wrong")
-        bad = cli("doorman-collect", "--once", "--redis-url", wrong)
-        [down] = records(bad.stdout)
-        assert down["redis_connected"] is False and down["error"]
-        for out in (snap_run.stdout, snap_run.stderr, bad.stdout, bad.stderr):
-            assert secret.encode() not in out
-        assert b"***" in snap_run.stdout
-    finally:
-        server.cleanup()
+    server = make_redis(password=secret)
+    snap_run = cli("doorman-collect", "--once", "--redis-url", server.url)
+    assert snap_run.returncode == 0, snap_run.stderr
+    [snap] = records(snap_run.stdout)
+    assert snap["redis_connected"] is True and snap["broker"].endswith(f"127.0.0.1:{server.port}/0")
+    wrong = server.url.replace(secret, secret + "-wrong")
+    bad = cli("doorman-collect", "--once", "--redis-url", wrong)
+    [down] = records(bad.stdout)
+    assert down["redis_connected"] is False and down["error"]
+    for out in (snap_run.stdout, snap_run.stderr, bad.stdout, bad.stderr):
+        assert secret.encode() not in out
+    assert b"***" in snap_run.stdout
 
 
 def test_broker_down_then_back_daemon_keeps_going(own_redis):
@@ -299,23 +290,11 @@ def test_precedence_flags_beat_env_beat_file(tmp_path):
                                   "REDIS_URL": "redis://a:1/0"}).redis_url == "redis://a:1/0"
 
 
-def test_example_config_is_valid_and_documents_every_key():
-    from doorman.config import KEYS, THRESHOLD_KEYS, TRANSPORT_KEYS
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.path.join(root, "config.example.yaml")
-    cfg = load_config(path, env={})
-    assert cfg.thresholds.max_queue_size == 1000 and cfg.check_interval == 30
-    text = open(path).read()
-    missing = [k for k in (*KEYS, *THRESHOLD_KEYS, *TRANSPORT_KEYS) if f"{k}:" not in text]
-    assert missing == []
-
-
 def test_collector_library_runs_without_processes(redis_server):
     """The CLI is a thin wrapper: the library gives the same snapshot with an injected clock."""
     enqueue(redis_server.url, 2, task="demo.add", args=(1, 2))
     cfg = load_config(None, env={"REDIS_URL": redis_server.url})
-    c = Collector(cfg, clock=lambda: 1_800_000_000.0)
+    c = Collector(cfg, brokers.connect(cfg), clock=lambda: 1_800_000_000.0)
     snap = c.snapshot()
     c.close()
     assert snap["ts"] == "2027-01-15T08:00:00.000Z" and snap["pending_tasks"] == 2
@@ -349,7 +328,7 @@ def test_a_stamp_in_milliseconds_or_absurd_numbers_never_blind_the_collector(red
     client = redis_server.client()
     for stamp in ("1.7e12", "1e308", "-5", '"soon"', "true"):
         client.rpush("odd", b'{"headers": {"id": "t", "task": "x", "x_doorman_published_at": %s}}' % stamp.encode())
-    client.zadd("unacked_index", {"tag": 1e15})
+    client.zadd(KEYS.unacked_index, {"tag": 1e15})
     snap = collect_once(redis_server.url, env={"MONITORED_QUEUES": "odd"})
     assert snap["redis_connected"] is True and snap["error"] is None
     assert snap["queues"]["odd"]["oldest"]["age_seconds"] is None  # not a plausible time: unknown
@@ -360,7 +339,7 @@ def test_a_short_redis_timeout_is_not_mistaken_for_a_dead_broker(redis_server):
     """A subscriber that never answers (like a solo worker busy with a task) makes the check wait
     for its reply; that wait must stay shorter than the socket timeout."""
     silent = redis_server.client().pubsub()
-    silent.subscribe("/0.celery.pidbox")
+    silent.subscribe(KEYS.pidbox_channel)
     try:
         snap = collect_once(redis_server.url, env={"DOORMAN_REDIS_TIMEOUT": "0.5", "DOORMAN_INSPECT_TIMEOUT": "1.5"})
         assert snap["redis_connected"] is True, snap["error"]

@@ -1,4 +1,4 @@
-from tests.support import cli, enqueue, records
+from tests.support import collect_once, enqueue
 
 
 def test_once_counts_priority_lists_and_sees_the_worker(redis_server, workers):
@@ -7,9 +7,7 @@ def test_once_counts_priority_lists_and_sees_the_worker(redis_server, workers):
     w = workers(url, "w1@test", client=client, queues="busy")
     for pri in (0, 3, 6, 9):
         enqueue(url, 2, queue="celery", priority=pri)
-    result = cli("doorman-collect", "--once", "--redis-url", url)
-    assert result.returncode == 0, result.stderr
-    [snap] = records(result.stdout)
+    snap = collect_once(url)
     assert snap["queues"]["celery"]["pending"] == 8
     assert snap["queues"]["celery"]["by_priority"] == {"0": 2, "3": 2, "6": 2, "9": 2}
     assert snap["alive_workers"] == 1

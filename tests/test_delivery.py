@@ -2,24 +2,44 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
 import pytest
 import requests
 
-from doorman.delivery import Dispatcher, Intake, Pacer, RetryPolicy, send_with_retry
-from doorman.delivery import run as drive
+from doorman.notify import Clock, Dispatcher, Intake, Pacer, RetryPolicy, Spool, send_with_retry
+from doorman.notify import run as drive
 from doorman.sinks import Result
 from doorman.sinks.pagerduty import PagerDutySink
 from doorman.sinks.slack import SlackSink
 from doorman.sinks.webhook import WebhookSink
-from doorman.spool import Spool
 from tests.notify_support import HOOK_PATH, PD_PATH, ROUTING_KEY, SLACK_PATH, alert, read_ndjson
 from tests.receiver import Receiver, Reply
 from tests.support import free_port
 
 FAST = RetryPolicy(attempts=3, max_seconds=3.0, backoff=0.05)
+
+
+class FakeTime:
+    """A clock that moves only when delivery waits or sleeps: retry and pacing logic, tested
+    without sleeping for real. `waits` and `sleeps` record what delivery asked for."""
+
+    def __init__(self, now: float = 1_800_000_000.0):
+        self.now = now
+        self.waits: list[float] = []
+        self.sleeps: list[float] = []
+        self.clock = Clock(wall=lambda: self.now, monotonic=lambda: self.now, sleep=self.sleep)
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def wait(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        self.now += seconds
+        return False
 
 
 @pytest.fixture
@@ -32,11 +52,13 @@ def receiver():
 class Run:
     """One doorman-notify run in-process: sinks, a spool on disk, the records it wrote."""
 
-    def __init__(self, tmp_path, *sinks, policy=FAST, **kw):
+    def __init__(self, tmp_path, *sinks, policy=FAST, fake: FakeTime | None = None, **kw):
         self.records: list[dict] = []
         self.warnings: list[str] = []
         self.spool = Spool(str(tmp_path / "spool.ndjson"), on_error=self.warnings.append)
         self.stop = threading.Event()
+        if fake is not None:
+            kw.update(clock=fake.clock, wait=fake.wait)
         self.d = Dispatcher(list(sinks), self.records.append, self.warnings.append, self.spool, policy,
                             self.stop, **kw)
 
@@ -51,8 +73,10 @@ def hook(url, session=None, **kw):
 
 def test_500_then_200_is_delivered_once_on_the_second_attempt(tmp_path, receiver):
     receiver.script(HOOK_PATH, Reply(500), Reply(200))
-    run = Run(tmp_path, hook(receiver.url(HOOK_PATH)))
+    fake = FakeTime()
+    run = Run(tmp_path, hook(receiver.url(HOOK_PATH)), fake=fake)
     run.d.handle([alert(1)])
+    assert len(fake.waits) == 1 and 0.025 <= fake.waits[0] <= 0.05  # one backoff, half of it jitter
     [rec] = run.records
     assert (rec["result"], rec["http_status"], rec["attempts"], rec["error"]) == ("delivered", 200, 2, None)
     assert len(receiver.at(HOOK_PATH)) == 2 and len(receiver.delivered(HOOK_PATH)) == 1
@@ -61,10 +85,11 @@ def test_500_then_200_is_delivered_once_on_the_second_attempt(tmp_path, receiver
 
 def test_429_retry_after_is_honoured(tmp_path, receiver):
     receiver.script(HOOK_PATH, Reply(429, headers={"Retry-After": "1"}), Reply(200))
-    run = Run(tmp_path, hook(receiver.url(HOOK_PATH)))
+    fake = FakeTime()
+    run = Run(tmp_path, hook(receiver.url(HOOK_PATH)), fake=fake)
     run.d.handle([alert(1)])
-    first, second = receiver.at(HOOK_PATH)
-    assert second.at - first.at >= 0.95
+    assert len(receiver.at(HOOK_PATH)) == 2
+    assert fake.waits == [1.0]  # the backoff (at most 0.05 s) gives way to the receiver's 1 s
     assert run.records[0]["result"] == "delivered" and run.records[0]["attempts"] == 2
 
 
@@ -96,7 +121,7 @@ def test_permanent_error_is_not_retried_and_goes_to_the_dead_letter_file(tmp_pat
 
 def test_unreachable_receiver_spools_and_the_next_run_delivers_exactly_once(tmp_path, receiver):
     dead_url = f"http://127.0.0.1:{free_port()}{HOOK_PATH}"
-    first = Run(tmp_path, hook(dead_url))
+    first = Run(tmp_path, hook(dead_url), fake=FakeTime())
     first.d.handle([alert(1), alert(2)])
     assert [r["result"] for r in first.records] == ["spooled", "spooled"]
     assert first.records[0]["attempts"] == 3 and first.records[1]["attempts"] == 0  # queued behind, untried
@@ -170,7 +195,7 @@ def test_slack_summary_that_fails_is_spooled_per_alert_and_replayed_as_one_summa
     receiver.script(SLACK_PATH, Reply(503), Reply(503), Reply(503), Reply(200))
     slack = SlackSink(requests.Session(), receiver.url(SLACK_PATH))
     slack.min_interval = 0
-    run = Run(tmp_path, slack)
+    run = Run(tmp_path, slack, fake=FakeTime())
     run.d.handle([alert(i) for i in range(1, 6)])
     assert [r["result"] for r in run.records] == ["spooled"] * 5
     assert run.spool.counts() == {"slack": 5}
@@ -181,12 +206,18 @@ def test_slack_summary_that_fails_is_spooled_per_alert_and_replayed_as_one_summa
 
 
 def test_slack_alerts_below_the_burst_size_are_sent_one_by_one_paced(tmp_path, receiver):
-    run = Run(tmp_path, SlackSink(requests.Session(), receiver.url(SLACK_PATH)))
+    fake = FakeTime()
+    slack = SlackSink(requests.Session(), receiver.url(SLACK_PATH))
+    sent_at: list[float] = []
+    post = slack.post
+    slack.post = lambda req: sent_at.append(fake.now) or post(req)
+    run = Run(tmp_path, slack, fake=fake)
     run.d.handle([alert(1), alert(2), alert(3)])
     got = receiver.at(SLACK_PATH)
     assert [r.json["blocks"][0]["text"]["text"] for r in got] == \
         [f"🔴 CRITICAL · Backlog explosion on q{i}" for i in (1, 2, 3)]
-    assert all(b.at - a.at >= 0.95 for a, b in zip(got, got[1:], strict=False))
+    assert fake.sleeps == [1.0, 1.0]
+    assert all(b - a >= 1.0 for a, b in zip(sent_at, sent_at[1:], strict=False))
 
 
 def test_pacer_spaces_posts_by_its_interval():
@@ -197,7 +228,7 @@ def test_pacer_spaces_posts_by_its_interval():
         slept.append(s)
         now[0] += s
 
-    pace = Pacer(1.0, clock=lambda: now[0], sleep=sleep)
+    pace = Pacer(1.0, Clock(monotonic=lambda: now[0], sleep=sleep))
     pace()
     now[0] += 0.25
     pace()
@@ -326,7 +357,7 @@ def test_run_replays_the_spool_periodically_while_streaming(tmp_path, receiver):
 def test_a_long_outage_spools_hundreds_in_order_and_replays_them_all_once(tmp_path, receiver):
     receiver.script(HOOK_PATH, Reply(503))
     alerts = [alert(i) for i in range(1, 301)]
-    down = Run(tmp_path, hook(receiver.url(HOOK_PATH)))
+    down = Run(tmp_path, hook(receiver.url(HOOK_PATH)), fake=FakeTime())
     down.d.handle(alerts)
     assert len(receiver.at(HOOK_PATH)) == 3  # one alert retried; the other 299 queued behind it, untried
     assert [r["result"] for r in down.records] == ["spooled"] * 300
@@ -337,3 +368,37 @@ def test_a_long_outage_spools_hundreds_in_order_and_replays_them_all_once(tmp_pa
     up.d.replay()
     assert [r.json["subject"] for r in receiver.delivered(HOOK_PATH)] == [a["subject"] for a in alerts]
     assert read_ndjson(tmp_path / "spool.ndjson") == []
+
+
+def test_spool_files_are_private_and_a_planted_symlink_is_never_written_through(tmp_path):
+    from doorman.atomicfile import write_atomic
+
+    spool = Spool(str(tmp_path / "state" / "doorman" / "spool.ndjson"))
+    spool.add([{"id": "x", "destination": "webhook", "alert": alert(1)}])
+    assert (tmp_path / "state" / "doorman").stat().st_mode & 0o777 == 0o700
+    for name in ("spool.ndjson", "spool.ndjson.lock"):
+        assert (tmp_path / "state" / "doorman" / name).stat().st_mode & 0o777 == 0o600
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    target = tmp_path / "file"
+    os.symlink(victim, f"{target}.tmp.{os.getpid()}")  # planted where our temporary file goes
+    write_atomic(str(target), b"new")
+    assert target.read_bytes() == b"new" and victim.read_text() == "keep me"
+    os.symlink(victim, tmp_path / "s.ndjson.lock")
+    with pytest.raises(OSError):
+        Spool(str(tmp_path / "s.ndjson")).add([{"id": "y", "destination": "webhook", "alert": alert(1)}])
+    assert victim.read_text() == "keep me"
+
+
+def test_file_lock_with_a_timeout_gives_up_when_another_holder_keeps_it(tmp_path):
+    from doorman.atomicfile import FileLock
+
+    holder = FileLock(str(tmp_path / "x.lock"))
+    assert holder.acquire()
+    fake = FakeTime()
+    waiter = FileLock(str(tmp_path / "x.lock"), clock=fake.clock.monotonic, sleep=fake.sleep)
+    assert waiter.acquire(timeout=1.0) is False
+    assert sum(fake.sleeps) >= 1.0 and waiter.fd is None
+    holder.release()
+    assert waiter.acquire(timeout=1.0) is True
+    waiter.release()

@@ -11,20 +11,10 @@ import time
 
 from tests.daemon_pipeline import DaemonPipeline
 from tests.receiver import Receiver
-from tests.support import enqueue
+from tests.support import enqueue, wait_for
 
 HOOK = "/hooks/doorman"
 WORKER = "busy@detect"
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_kill9_of_the_last_worker_pages_once_and_a_busy_worker_never_does(redis_server, workers, tmp_path):

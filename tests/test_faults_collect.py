@@ -9,10 +9,12 @@ import time
 
 import orjson
 
+from doorman import brokers
+from doorman.brokers.redis.keys import Keys
+from doorman.collect import heartbeats
 from doorman.collect.heartbeats import MAX_WORKERS, HeartbeatTracker
-from doorman.collect.keys import Keys
-from doorman.config import Transport
-from tests.support import BIN, cli, records
+from doorman.config import make_config
+from tests.support import BIN, collect_once, wait_for
 
 
 def test_a_paused_broker_costs_one_timeout_and_the_daemon_carries_on(own_redis):
@@ -46,9 +48,7 @@ def test_a_thousand_queues_in_one_snapshot(redis_server):
         if i % 10 == 0:
             pipe.lpush(q, b'{"headers": {"id": "t%d", "task": "x"}}' % i)
     pipe.execute()
-    result = cli("doorman-collect", "--once", "--redis-url", redis_server.url,
-                 env={"MONITORED_QUEUES": ",".join(names)})
-    [snap] = records(result.stdout)
+    snap = collect_once(redis_server.url, env={"MONITORED_QUEUES": ",".join(names)})
     assert len(snap["queues"]) == 1000 and snap["pending_tasks"] == 100
     assert snap["queues"]["q990"]["oldest"]["task_id"] == "t990"
 
@@ -63,51 +63,44 @@ def test_ten_thousand_workers_heartbeats_are_tracked_within_a_bound(redis_server
     """Published on the real channel, read by the real tracker; memory stays bounded past the cap."""
     client = redis_server.client()
     wake = threading.Event()
-    tracker = HeartbeatTracker(redis_server.client(), Keys(Transport(), 0), wake).start()
+    broker = brokers.connect(make_config(redis_url=redis_server.url))
+    tracker = HeartbeatTracker(broker, wake).start()
+    channel = Keys().worker_event_channel("worker-heartbeat")
     try:
-        deadline = time.monotonic() + 5
-        while not tracker.connected and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: tracker.connected, 5, "the tracker to subscribe")
         time.sleep(0.2)
         pipe = client.pipeline(transaction=False)
         for i in range(MAX_WORKERS + 2000):
-            pipe.publish("/0.celeryev/worker.heartbeat", heartbeat(f"w{i}@host"))
-        pipe.publish("/0.celeryev/worker.heartbeat", b"garbage that is not an event")
+            pipe.publish(channel, heartbeat(f"w{i}@host", freq=30.0))  # alive for 60 s: time to read all
+        pipe.publish(channel, b"garbage that is not an event")
         pipe.execute()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and len(tracker.workers(time.time())) < MAX_WORKERS:
-            time.sleep(0.1)
+        last = f"w{MAX_WORKERS + 1999}@host"  # published last: once it is tracked, all were read
+        wait_for(lambda: last in tracker.workers(time.time()), 20, f"{last} tracked")
         seen = tracker.workers(time.time())
         assert len(seen) == MAX_WORKERS
         assert wake.is_set()
         assert all(w["alive"] for w in seen.values())
-        overdue = tracker.pop_overdue(time.time() + 4.1)
-        assert len(overdue) == MAX_WORKERS and tracker.pop_overdue(time.time() + 5) == []
+        overdue = tracker.pop_overdue(time.time() + 60.1)
+        assert len(overdue) == MAX_WORKERS and tracker.pop_overdue(time.time() + 61) == []
     finally:
         tracker.stop()
+        broker.close()
 
 
-def test_a_broker_stuck_in_debug_sleep_costs_one_timeout():
-    from tests.support import RedisServer
-
-    server = RedisServer(extra=["--enable-debug-command", "local"]).start()
-    try:
-        sleeper = threading.Thread(target=lambda: server.client().execute_command("DEBUG", "SLEEP", "3"))
-        sleeper.start()
-        time.sleep(0.2)
-        result = cli("doorman-collect", "--once", "--redis-url", server.url, env={"DOORMAN_REDIS_TIMEOUT": "0.5"})
-        [snap] = records(result.stdout)
-        assert snap["redis_connected"] is False and "Timeout" in snap["error"]
-        assert snap["collect_ms"] < 2500  # bounded by the timeout, not by the 3 s sleep
-        sleeper.join()
-    finally:
-        server.cleanup()
+def test_a_broker_stuck_in_debug_sleep_costs_one_timeout(make_redis):
+    server = make_redis(extra=["--enable-debug-command", "local"])
+    sleeper = threading.Thread(target=lambda: server.client().execute_command("DEBUG", "SLEEP", "3"))
+    sleeper.start()
+    time.sleep(0.2)
+    snap = collect_once(server.url, env={"DOORMAN_REDIS_TIMEOUT": "0.5"})
+    assert snap["redis_connected"] is False and "Timeout" in snap["error"]
+    assert snap["collect_ms"] < 2500  # bounded by the timeout, not by the 3 s sleep
+    sleeper.join()
 
 
 def test_workers_gone_for_long_are_forgotten_and_new_ones_still_tracked(redis_server):
-    from doorman.collect import heartbeats
-
-    tracker = HeartbeatTracker(redis_server.client(), Keys(Transport(), 0), threading.Event())
+    broker = brokers.connect(make_config(redis_url=redis_server.url))
+    tracker = HeartbeatTracker(broker, threading.Event())
     now = 1_800_000_000.0
     for i in range(3):
         tracker.observe({"hostname": f"old{i}@host", "type": "worker-heartbeat", "freq": 2.0}, now)

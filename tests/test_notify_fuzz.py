@@ -11,9 +11,9 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from doorman.config import Config
-from doorman.delivery import Dispatcher, stream_alerts
-from doorman.sinks import build_sinks
+from doorman.config import make_config
+from doorman.notify import Dispatcher, stream_alerts
+from doorman.sinks import SinkContext, build_sinks
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False)
@@ -46,10 +46,9 @@ lines = st.lists(
 def dry_run(data: bytes) -> tuple[list[dict], list[str]]:
     records: list[dict] = []
     problems: list[str] = []
-    cfg = Config()
-    sinks = build_sinks(cfg, requests.Session(), placeholders=True)
-    dispatcher = Dispatcher(sinks, records.append, problems.append, None, stop=threading.Event(),
-                            dry_run=True, placeholders=[s.name for s in sinks])
+    cfg = make_config()
+    sinks = build_sinks(cfg, SinkContext(requests.Session(), (3.05, 10.0), lambda s: s, placeholder=True))
+    dispatcher = Dispatcher(sinks, records.append, problems.append, None, stop=threading.Event(), dry_run=True)
     alerts = list(stream_alerts(io.BytesIO(data), problems.append))
     if alerts:
         dispatcher.handle(alerts)

@@ -7,16 +7,20 @@ import copy
 
 import pytest
 
+from doorman import plugins
 from doorman.analyze import Engine, fingerprint, snapshot_problem
-from doorman.config import Config, Thresholds
-from doorman.rules import RULES, backlog, backlog_growing, latency, redis_down, worker_lost, workers, zombie
+from doorman.config import make_config
+from doorman.rules import backlog, backlog_growing, latency, redis_down, worker_lost, workers, zombie
+from doorman.settings import Config
+from doorman.severity import SEVERITIES
 from doorman.timefmt import iso, parse_iso
 
 T0 = 1_800_000_000.0
 
 
 def cfg(cooldown: float = 300.0, **th) -> Config:
-    return Config(alert_cooldown_seconds=cooldown, thresholds=Thresholds(**th))
+    th = {k: list(v) if isinstance(v, tuple) else v for k, v in th.items()}
+    return make_config(alert_cooldown_seconds=cooldown, thresholds=th)
 
 
 def queue(pending: int, heads: list[dict] | None = None) -> dict:
@@ -58,14 +62,18 @@ def snap(t: float = 0.0, queues: dict | None = None, workers: list | None = None
 
 def run_rule(rule, snapshots: list[dict], config: Config, state: dict | None = None) -> list[dict]:
     """Observe every snapshot in turn (as the engine does) and evaluate the last."""
-    state = {} if state is None else state
-    out: list[dict] = []
+    rule = rule.RULE  # the rule's module
+    if state is None:
+        state = {}
+    if not state:
+        state.update(rule.initial_state())
+    out: list = []
     for s in snapshots:
         assert snapshot_problem(s) is None
-        state["now"] = parse_iso(s["ts"])
-        if hasattr(rule, "observe"):
-            rule.observe(s, state, config)
-        out = rule.evaluate(s, state, config)
+        now = parse_iso(s["ts"])
+        rule.observe(s, state, config, now)
+        out = rule.evaluate(s, state, config, now)
+        assert rule.state_problem(state) is None
     return out
 
 
@@ -260,10 +268,16 @@ def test_backlog_growing_samples_are_bounded():
     assert len(state["samples"]["*"]) <= 2 * backlog_growing.SLOTS
 
 
-def test_every_rule_has_info_and_evaluate():
-    for rule in RULES:
-        assert rule.INFO.name and rule.INFO.alert_types and rule.INFO.description
-        assert callable(rule.evaluate)
+def test_every_rule_declares_its_alert_types_settings_and_state():
+    seen: set[str] = set()
+    for rule in plugins.rules():
+        assert rule.name and rule.alert_types
+        for t in rule.alert_types:
+            assert t.name not in seen and t.summary and t.subject
+            assert t.severities and set(t.severities) <= set(SEVERITIES)
+            seen.add(t.name)
+        assert rule.state_problem(rule.initial_state()) is None
+        assert rule.state_problem({"junk": 1} if rule.initial_state() else None) is not None
 
 
 # --- the engine ----------------------------------------------------------------------------------
@@ -432,3 +446,20 @@ def test_a_full_alert_table_still_admits_a_page():
     assert ("workers_down", "emergency", "firing", "cluster") in brief(out)
     # the stalest warning made room (evicted silently); the other stale ones resolve as usual
     assert sum(1 for a in out if a["status"] == "resolved") == analyze.MAX_ALERTS - 1
+
+
+def test_a_state_file_of_the_earlier_layout_is_moved_into_the_rules_slices():
+    from doorman.state import state_problem
+
+    old = {"v": 1, "kind": "doorman-analyze-state", "clusters": {"prod": {
+        "now": T0, "workers": {"w1@test": T0}, "forgotten": {}, "heads": {"celery": {"t1": T0 - 5}},
+        "samples": {"*": [[T0, 3]]}, "trends": {"*": [0.0, 0.0]}, "alerts": {}, "cooldown": {}}}}
+    assert state_problem(old) is None
+    rules = old["clusters"]["prod"]["rules"]
+    assert rules["latency"] == {"heads": {"celery": {"t1": T0 - 5}}}
+    assert rules["worker_lost"] == {"workers": {"w1@test": T0}, "forgotten": {}}
+    assert rules["backlog_growing"] == {"samples": {"*": [[T0, 3]]}, "trends": {"*": [0.0, 0.0]}}
+    assert "heads" not in old["clusters"]["prod"]
+    e = Engine(cfg(), old)  # and the engine goes on from it: t1 has waited 65 s at T0 + 60
+    got = e.process(snap(60, {"celery": queue(1, [head("t1")])}))
+    assert [(a["alert_type"], a["details"]["age_seconds"]) for a in got] == [("high_latency", 65.0)]

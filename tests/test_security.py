@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -9,18 +10,30 @@ import time
 import pytest
 import redis
 
-from tests.support import RedisServer, cli, enqueue, free_port, records
+from doorman.brokers.redis.keys import Keys
+from tests.support import ROOT, RedisServer, cli, collect_once, enqueue, free_port, records
 
-# The exact rule README documents: read anything, write only Doorman's own reply binding and list,
-# publish the control request, subscribe to worker events. Nothing else.
+KEYS = Keys()
+# The exact rule docs/security.md documents ("A least-privilege Redis user"): read anything, write
+# only Doorman's own reply binding and list, publish the control request, subscribe to worker
+# events. Nothing else.
 DOORMAN_ACL = (
     "on >{password} resetkeys resetchannels -@all "
     "+ping +hello +auth +client|setname +select "
     "+scan +type +smembers +zcard +zrange +llen +lindex "
     "+sadd +srem +brpop +del +publish +psubscribe +punsubscribe "
-    "%R~* %RW~_kombu.binding.reply.celery.pidbox %RW~*.reply.celery.pidbox "
-    "&/0.celery.pidbox &/0.celeryev/worker.*"
+    f"%R~* %RW~{KEYS.reply_binding} %RW~{KEYS.reply_queue('*')} "
+    f"&{KEYS.pidbox_channel} &{KEYS.worker_events_pattern}"
 )
+
+
+def test_the_acl_tested_is_the_one_documented():
+    documented = []
+    for doc in (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))):
+        for block in re.findall(r"```\n(ACL SETUSER doorman .*?)```", doc.read_text(), re.S):
+            documented.append(" ".join(block.split()))
+    assert documented, "the docs show the least-privilege ACL rule"
+    assert set(documented) == {"ACL SETUSER doorman " + DOORMAN_ACL.replace("{password}", "CHANGE-ME")}
 
 
 def test_collect_works_with_the_documented_least_privilege_acl(redis_server, workers):
@@ -47,7 +60,7 @@ def test_collect_works_with_the_documented_least_privilege_acl(redis_server, wor
     with pytest.raises(redis.exceptions.NoPermissionError):
         limited.lpush("celery", b"x")
     with pytest.raises(redis.exceptions.NoPermissionError):
-        limited.zadd("unacked_index", {"x": 1})
+        limited.zadd(KEYS.unacked_index, {"x": 1})
     client.execute_command("ACL", "DELUSER", "doorman")
 
 
@@ -115,13 +128,11 @@ def test_tls_verifies_the_certificate_by_default(tls_redis, tls_files):
     assert ok.stderr == b""
 
     # The system CAs do not know our throw-away CA: refused, not silently accepted.
-    refused = cli("doorman-collect", "--once", "--redis-url", url)
-    [down] = records(refused.stdout)
+    down = collect_once(url)
     assert down["redis_connected"] is False and "certificate verify failed" in down["error"]
 
-    wrong_ca = cli("doorman-collect", "--once", "--redis-url", url,
-                   env={"DOORMAN_TLS_CA_FILE": str(tls_files / "other.crt")})
-    assert records(wrong_ca.stdout)[0]["redis_connected"] is False
+    wrong_ca = collect_once(url, env={"DOORMAN_TLS_CA_FILE": str(tls_files / "other.crt")})
+    assert wrong_ca["redis_connected"] is False
 
 
 def test_disabling_tls_verification_is_explicit_and_warned(tls_redis):

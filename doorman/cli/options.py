@@ -9,9 +9,10 @@ from typing import Any
 
 import click
 
-from doorman.config import Config, load_config
+from doorman.config import load_config
 from doorman.errors import DoormanError
 from doorman.ndjson import quiet_pipe, warn
+from doorman.settings import Config
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -23,8 +24,19 @@ def config_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     )(fn)
 
 
+def setting_help(key: str) -> str:
+    """An option's help, from the key's declaration: its doc, default and environment variables."""
+    from doorman.config import setting
+
+    s = setting(key)
+    env = ", ".join(f"${v}" for v in s.env)
+    default = f"default {s.default}" if s.default not in (None, "", [], ()) else ""
+    extra = "; ".join(x for x in (default, env) if x)
+    return f"{s.doc} ({extra})" if extra else s.doc
+
+
 def redis_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--redis-url", metavar="URL", help="Broker URL (default: $REDIS_URL, $CELERY_BROKER_URL).")(fn)
+    return click.option("--redis-url", metavar="URL", help=setting_help("redis_url"))(fn)
 
 
 def state_option(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -49,18 +49,11 @@ def main(workers, enqueue, task_seconds, zombie, kill_after, critical_queue, sto
                    config_path=config_path, command=tuple(command))
     for problem in problems(opts):
         raise click.UsageError(problem)
-    file_data = {}
     load(PROG, config_path)  # the stages read the same file and environment: refuse them up front
-    if config_path:
-        import yaml
-
-        with open(config_path, encoding="utf-8") as f:
-            file_data = yaml.safe_load(f) or {}
     from doorman.simulate.run import simulate
 
     human = sys.stderr if json_out else sys.stdout
-    code = simulate(opts, dict(os.environ), file_data, alerts=sys.stdout, human=human, talk=sys.stderr)
-    sys.exit(code)
+    sys.exit(simulate(opts, dict(os.environ), alerts=sys.stdout, human=human, talk=sys.stderr))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Follow workers' heartbeats (daemon mode) so a dead worker is noticed in seconds, not at the next tick.
 
-Workers publish `worker-heartbeat` every `freq` seconds (2 s by default, even without `-E`) on the
-`celeryev` fanout channel; nothing is stored, so only a live subscriber sees them. The liveness
-rule is Celery's own (`celery.events.state.Worker.alive`): alive while
+Workers publish `worker-heartbeat` every `freq` seconds (2 s by default, even without `-E`); the
+broker (`Broker.follow_worker_events`) hands them over as they pass. The liveness rule is
+Celery's own (`celery.events.state.Worker.alive`): alive while
 `now < last heartbeat received + 2 × freq`. A prefork worker keeps heartbeating while its pool runs
 tasks; a *solo* pool does not while it runs a task, so Celery (and Doorman) will call a solo
 worker busy with a task longer than 2 × freq dead — run solo workers with a longer
@@ -14,41 +14,43 @@ so the collector writes a snapshot at once instead of waiting for the next inter
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TypedDict
 
-import orjson
-
-from doorman.collect.keys import Keys
+from doorman.brokers.base import Broker, WorkerEvent
 from doorman.timefmt import iso
 
 EXPIRE_FACTOR = 2.0  # Celery's HEARTBEAT_EXPIRE_WINDOW of 200 %
 MAX_WORKERS = 10_000  # bound memory whatever arrives on the channel
 FORGET_AFTER = 600.0  # a worker silent this long is dropped (rolling deploys bring new names)
+RETRY_AFTER = 1.0  # seconds between subscription attempts while the broker is down
 
 
-def parse_event(raw: bytes) -> dict[str, Any] | None:
-    """The event dict inside a kombu envelope, or None for anything unreadable."""
-    try:
-        msg = orjson.loads(raw)
-        body = msg["body"]
-        if (msg.get("properties") or {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        event = orjson.loads(body)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-    return event if isinstance(event, dict) and isinstance(event.get("hostname"), str) else None
+class _Seen(TypedDict):
+    last: float
+    freq: float
+    offline: bool
+    active: int | None
+
+
+class Beat(TypedDict):
+    """What the heartbeats say of one worker, for the snapshot."""
+
+    alive: bool
+    last_heartbeat: str
+    freq: float
+    active: int | None
 
 
 class HeartbeatTracker:
-    def __init__(self, client: Any, keys: Keys, wake: threading.Event,
-                 clock: Callable[[], float] = time.time):
-        self.client, self.keys, self.wake, self.clock = client, keys, wake, clock
+    """Liveness of every worker heard of; `Broker.follow_worker_events` reports to it (in a thread)."""
+
+    def __init__(self, broker: Broker, wake: threading.Event, clock: Callable[[], float] = time.time):
+        self.broker, self.wake, self.clock = broker, wake, clock
         self._lock = threading.Lock()
-        self._workers: dict[str, dict[str, Any]] = {}
+        self._workers: dict[str, _Seen] = {}
         self._reported_dead: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="doorman-heartbeats", daemon=True)
@@ -64,34 +66,26 @@ class HeartbeatTracker:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            pubsub = None
             try:
-                pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-                pubsub.psubscribe(self.keys.worker_events_pattern)
-                self.connected = True
-                while not self._stop.is_set():
-                    msg = pubsub.get_message(timeout=0.5)
-                    if msg and msg.get("type") == "pmessage":
-                        event = parse_event(msg["data"])
-                        if event:
-                            self.observe(event, self.clock())
+                self.broker.follow_worker_events(self, self._stop)
             except Exception:  # noqa: BLE001 - broker down: the snapshot reports it; retry quietly
                 self.connected = False
                 with self._lock:
                     self._workers.clear()  # stale after a gap; replies rebuild the picture
-                self._stop.wait(1.0)
-            finally:
-                if pubsub is not None:
-                    try:
-                        pubsub.close()
-                    except Exception:  # noqa: BLE001
-                        pass
+            self._stop.wait(RETRY_AFTER)  # at once when stopping
 
-    def observe(self, event: dict[str, Any], received: float) -> None:
+    # WorkerEventListener, called from the broker's subscription
+    def subscribed(self) -> None:
+        self.connected = True
+
+    def received(self, event: WorkerEvent) -> None:
+        self.observe(event, self.clock())
+
+    def observe(self, event: WorkerEvent, received: float) -> None:
         """Record one worker event; wake the collector when the picture changes."""
         name, kind = event["hostname"], event.get("type", "")
-        freq = event.get("freq")
-        freq = float(freq) if isinstance(freq, (int, float)) and not isinstance(freq, bool) and freq > 0 else 2.0
+        beat = event.get("freq")
+        freq = float(beat) if isinstance(beat, (int, float)) and not isinstance(beat, bool) and beat > 0 else 2.0
         with self._lock:
             known = name in self._workers and not self._workers[name]["offline"]
             if kind == "worker-offline":
@@ -136,7 +130,7 @@ class HeartbeatTracker:
             self._reported_dead.update(due)
         return due
 
-    def workers(self, now: float) -> dict[str, dict[str, Any]]:
+    def workers(self, now: float) -> dict[str, Beat]:
         with self._lock:
             self._forget(now)
             return {

@@ -8,45 +8,22 @@ across one-shot runs. Critical for `critical_queues`, a warning for the others.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from doorman.config import Config
-from doorman.rules.base import RuleInfo, condition, duration
+from doorman.rules.base import OUTAGE, AlertType, BaseRule, Condition, Snapshot, State, condition, duration
+from doorman.settings import THRESHOLDS, Config, Setting, queue_names
+from doorman.shapes import is_num, map_of
 
-INFO = RuleInfo("latency", ("high_latency",), "A queue's oldest task waits too long.")
 MAX_QUEUES = 1000
 MAX_HEADS = 16
 
 
-def _heads(q: dict[str, Any]) -> list[dict[str, Any]]:
-    heads = q.get("heads") or ()
+def _heads(q: dict[str, Any]) -> Sequence[dict[str, Any]]:
+    heads: Sequence[dict[str, Any]] = q.get("heads") or ()
     if not heads and q.get("oldest"):
         heads = (q["oldest"],)
     return heads
-
-
-def observe(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> None:
-    now = state["now"]
-    old = state.get("heads", {})
-    new: dict[str, dict[str, float]] = {}
-    for name, q in snapshot["queues"].items():
-        heads = _heads(q)
-        if not heads or len(new) >= MAX_QUEUES:
-            continue
-        seen = old.get(name)
-        if seen is not None and len(heads) == len(seen):
-            for h in heads:
-                if h.get("task_id") not in seen:
-                    break
-            else:
-                new[name] = seen  # the same heads as before, the common case: keep their first-seen times
-                continue
-        seen = seen or {}
-        ids = {h["task_id"]: seen.get(h["task_id"], now) for h in heads[:MAX_HEADS]
-               if isinstance(h.get("task_id"), str)}
-        if ids:
-            new[name] = ids
-    state["heads"] = new
 
 
 def oldest(q: dict[str, Any], seen: dict[str, float], now: float) -> tuple[float, str, dict] | None:
@@ -64,29 +41,74 @@ def oldest(q: dict[str, Any], seen: dict[str, float], now: float) -> tuple[float
     return best
 
 
-def evaluate(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> list[dict[str, Any]]:
-    now = state["now"]
-    th = config.thresholds
-    seen_all = state.get("heads", {})
-    out = []
-    for name, q in snapshot["queues"].items():
-        if not q["pending"]:
-            continue
-        best = oldest(q, seen_all.get(name, {}), now)
-        if best is None:
-            continue
-        age, source, head = best
-        limit = th.for_queue(name, "max_wait_time_seconds")
-        if age <= limit:
-            continue
-        estimated = source == "head_first_seen"
-        severity = "critical" if name in th.critical_queues else "warning"
-        out.append(condition(
-            "high_latency", severity, f"queue:{name}", f"High latency in {name}",
-            f"Oldest task in queue {name} has waited {'at least ' if estimated else ''}{duration(age)} "
-            f"(limit {limit:g}s); {q['pending']} pending.",
-            {"queue": name, "age_seconds": round(age, 3), "threshold": limit, "pending": q["pending"],
-             "task_id": head.get("task_id"), "task_name": head.get("task_name"),
-             "priority": head.get("priority"), "age_source": source, "estimated": estimated},
-        ))
-    return out
+class Latency(BaseRule):
+    name = "latency"
+    alert_types = (AlertType("high_latency", ("warning", "critical"), "queue:<name>",
+                             "A queue's oldest task has waited longer than max_wait_time_seconds "
+                             "(critical in critical_queues).",
+                             inhibited_by=OUTAGE),)
+    settings = (
+        Setting("max_wait_time_seconds", "float", 60.0, ("MAX_WAIT_TIME",),
+                "Oldest waiting task older than this: high latency.", section=THRESHOLDS, per_queue=True),
+        Setting("critical_queues", "list", [], ("CRITICAL_QUEUES",), "Queues whose latency is critical.",
+                section=THRESHOLDS, convert=queue_names),
+    )
+
+    def initial_state(self) -> State:
+        return {"heads": {}}
+
+    def state_problem(self, state: State) -> str | None:
+        if not map_of(state.get("heads"), lambda h: map_of(h, is_num)):
+            return "heads must map queues to {task id: first seen}"
+        return None
+
+    def observe(self, snapshot: Snapshot, state: State, config: Config, now: float) -> None:
+        old = state.get("heads", {})
+        new: dict[str, dict[str, float]] = {}
+        for name, q in snapshot["queues"].items():
+            heads = _heads(q)
+            if not heads or len(new) >= MAX_QUEUES:
+                continue
+            seen = old.get(name)
+            if seen is not None and len(heads) == len(seen):
+                for h in heads:
+                    if h.get("task_id") not in seen:
+                        break
+                else:
+                    new[name] = seen  # the same heads as before, the common case: keep their first-seen times
+                    continue
+            seen = seen or {}
+            ids = {h["task_id"]: seen.get(h["task_id"], now) for h in heads[:MAX_HEADS]
+                   if isinstance(h.get("task_id"), str)}
+            if ids:
+                new[name] = ids
+        state["heads"] = new
+
+    def evaluate(self, snapshot: Snapshot, state: State, config: Config, now: float) -> list[Condition]:
+        th = config.thresholds
+        seen_all = state.get("heads", {})
+        out = []
+        for name, q in snapshot["queues"].items():
+            if not q["pending"]:
+                continue
+            best = oldest(q, seen_all.get(name, {}), now)
+            if best is None:
+                continue
+            age, source, head = best
+            limit = th.for_queue(name, "max_wait_time_seconds")
+            if age <= limit:
+                continue
+            estimated = source == "head_first_seen"
+            severity = "critical" if name in th.critical_queues else "warning"
+            out.append(condition(
+                "high_latency", severity, f"queue:{name}", f"High latency in {name}",
+                f"Oldest task in queue {name} has waited {'at least ' if estimated else ''}{duration(age)} "
+                f"(limit {limit:g}s); {q['pending']} pending.",
+                {"queue": name, "age_seconds": round(age, 3), "threshold": limit, "pending": q["pending"],
+                 "task_id": head.get("task_id"), "task_name": head.get("task_name"),
+                 "priority": head.get("priority"), "age_source": source, "estimated": estimated},
+            ))
+        return out
+
+
+RULE = Latency()

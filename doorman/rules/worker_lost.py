@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from doorman.config import Config
-from doorman.rules.base import RuleInfo, condition, duration
+from doorman.rules.base import OUTAGE, AlertType, BaseRule, Condition, Snapshot, State, condition, duration
+from doorman.settings import THRESHOLDS, Config, Setting
+from doorman.shapes import is_num, map_of
 
-INFO = RuleInfo("worker_lost", ("worker_lost",), "A worker that was alive stopped answering.")
 MAX_WORKERS = 1000
 
 
@@ -21,44 +21,63 @@ def _alive(snapshot: dict[str, Any]) -> set[str]:
     return {w["name"] for w in snapshot.get("workers") or () if w.get("alive") is True}
 
 
-def observe(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> None:
-    now = state["now"]
-    seen = state.setdefault("workers", {})
-    alive = _alive(snapshot)
-    for name in alive:
-        seen[name] = now
-    forgotten = {}
-    if len(seen) > len(alive):
-        forget = config.thresholds.worker_forget_seconds
-        forgotten = {n: t for n, t in seen.items() if n not in alive and now - t >= forget}
-        for n in forgotten:
-            del seen[n]
-    if len(seen) > MAX_WORKERS:
-        for n, _ in sorted(seen.items(), key=lambda kv: (kv[1], kv[0]))[: len(seen) - MAX_WORKERS]:
-            del seen[n]
-    state["forgotten"] = forgotten
+class WorkerLost(BaseRule):
+    name = "worker_lost"
+    alert_types = (AlertType("worker_lost", ("warning",), "worker:<name>",
+                             "A worker that was alive stopped answering while others still run.",
+                             inhibited_by=OUTAGE | {"celery_disconnected"}),)
+    settings = (
+        Setting("worker_forget_seconds", "float", 3600.0, ("WORKER_FORGET_SECONDS",),
+                "A lost worker gone this long is forgotten (its worker_lost alert resolves).",
+                section=THRESHOLDS),
+    )
+
+    def initial_state(self) -> State:
+        return {"workers": {}, "forgotten": {}}
+
+    def state_problem(self, state: State) -> str | None:
+        if not (map_of(state.get("workers"), is_num) and map_of(state.get("forgotten"), is_num)):
+            return "workers and forgotten must map names to times"
+        return None
+
+    def observe(self, snapshot: Snapshot, state: State, config: Config, now: float) -> None:
+        seen = state.setdefault("workers", {})
+        alive = _alive(snapshot)
+        for name in alive:
+            seen[name] = now
+        forgotten = {}
+        if len(seen) > len(alive):
+            forget = config.thresholds.worker_forget_seconds
+            forgotten = {n: t for n, t in seen.items() if n not in alive and now - t >= forget}
+            for n in forgotten:
+                del seen[n]
+        if len(seen) > MAX_WORKERS:
+            for n, _ in sorted(seen.items(), key=lambda kv: (kv[1], kv[0]))[: len(seen) - MAX_WORKERS]:
+                del seen[n]
+        state["forgotten"] = forgotten
+
+    def evaluate(self, snapshot: Snapshot, state: State, config: Config, now: float) -> list[Condition]:
+        seen = state.get("workers", {})
+        alive = _alive(snapshot)
+        lost = [(n, t) for n, t in seen.items() if n not in alive] if len(seen) > len(alive) else []
+        bound = {w["name"] for w in snapshot.get("workers") or ()} if lost else set()
+        out = []
+        for name, last in lost:
+            out.append(condition(
+                "worker_lost", "warning", f"worker:{name}", f"Worker {name} lost",
+                f"Worker {name} stopped answering {duration(now - last)} ago; {len(alive)} other worker(s) alive.",
+                {"worker": name, "last_seen_alive_seconds_ago": round(now - last, 3),
+                 "alive_workers": len(alive), "binding_present": name in bound},
+            ))
+        for name, last in state.get("forgotten", {}).items():
+            out.append(condition(
+                "worker_lost", "warning", f"worker:{name}", f"Worker {name} forgotten",
+                f"Worker {name} forgotten after {duration(now - last)} without an answer.",
+                {"worker": name, "forgotten": True, "last_seen_alive_seconds_ago": round(now - last, 3),
+                 "worker_forget_seconds": config.thresholds.worker_forget_seconds},
+                status="resolved",
+            ))
+        return out
 
 
-def evaluate(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> list[dict[str, Any]]:
-    now = state["now"]
-    seen = state.get("workers", {})
-    alive = _alive(snapshot)
-    lost = [(n, t) for n, t in seen.items() if n not in alive] if len(seen) > len(alive) else []
-    bound = {w["name"] for w in snapshot.get("workers") or ()} if lost else set()
-    out = []
-    for name, last in lost:
-        out.append(condition(
-            "worker_lost", "warning", f"worker:{name}", f"Worker {name} lost",
-            f"Worker {name} stopped answering {duration(now - last)} ago; {len(alive)} other worker(s) alive.",
-            {"worker": name, "last_seen_alive_seconds_ago": round(now - last, 3),
-             "alive_workers": len(alive), "binding_present": name in bound},
-        ))
-    for name, last in state.get("forgotten", {}).items():
-        out.append(condition(
-            "worker_lost", "warning", f"worker:{name}", f"Worker {name} forgotten",
-            f"Worker {name} forgotten after {duration(now - last)} without an answer.",
-            {"worker": name, "forgotten": True, "last_seen_alive_seconds_ago": round(now - last, 3),
-             "worker_forget_seconds": config.thresholds.worker_forget_seconds},
-            status="resolved",
-        ))
-    return out
+RULE = WorkerLost()

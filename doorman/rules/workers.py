@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from doorman.config import Config
-from doorman.rules.base import RuleInfo, condition, plural
-
-INFO = RuleInfo("workers", ("workers_down", "celery_disconnected"), "No Celery worker is alive.")
+from doorman.rules.base import OUTAGE, AlertType, BaseRule, Condition, Snapshot, State, condition, plural
+from doorman.settings import Config
 
 
 def alive_count(snapshot: dict[str, Any]) -> int:
@@ -18,21 +16,32 @@ def alive_count(snapshot: dict[str, Any]) -> int:
     return alive
 
 
-def evaluate(snapshot: dict[str, Any], state: dict[str, Any], config: Config) -> list[dict[str, Any]]:
-    if alive_count(snapshot):
-        return []
-    pending = snapshot.get("pending_tasks") or 0
-    known = sorted(w["name"] for w in snapshot.get("workers") or ())
-    if pending > 0:
-        verb = "is" if pending == 1 else "are"
-        queues = {q: d["pending"] for q, d in snapshot["queues"].items() if d.get("pending")}
+class Workers(BaseRule):
+    name = "workers"
+    alert_types = (
+        AlertType("workers_down", ("emergency",), "cluster", "No worker is alive and tasks are pending."),
+        AlertType("celery_disconnected", ("warning",), "cluster", "No worker is alive; the queues are empty.",
+                  inhibited_by=OUTAGE),
+    )
+
+    def evaluate(self, snapshot: Snapshot, state: State, config: Config, now: float) -> list[Condition]:
+        if alive_count(snapshot):
+            return []
+        pending = snapshot.get("pending_tasks") or 0
+        known = sorted(w["name"] for w in snapshot.get("workers") or ())
+        if pending > 0:
+            verb = "is" if pending == 1 else "are"
+            queues = {q: d["pending"] for q, d in snapshot["queues"].items() if d.get("pending")}
+            return [condition(
+                "workers_down", "emergency", "cluster", "Celery workers down",
+                f"No workers responding but {plural(pending, 'task')} {verb} pending!",
+                {"pending_tasks": pending, "alive_workers": 0, "known_workers": known, "queues": queues},
+            )]
         return [condition(
-            "workers_down", "emergency", "cluster", "Celery workers down",
-            f"No workers responding but {plural(pending, 'task')} {verb} pending!",
-            {"pending_tasks": pending, "alive_workers": 0, "known_workers": known, "queues": queues},
+            "celery_disconnected", "warning", "cluster", "No Celery workers",
+            "No Celery workers responding; the queues are empty, so nothing is waiting yet.",
+            {"pending_tasks": pending, "alive_workers": 0, "known_workers": known},
         )]
-    return [condition(
-        "celery_disconnected", "warning", "cluster", "No Celery workers",
-        "No Celery workers responding; the queues are empty, so nothing is waiting yet.",
-        {"pending_tasks": pending, "alive_workers": 0, "known_workers": known},
-    )]
+
+
+RULE = Workers()

@@ -101,7 +101,7 @@ class Pipeline:
                 self.threads.append(t)
         return self
 
-    def _tee_snapshots(self, src: IO[bytes], dst: IO[bytes]) -> None:
+    def _tee_snapshots(self, src: IO[bytes], dst: IO[bytes] | None) -> None:
         first = True
         with src:
             for line in src:
@@ -114,7 +114,7 @@ class Pipeline:
                 dst = _forward(dst, line)
         _close(dst)
 
-    def _tee_alerts(self, src: IO[bytes], dst: IO[bytes]) -> None:
+    def _tee_alerts(self, src: IO[bytes], dst: IO[bytes] | None) -> None:
         with src:
             for line in src:
                 if line.strip():

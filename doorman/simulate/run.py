@@ -65,8 +65,8 @@ class Simulation:
 
     def start(self) -> None:
         o = self.opts
-        self.redis.start()
-        self.say(f"redis-server on 127.0.0.1:{o.port} (pid {self.redis.proc.pid})")
+        proc = self.redis.start().proc
+        self.say(f"redis-server on 127.0.0.1:{o.port} (pid {proc.pid if proc else '?'})")
         self.pool = WorkerPool(self.redis.url, self.workdir, dict(os.environ))
         self.pool.add(o.workers).wait_ready()
         if o.workers:
@@ -154,8 +154,17 @@ def run_command(sim: Simulation, argv: tuple[str, ...]) -> int:
     return 128 - code if code < 0 else code
 
 
-def simulate(opts: Options, env: Mapping[str, str], file_data: Mapping[str, Any],
-             alerts: IO[str], human: IO[str], talk: IO[str]) -> int:
+def read_config_file(path: str | None) -> dict[str, Any]:
+    """The user's `--config` file as written (already checked by the command), to see what it sets."""
+    if not path:
+        return {}
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f) or {}
+
+
+def simulate(opts: Options, env: Mapping[str, str], alerts: IO[str], human: IO[str], talk: IO[str]) -> int:
     """Set up, run (pipeline or command), tear down. Exit code: as documented in README ("doorman-simulate")."""
 
     def say(text: str) -> None:
@@ -165,7 +174,7 @@ def simulate(opts: Options, env: Mapping[str, str], file_data: Mapping[str, Any]
         except (OSError, ValueError):
             pass
 
-    sim = Simulation(opts, env, file_data, say)
+    sim = Simulation(opts, env, read_config_file(opts.config_path), say)
     with stop_on_signals() as teardown:
         try:
             sim.start()

@@ -49,6 +49,9 @@ class WorkerPool:
             return
         import redis
 
+        from doorman.brokers.redis.keys import Keys
+        from doorman.brokers.redis.pidbox import listening
+
         client = redis.Redis.from_url(self.url, socket_timeout=5)
         deadline = time.monotonic() + timeout
         try:
@@ -56,10 +59,7 @@ class WorkerPool:
                 for w in self.workers:
                     if w.proc.poll() is not None:
                         raise StartupFailed(f"worker {w.name} exited with {w.proc.returncode}: {log_tail(w.log)}")
-                members = b" ".join(client.smembers("_kombu.binding.celery.pidbox"))
-                bound = all(w.name.encode() in members for w in self.workers)
-                subscribed = sum(n for _, n in client.pubsub_numsub("/0.celery.pidbox"))
-                if bound and (subscribed >= len(self.workers) or client.pubsub_numpat() > 0):
+                if listening(client, Keys(), [w.name for w in self.workers]):
                     time.sleep(0.3)
                     return
                 time.sleep(0.1)
@@ -79,7 +79,3 @@ class WorkerPool:
     def stop(self) -> None:
         for w in self.workers:
             kill_group(w.proc)
-
-    @property
-    def pids(self) -> list[int]:
-        return [w.proc.pid for w in self.workers]

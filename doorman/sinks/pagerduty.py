@@ -6,12 +6,18 @@ closes it. PagerDuty has no `emergency`: emergency and critical both page as `cr
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from doorman.config import PAGERDUTY_EVENTS_URL
-from doorman.sinks import Alert, HttpSink, Request
+from doorman.redact import redact_key
+from doorman.settings import Config, Setting
+from doorman.sinks.base import Alert, SinkClass, SinkContext
+from doorman.sinks.http import HttpSink, Request
+
+if TYPE_CHECKING:
+    import requests
 
 SEVERITY = {"emergency": "critical", "critical": "critical", "warning": "warning", "info": "info"}
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 SUMMARY_MAX = 1024
 PLACEHOLDER_KEY = "R0UTINGKEY-PLACEHOLDER-00000000"
 
@@ -23,19 +29,33 @@ def summary(alert: Alert) -> str:
 
 class PagerDutySink(HttpSink):
     name = "pagerduty"
+    enabled_by = "pagerduty_routing_key"
+    settings = (
+        Setting("pagerduty_routing_key", "str", None, ("PAGERDUTY_ROUTING_KEY",),
+                "PagerDuty Events v2 integration (routing) key.", secret=True),
+        Setting("pagerduty_events_url", "webhook", PAGERDUTY_EVENTS_URL, ("PAGERDUTY_EVENTS_URL",),
+                "PagerDuty Events v2 endpoint.", secret=True),
+        Setting("pagerduty_min_severity", "severity", "critical", ("PAGERDUTY_MIN_SEVERITY",),
+                "Lowest severity sent to PagerDuty."),
+    )
 
-    def __init__(self, session: Any, routing_key: str, url: str = PAGERDUTY_EVENTS_URL, **kw: Any):
+    def __init__(self, session: requests.Session, routing_key: str, url: str = PAGERDUTY_EVENTS_URL,
+                 **kw: Any):
         super().__init__(session, **kw)
         self.routing_key, self.url = routing_key, url
 
     @classmethod
-    def from_config(cls, cfg: Any, session: Any, timeout: tuple[float, float], scrub: Any,
-                    placeholder: bool = False) -> PagerDutySink | None:
-        key = cfg.pagerduty_routing_key or (PLACEHOLDER_KEY if placeholder else None)
-        if not key:
+    def from_config(cls, cfg: Config, ctx: SinkContext) -> PagerDutySink | None:
+        key = cfg.pagerduty_routing_key
+        if not key and not ctx.placeholder:
             return None
-        return cls(session, key, cfg.pagerduty_events_url, min_severity=cfg.pagerduty_min_severity,
-                   timeout=timeout, scrub=scrub)
+        return cls(ctx.session, key or PLACEHOLDER_KEY, cfg.pagerduty_events_url,
+                   min_severity=cfg.pagerduty_min_severity, timeout=ctx.timeout, scrub=ctx.scrub,
+                   placeholder=not key)
+
+    def redact_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The routing key is the credential: --dry-run shows its last four characters only."""
+        return {**body, "routing_key": redact_key(body["routing_key"])}
 
     def request(self, alert: Alert) -> Request:
         body: dict[str, Any] = {
@@ -58,4 +78,4 @@ class PagerDutySink(HttpSink):
         return Request(self.url, body)
 
 
-SINK = PagerDutySink
+SINK: SinkClass = PagerDutySink  # what the registry loads; mypy checks it is a complete sink plugin

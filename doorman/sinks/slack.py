@@ -2,7 +2,7 @@
 
 Slack takes about one message per second per webhook, so the dispatcher paces this sink
 (`min_interval`) and turns a burst of more than `SUMMARY_OVER` alerts into one summary message
-listing them (`summary_request`) instead of a flood.
+listing them (`summarize`, the `Summarizing` capability) instead of a flood.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from doorman.sinks import Alert, Request, UrlSink, severity_rank
+from doorman.severity import rank as severity_rank
+from doorman.sinks.base import Alert, Result, SinkClass
+from doorman.sinks.http import Request, UrlSink, url_settings
 
 EMOJI = {"info": "ℹ️", "warning": "⚠️", "critical": "🔴", "emergency": "🚨"}
 RESOLVED = "✅"
@@ -61,7 +63,7 @@ def badge(alert: Alert) -> str:
 
 def title(alert: Alert) -> str:
     """The title without a "Resolved: " prefix, which the ✅ RESOLVED badge already says."""
-    t = alert["title"]
+    t: str = alert["title"]
     if alert.get("status") == "resolved" and t.lower().startswith("resolved: "):
         return t[len("resolved: "):]
     return t
@@ -77,8 +79,9 @@ class SlackSink(UrlSink):
     summary_over = SUMMARY_OVER
     summary_max = SUMMARY_MAX
 
-    url_key = "slack_webhook_url"
+    enabled_by = "slack_webhook_url"
     severity_key = "slack_min_severity"
+    settings = url_settings(enabled_by, "Slack incoming webhook.", severity_key, "warning", "Slack")
     placeholder_url = PLACEHOLDER_URL
 
     def request(self, alert: Alert) -> Request:
@@ -126,8 +129,11 @@ class SlackSink(UrlSink):
         text = head + "\n" + "\n".join(one_line(a) for a in alerts)
         return Request(self.url, {"text": cut(text, 3000), "blocks": blocks})
 
-    def send_summary(self, alerts: Sequence[Alert]) -> Any:
+    def summarize(self, alerts: Sequence[Alert]) -> Result:
         return self.post(self.summary_request(alerts))
 
+    def preview_summary(self, alerts: Sequence[Alert]) -> dict[str, Any]:
+        return self.redacted(self.summary_request(alerts))
 
-SINK = SlackSink
+
+SINK: SinkClass = SlackSink  # what the registry loads; mypy checks it is a complete sink plugin

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 
-from doorman.sinks import Alert, Request, UrlSink
+from doorman.sinks.base import Alert, SinkClass
+from doorman.sinks.http import Request, UrlSink, url_settings
 
 PLACEHOLDER_URL = "https://webhook.example.invalid/doorman"
 
@@ -22,12 +23,14 @@ def idempotency_key(alert: Alert) -> str:
 class WebhookSink(UrlSink):
     name = "webhook"
 
-    url_key = "generic_webhook_url"
+    enabled_by = "generic_webhook_url"
     severity_key = "generic_webhook_min_severity"
+    settings = url_settings(enabled_by, "Any HTTP endpoint; receives the alert JSON as is.", severity_key, "info",
+                            "the generic webhook")
     placeholder_url = PLACEHOLDER_URL
 
     def request(self, alert: Alert) -> Request:
         return Request(self.url, alert, {"Idempotency-Key": idempotency_key(alert)})
 
 
-SINK = WebhookSink
+SINK: SinkClass = WebhookSink  # what the registry loads; mypy checks it is a complete sink plugin

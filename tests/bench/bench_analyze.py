@@ -22,14 +22,14 @@ from pathlib import Path
 import orjson
 
 from doorman.analyze import Engine
-from doorman.config import Config, Thresholds
+from doorman.config import make_config
 from doorman.state import StateFile
 from doorman.timefmt import iso
 
 T0 = 1_800_000_000.0
 STEP = 10.0
-CONFIG = Config(thresholds=Thresholds(max_queue_size=1000, critical_queues=("payments",),
-                                      queues={"emails": {"max_queue_size": 400}}))
+CONFIG = make_config(thresholds={"max_queue_size": 1000, "critical_queues": ["payments"],
+                                 "queues": {"emails": {"max_queue_size": 400}}})
 
 
 def _rss_mb() -> float:

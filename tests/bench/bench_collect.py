@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+from doorman import brokers
 from doorman.collect.snapshot import Collector
 from doorman.config import load_config
 from tests.support import BIN, LAUNCHER_RSS, ROOT, RedisServer, Worker, enqueue
@@ -23,7 +24,7 @@ def fmt(values: list[float], unit: str = "ms") -> str:
 
 def time_snapshots(url: str, queues: list[str], runs: int = 40) -> list[float]:
     cfg = load_config(None, env={"REDIS_URL": url, "MONITORED_QUEUES": ",".join(queues)})
-    c = Collector(cfg)
+    c = Collector(cfg, brokers.connect(cfg))
     c.snapshot()  # warm-up: connection and discovery
     out = []
     for _ in range(runs):

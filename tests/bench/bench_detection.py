@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from doorman.brokers.redis.keys import SEP
 from tests.bench import peers
 from tests.daemon_pipeline import DaemonPipeline
 from tests.receiver import Receiver
@@ -90,7 +91,7 @@ def queue_depth(server: RedisServer, ps: Peers) -> dict[str, Any]:
         enqueue(server.url, PER_PRIORITY, task="demo.add", args=(2, 3), queue="celery", priority=p)
     lists = {key.decode(): client.llen(key) for key in client.scan_iter(match="celery*", _type="list")}
     truth = sum(lists.values())
-    out: dict[str, Any] = {"truth": truth, "lists": {k.replace("\x06\x16", "\\x06\\x16"): v
+    out: dict[str, Any] = {"truth": truth, "lists": {k.replace(SEP, SEP.encode("unicode_escape").decode()): v
                                                       for k, v in sorted(lists.items())}}
     snap = orjson.loads(cli("doorman-collect", "--once", env={"REDIS_URL": server.url}).stdout)
     out["doorman"] = {"reported": snap["queues"]["celery"]["pending"], "by_priority": snap["queues"]["celery"]["by_priority"],

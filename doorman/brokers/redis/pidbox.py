@@ -10,50 +10,30 @@ binding and reply list are removed before returning, even on error.
 
 from __future__ import annotations
 
-import base64
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
-import orjson
+import redis
 
-from doorman.collect.keys import Keys, decode
+from doorman.brokers.base import ActiveTask, ActiveTasks, decode, encode
+from doorman.brokers.redis.keys import REPLY_EXCHANGE, Keys
+from doorman.brokers.redis.wire import UNREADABLE, envelope, mapping, unwrap
 from doorman.timefmt import iso, sane_epoch
 
-CONTROL_EXCHANGE = "celery.pidbox"
 
-
-def _envelope(body: dict[str, Any], expires: float) -> bytes:
-    return orjson.dumps({
-        "body": base64.b64encode(orjson.dumps(body)).decode(),
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": {"clock": 1, "expires": expires},
-        "properties": {
-            "delivery_mode": 2,
-            "delivery_info": {"exchange": CONTROL_EXCHANGE, "routing_key": ""},
-            "priority": 0,
-            "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
-        },
-    })
-
-
-def _decode_reply(raw: bytes) -> tuple[str | None, dict[str, Any]]:
-    """(ticket, {node: reply}) of one reply message; ({}) when it cannot be read."""
+def _decode_reply(raw: bytes | str) -> tuple[str | None, dict[str, Any]]:
+    """(ticket, {node: reply}) of one reply message; (None, {}) when it cannot be read."""
     try:
-        msg = orjson.loads(raw)
-        body = msg["body"]
-        if msg.get("properties", {}).get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        data = orjson.loads(body)
+        msg, data = unwrap(raw)
         ticket = (msg.get("headers") or {}).get("ticket")
-        return ticket, data if isinstance(data, dict) else {}
-    except (ValueError, KeyError, TypeError, AttributeError):
+        return ticket, mapping(data)
+    except UNREADABLE:
         return None, {}
 
 
-def broadcast(client: Any, keys: Keys, method: str, timeout: float,
+def broadcast(client: redis.Redis, keys: Keys, method: str, timeout: float,
               arguments: dict[str, Any] | None = None, block_max: float = 1.0) -> tuple[int, dict[str, Any]]:
     """Send one control request to all workers; return (workers subscribed, {node: reply}).
 
@@ -63,7 +43,7 @@ def broadcast(client: Any, keys: Keys, method: str, timeout: float,
     body = {
         "method": method, "arguments": arguments or {}, "destination": None, "pattern": None,
         "matcher": None, "ticket": ticket,
-        "reply_to": {"exchange": "reply.celery.pidbox", "routing_key": oid},
+        "reply_to": {"exchange": REPLY_EXCHANGE, "routing_key": oid},
     }
     reply_queue = keys.reply_queue(oid)
     replies: dict[str, Any] = {}
@@ -71,7 +51,7 @@ def broadcast(client: Any, keys: Keys, method: str, timeout: float,
     try:
         pipe = client.pipeline(transaction=False)
         pipe.sadd(keys.reply_binding, keys.reply_member(oid))
-        pipe.publish(keys.pidbox_channel, _envelope(body, time.time() + timeout))
+        pipe.publish(keys.pidbox_channel, envelope(body, time.time() + timeout))
         receivers = int(pipe.execute()[1] or 0)
         while len(replies) < receivers:
             left = deadline - time.monotonic()
@@ -91,21 +71,22 @@ def broadcast(client: Any, keys: Keys, method: str, timeout: float,
         pipe.execute()
 
 
-def active_tasks(client: Any, keys: Keys, timeout: float, now: float, block_max: float = 1.0) -> dict[str, Any]:
-    """{node: [task, ...]} for each worker that answered, plus how many were asked."""
+def active_tasks(client: redis.Redis, keys: Keys, timeout: float, now: float,
+                 block_max: float = 1.0) -> ActiveTasks:
+    """[task, ...] of each worker that answered, and how many were asked."""
     receivers, replies = broadcast(client, keys, "active", timeout, {"safe": True}, block_max)
-    workers: dict[str, list[dict[str, Any]]] = {}
+    workers: dict[str, list[ActiveTask]] = {}
     for node, tasks in replies.items():
         if not isinstance(tasks, list):
             workers[decode(node)] = []
             continue
         workers[decode(node)] = [_task(node, t, now) for t in tasks if isinstance(t, dict)]
-    return {"subscribed": receivers, "workers": workers}
+    return ActiveTasks(receivers, workers)
 
 
-def _task(node: str, t: dict[str, Any], now: float) -> dict[str, Any]:
+def _task(node: str, t: dict[str, Any], now: float) -> ActiveTask:
     start = sane_epoch(t.get("time_start"))
-    info = t.get("delivery_info") if isinstance(t.get("delivery_info"), dict) else {}
+    info = mapping(t.get("delivery_info"))
     return {
         "task_id": t.get("id"),
         "task_name": t.get("name") or t.get("type"),
@@ -115,3 +96,12 @@ def _task(node: str, t: dict[str, Any], now: float) -> dict[str, Any]:
         "queue": info.get("routing_key"),
         "pid": t.get("worker_pid"),
     }
+
+
+def listening(client: redis.Redis, keys: Keys, nodes: Sequence[str]) -> bool:
+    """Whether every worker of `nodes` is bound to the pidbox and subscribed to the control channel,
+    i.e. would answer a request now (used to wait for freshly started workers)."""
+    members = b" ".join(encode(decode(m)) for m in client.smembers(keys.pidbox_binding))
+    bound = all(encode(n) in members for n in nodes)
+    subscribed = sum(int(n) for _, n in client.pubsub_numsub(keys.pidbox_channel))
+    return bound and (subscribed >= len(nodes) or int(client.pubsub_numpat()) > 0)

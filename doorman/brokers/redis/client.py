@@ -7,7 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import redis
 
-from doorman.config import Config
+from doorman.brokers import scheme_of
+from doorman.settings import Config
 
 
 def _db_of(url: str) -> int:
@@ -21,16 +22,16 @@ def _db_of(url: str) -> int:
     return 0
 
 
-def connect(cfg: Config) -> tuple[Any, int]:
+def connect(cfg: Config) -> tuple[redis.Redis, int]:
     """Return (client, db). Nothing is sent until the first command, so this never fails on a down broker."""
-    url = cfg.redis_url
+    url: str = cfg.redis_url
     kw: dict[str, Any] = {
         "socket_timeout": cfg.redis_timeout,
         "socket_connect_timeout": cfg.redis_timeout,
         "retry_on_timeout": False,
         "client_name": "celery-doorman",
     }
-    scheme = urlsplit(url.split(";")[0]).scheme
+    scheme = scheme_of(url)
     if scheme == "sentinel":
         return _sentinel(cfg, kw), _db_of(url.split(";")[0])
     if scheme == "redis+socket":
@@ -45,7 +46,7 @@ def connect(cfg: Config) -> tuple[Any, int]:
     return client, int(client.connection_pool.connection_kwargs.get("db", 0) or 0)
 
 
-def _sentinel(cfg: Config, kw: dict[str, Any]) -> Any:
+def _sentinel(cfg: Config, kw: dict[str, Any]) -> redis.Redis:
     from redis.sentinel import Sentinel
 
     hosts, password, db = [], None, 0

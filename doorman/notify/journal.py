@@ -1,29 +1,31 @@
-"""The spool: alerts a destination could not take yet, kept until it does.
+"""The spool: a write-ahead journal of the alerts a destination has not taken yet.
 
 One NDJSON entry per (alert, destination), in arrival order, so a replay sends them in order and a
-destination that already took an alert never gets it again. Every change rewrites the file
-atomically (temporary file + `os.replace`) under an `fcntl` lock on `<spool>.lock`, so a crash
-leaves the old or the new spool, never half of one, and two runs never replay the same entry.
-Permanent failures go to a dead-letter file beside it instead: kept for a human, never retried.
+destination that already took an alert never gets it again. Every change rewrites the file with
+`atomicfile.write_atomic` under a `FileLock` on `<spool>.lock`, so a crash leaves the old or the
+new spool, never half of one, and two runs never replay the same entry. Permanent failures go to
+a dead-letter file beside it instead: kept for a human, never retried.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from doorman.atomicfile import FileLock, append_durable, write_atomic
 from doorman.timefmt import iso, parse_iso
 
+Entry = dict[str, Any]
 
-def default_path(env: dict[str, str] | os._Environ[str] | None = None) -> str:
+
+def default_path(env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     base = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return os.path.join(base, "celery-doorman", "spool.ndjson")
@@ -41,13 +43,14 @@ def entry_id(destination: str, alert: dict[str, Any]) -> str:
 
 
 def new_entry(destination: str, alert: dict[str, Any], attempts: int, error: str | None,
-              http_status: int | None, next_attempt_at: float | None, now: float) -> dict[str, Any]:
+              http_status: int | None, next_attempt_at: float | None, now: float) -> Entry:
     return {"v": 1, "kind": "spooled", "id": entry_id(destination, alert), "destination": destination,
             "spooled_at": iso(now), "attempts": attempts, "http_status": http_status, "error": error,
             "next_attempt_at": iso(next_attempt_at) if next_attempt_at else None, "alert": alert}
 
 
-def due_at(entry: dict[str, Any]) -> float:
+def due_at(entry: Entry) -> float:
+    """When the entry may be tried again (0: now); a receiver's Retry-After can push it back."""
     try:
         return parse_iso(entry["next_attempt_at"]) if entry.get("next_attempt_at") else 0.0
     except ValueError:
@@ -55,34 +58,23 @@ def due_at(entry: dict[str, Any]) -> float:
 
 
 class Spool:
+    """The spool file, its lock and its dead-letter file."""
+
     def __init__(self, path: str, on_error: Callable[[str], None] = lambda msg: None,
                  dead_path: str | None = None):
         self.path = path
         self.dead_path = dead_path or dead_letter_path(path)
         self.on_error = on_error
-        self._lock_fd: int | None = None
-        self._depth = 0
-        self._cache: tuple[Any, Counter[str]] | None = None
+        self.lock = FileLock(path + ".lock")
+        self._cache: tuple[tuple[int, int, int], Counter[str]] | None = None
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Exclusive across processes; re-entrant within this one (flock on a second fd would deadlock)."""
-        if self._depth == 0:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
-            fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            self._lock_fd = fd
-        self._depth += 1
-        try:
+        """Exclusive across processes; re-entrant within this one."""
+        with self.lock.held():
             yield
-        finally:
-            self._depth -= 1
-            if self._depth == 0 and self._lock_fd is not None:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-                os.close(self._lock_fd)
-                self._lock_fd = None
 
-    def load(self) -> list[dict[str, Any]]:
+    def load(self) -> list[Entry]:
         """Entries in order. An unreadable line is moved to the dead-letter file, never dropped."""
         out, bad = self._parse(report=False)
         if bad:
@@ -93,7 +85,7 @@ class Spool:
                     self.save(out)
         return out
 
-    def _parse(self, report: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def _parse(self, report: bool) -> tuple[list[Entry], list[Entry]]:
         try:
             with open(self.path, "rb") as f:
                 data = f.read()
@@ -117,26 +109,12 @@ class Spool:
             out.append(entry)
         return out, bad
 
-    def save(self, entries: list[dict[str, Any]]) -> None:
+    def save(self, entries: list[Entry]) -> None:
         """Replace the spool atomically: readers see the old or the new file, never a mix."""
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
-        tmp = f"{self.path}.tmp.{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(b"".join(orjson.dumps(e) + b"\n" for e in entries))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_atomic(self.path, b"".join(orjson.dumps(e) + b"\n" for e in entries))
         self._cache = None
 
-    def add(self, new: list[dict[str, Any]]) -> None:
+    def add(self, new: list[Entry]) -> None:
         with self.locked():
             entries = self.load()
             known = {e.get("id") for e in entries}
@@ -145,12 +123,7 @@ class Spool:
 
     def dead(self, records: list[dict[str, Any]]) -> None:
         """Append to the dead-letter file (append-only: nothing there is ever rewritten)."""
-        os.makedirs(os.path.dirname(os.path.abspath(self.dead_path)), mode=0o700, exist_ok=True)
-        fd = os.open(self.dead_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "ab") as f:
-            f.write(b"".join(orjson.dumps(r, default=str) + b"\n" for r in records))
-            f.flush()
-            os.fsync(f.fileno())
+        append_durable(self.dead_path, b"".join(orjson.dumps(r, default=str) + b"\n" for r in records))
 
     def counts(self) -> Counter[str]:
         """Entries per destination; re-read only when the file changed (cheap to ask per alert)."""

@@ -1,0 +1,84 @@
+"""doorman-analyze's loop: read snapshot lines, keep the state file, write alerts as they come."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import Any
+
+from doorman.analyze import Engine, snapshot_problem
+from doorman.ndjson import read_objects, write_record
+from doorman.settings import Config
+from doorman.state import StateFile
+
+
+class Stop:
+    """SIGTERM: exit at once while waiting for input, but never between deciding on alerts and
+    writing them (the state would say "sent" for an alert nobody got)."""
+
+    def __init__(self) -> None:
+        self.busy = self.requested = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002
+        if self.busy:
+            self.requested = True
+        else:
+            raise SystemExit(0)
+
+
+def run(cfg: Config, files: Sequence[str], state_path: str | None, check: bool,
+        say: Callable[[str], None], write: Callable[[dict[str, Any]], None] = write_record) -> int:
+    """Analyze every file (`-`: stdin) in turn; the exit code. With `check`, one Nagios line."""
+    store = StateFile(state_path, say, lock_timeout=cfg.state_lock_timeout) if state_path else None
+    engine = Engine(cfg, store.load() if store else None)
+    stop = Stop()
+    signal.signal(signal.SIGTERM, stop)
+    failed = False
+    unwritten = False  # alerts decided but not all written: that state must not be saved
+    try:
+        for name in files or ("-",):
+            try:
+                stream = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
+            except OSError as e:
+                say(f"error: cannot read {name}: {e.strerror}")
+                failed = True
+                continue
+            label = "<stdin>" if name == "-" else name
+            with stream:
+                for lineno, snap in read_objects(stream, "snapshot", label, say, snapshot_problem):
+                    stop.busy = True
+                    try:
+                        alerts = engine.process(snap)
+                    except Exception as e:  # noqa: BLE001 - one bad snapshot must not end a daemon
+                        say(f"{label}:{lineno}: cannot analyze this snapshot ({type(e).__name__}: {e}); skipped")
+                        stop.busy = False
+                        continue
+                    if not check:
+                        unwritten = bool(alerts)
+                        for alert in alerts:
+                            write(alert)
+                        unwritten = False
+                    if store:
+                        store.save(engine.state, urgent=bool(alerts))
+                    stop.busy = False
+                    if stop.requested:
+                        raise SystemExit(0)
+    finally:
+        if store:
+            store.close(None if unwritten else engine.state)
+    if check:
+        return _check(engine, cfg)
+    return 1 if failed else 0
+
+
+def _check(engine: Engine, cfg: Config) -> int:
+    from doorman.check import status_line
+
+    snap = engine.last_snapshot
+    cs = engine.state["clusters"].get(snap.get("cluster") or "default", {}) if snap else {}
+    code, line = status_line(snap, engine.current, cs, cfg)
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+    return code

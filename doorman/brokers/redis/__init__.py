@@ -1,0 +1,83 @@
+"""The Redis broker (kombu's Redis transport): its URL schemes, its configuration keys, `connect`.
+
+Every command loads this module (its configuration keys are part of everyone's schema); redis-py is
+imported only by `connect`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from doorman.brokers.redis.keys import PRIORITY_STEPS, SEP
+from doorman.settings import TRANSPORT, Config, Setting
+
+if TYPE_CHECKING:
+    from doorman.brokers.base import BrokerPlugin
+    from doorman.brokers.redis.broker import RedisConnection
+
+SCHEMES: tuple[str, ...] = ("redis", "rediss", "unix", "redis+socket", "sentinel")
+
+
+def _steps_problem(value: list[Any]) -> str | None:
+    if not value or not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        return "must be a list of integers"
+    return None
+
+
+def _steps(value: list[int]) -> tuple[int, ...]:
+    return tuple(sorted(set(value)))
+
+
+class RedisBroker:
+    """`doorman.brokers.base.BrokerPlugin` for kombu's Redis transport."""
+
+    name: str = "redis"
+    schemes: tuple[str, ...] = SCHEMES
+    settings: tuple[Setting, ...] = (
+        Setting("redis_timeout", "float", 5.0, ("DOORMAN_REDIS_TIMEOUT",),
+                "Connect and read timeout of every Redis command.", positive=True),
+        Setting("exchanges", "list", ["celery"], ("DOORMAN_EXCHANGES",),
+                "Exchanges whose kombu binding sets are read to discover queues.",
+                convert=lambda v: tuple(str(x) for x in v)),
+        Setting("global_keyprefix", "str", "", (), "kombu's global_keyprefix.", section=TRANSPORT),
+        Setting("priority_steps", "list", list(PRIORITY_STEPS), (), "kombu's priority_steps.", section=TRANSPORT,
+                check=_steps_problem, convert=_steps),
+        Setting("sep", "str", SEP, (), "kombu's priority separator.", section=TRANSPORT),
+        Setting("visibility_timeout", "float", 3600.0, (),
+                "kombu's visibility_timeout (read only, never applied).", section=TRANSPORT, positive=True),
+        Setting("master_name", "str", None, (), "Sentinel master name (sentinel:// URLs).", section=TRANSPORT),
+    )
+
+    def url_problem(self, url: str) -> str | None:
+        for part in url.split(";"):
+            try:
+                p = urlsplit(part)
+                p.port  # noqa: B018 - raises on a malformed port
+            except ValueError:
+                # never quote the parser's message: it can contain a piece of the password
+                return ("malformed URL (check the host and port, and URL-encode special characters such "
+                        "as # / ? @ in the password)")
+            if p.scheme not in SCHEMES:
+                return f"unsupported scheme {p.scheme!r}; use one of {', '.join(SCHEMES)}"
+            if p.scheme in ("redis", "rediss", "sentinel") and not p.hostname:
+                return "malformed URL: no host"
+            if p.scheme in ("unix", "redis+socket") and not p.path:
+                return "malformed URL: no socket path"
+            db = p.path.strip("/")
+            if p.scheme in ("redis", "rediss", "sentinel") and db and not db.isdigit():
+                return f"the database must be a number (redis://host:6379/0), got /{db}"
+        return None
+
+    def config_problem(self, cfg: Config) -> tuple[str, str] | None:
+        if cfg.redis_url.startswith("sentinel://") and not cfg.broker_transport_options.master_name:
+            return "broker_transport_options.master_name", "required with sentinel:// URLs"
+        return None
+
+    def connect(self, cfg: Config) -> RedisConnection:
+        from doorman.brokers.redis.broker import RedisConnection
+
+        return RedisConnection(cfg)
+
+
+BROKER: BrokerPlugin = RedisBroker()  # mypy checks it (and the `Broker` it connects) against the protocols

@@ -1,0 +1,44 @@
+"""kombu's JSON message envelope on Redis: what control requests, replies and events travel in."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any
+
+import orjson
+
+from doorman.brokers.redis.keys import CONTROL_EXCHANGE
+
+UNREADABLE = (ValueError, KeyError, TypeError, AttributeError)  # what `unwrap` raises on garbage
+
+
+def envelope(body: dict[str, Any], expires: float) -> bytes:
+    """A control request as kombu publishes it on the pidbox exchange."""
+    return orjson.dumps({
+        "body": base64.b64encode(orjson.dumps(body)).decode(),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {"clock": 1, "expires": expires},
+        "properties": {
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": CONTROL_EXCHANGE, "routing_key": ""},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    })
+
+
+def unwrap(raw: bytes | str) -> tuple[dict[str, Any], Any]:
+    """(envelope, decoded JSON body) of one message; raises one of UNREADABLE when it cannot be read."""
+    msg = orjson.loads(raw)
+    body = msg["body"]
+    if (msg.get("properties") or {}).get("body_encoding") == "base64":
+        body = base64.b64decode(body)
+    return msg, orjson.loads(body)
+
+
+def mapping(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,33 @@
+"""`doorman-collect` as one library call: connect to the configured broker, take snapshots on
+schedule (following worker heartbeats between ticks unless `once`), hand each to `emit`, tear down."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from doorman import brokers
+from doorman.collect.heartbeats import HeartbeatTracker
+from doorman.collect.schedule import SYSTEM_CLOCK, Clock, Wait, run, wait_event
+from doorman.collect.snapshot import Collector, Snapshot
+from doorman.settings import Config
+
+
+def collect(cfg: Config, emit: Callable[[Snapshot, int], None], *, once: bool = False, count: int | None = None,
+            stopping: threading.Event | None = None, wake: threading.Event | None = None,
+            clock: Clock = SYSTEM_CLOCK, wait: Wait = wait_event) -> int:
+    """Snapshots of `cfg.redis_url`'s broker until `stopping` is set, `count` were taken, or one if
+    `once`; `wake` set from elsewhere (a signal handler) ends a wait early. Returns how many."""
+    stopping = stopping if stopping is not None else threading.Event()
+    wake = wake if wake is not None else threading.Event()
+    broker = brokers.connect(cfg)
+    tracker = None if once else HeartbeatTracker(broker, wake, clock.wall).start()
+    collector = Collector(cfg, broker, clock=clock.wall, heartbeats=tracker)
+    try:
+        return run(collector.snapshot, emit, interval=cfg.check_interval, count=1 if once else count,
+                   trigger="once" if once else "interval", wake=wake, stopping=stopping,
+                   heartbeats=tracker, clock=clock, wait=wait)
+    finally:
+        if tracker:
+            tracker.stop()
+        collector.close()

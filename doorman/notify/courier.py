@@ -1,0 +1,143 @@
+"""Sending one destination's alerts: in order, retried, paced, and each outcome made durable.
+
+After a transient failure the rest waits behind it, untried, so the destination sees alerts in
+the order they happened. The spool is made true before the records are written, so a closed
+stdout (`| head`) or a kill between the two cannot lose an alert.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import threading
+from collections.abc import Callable, Sequence
+
+from doorman.notify.journal import Entry, Spool, new_entry
+from doorman.notify.records import Ledger
+from doorman.notify.retry import Clock, Pacer, RetryPolicy, Sent, send_with_retry
+from doorman.sinks.base import Alert, Result, Sink, Summarizing
+from doorman.timefmt import iso
+
+STOPPING = "not sent: doorman-notify was stopping (SIGTERM or stdout closed)"
+RESULT = {"delivered": "delivered", "permanent": "failed", "retry": "spooled"}
+
+
+def messages(sink: Sink, alerts: Sequence[Alert]) -> list[list[Alert]]:
+    """One message per alert, except a burst to a summarising sink (Slack): summaries."""
+    if isinstance(sink, Summarizing) and len(alerts) > sink.summary_over:
+        step = sink.summary_max
+        return [list(alerts[i:i + step]) for i in range(0, len(alerts), step)]
+    return [[a] for a in alerts]
+
+
+def attempt(sink: Sink, group: list[Alert]) -> Callable[[], Result]:
+    """One try at one message: a summary for a group, else the single alert."""
+    if len(group) > 1 and isinstance(sink, Summarizing):
+        return functools.partial(sink.summarize, group)
+    return functools.partial(sink.send, group[0])
+
+
+def fingerprints(group: Sequence[Alert]) -> str:
+    return ", ".join(a["fingerprint"][:8] for a in group[:5]) + (", …" if len(group) > 5 else "")
+
+
+class Courier:
+    """Delivers to one destination at a time; shared by the direct and the journaled paths."""
+
+    def __init__(self, ledger: Ledger, warn: Callable[[str], None], spool: Spool | None,
+                 policy: RetryPolicy, stop: threading.Event, clock: Clock, rng: random.Random,
+                 wait: Callable[[float], bool]):
+        self.ledger, self.warn, self.spool, self.policy = ledger, warn, spool, policy
+        self.stop, self.clock, self.rng, self.wait = stop, clock, rng, wait
+        self.pacers: dict[str, Pacer] = {}
+        self.fresh: set[str] = set()  # spool ids journaled by the batch in hand (not "from_spool")
+
+    def pacer(self, sink: Sink) -> Pacer:
+        if sink.name not in self.pacers:
+            self.pacers[sink.name] = Pacer(sink.min_interval, self.clock)
+        return self.pacers[sink.name]
+
+    def deliver(self, sink: Sink, alerts: Sequence[Alert], entries: list[Entry] | None = None) -> None:
+        """Send in order; after a transient failure the rest is spooled untried, keeping the order.
+
+        `entries` (replay) are the spool entries behind `alerts`, updated in the spool as they go."""
+        index = 0
+        for group in messages(sink, alerts):
+            if self.stop.is_set():
+                self.hold(sink, alerts, entries, index, STOPPING)
+                return
+            mine = entries[index:index + len(group)] if entries is not None else None
+            index += len(group)
+            sent = send_with_retry(attempt(sink, group), self.policy, self.wait, self.clock, self.rng,
+                                   self.pacer(sink))
+            self.finish(sink, group, mine, sent)
+            if sent.result.outcome == "retry":
+                if index < len(alerts):
+                    self.hold(sink, alerts, entries, index,
+                              f"queued behind an alert {sink.name} did not take ({sent.result.error})")
+                return
+
+    def hold(self, sink: Sink, alerts: Sequence[Alert], entries: list[Entry] | None, index: int,
+             reason: str) -> None:
+        """The rest waits behind, untried, in one spool update (a long spool is not rewritten per alert)."""
+        rest = entries[index:] if entries is not None else None
+        self.finish(sink, list(alerts[index:]), rest, Sent(Result("retry", error=reason), 0), summary=False)
+
+    def finish(self, sink: Sink, group: list[Alert], entries: list[Entry] | None, sent: Sent,
+               summary: bool = True) -> None:
+        """Make the spool true first, then write the records (a closed stdout cannot lose an alert)."""
+        r = sent.result
+        if self.spool is not None:
+            self.journal(self.spool, sink.name, group, entries, sent)
+        summary_of = len(group) if summary and len(group) > 1 else None
+        for i, a in enumerate(group):
+            entry = entries[i] if entries else None
+            earlier = entry.get("attempts", 0) if entry else 0
+            self.ledger.delivery(sink.name, a, RESULT[r.outcome], http_status=r.http_status,
+                                 attempts=earlier + sent.attempts, error=r.error,
+                                 from_spool=entry is not None and entry.get("id") not in self.fresh,
+                                 summary_of=summary_of)
+        self.report(sink.name, group, sent)
+
+    def journal(self, spool: Spool, name: str, group: list[Alert], entries: list[Entry] | None,
+                sent: Sent) -> None:
+        r, now = sent.result, self.clock.wall()
+        if r.outcome == "permanent":
+            spool.dead([{"v": 1, "kind": "dead_letter", "destination": name, "failed_at": iso(now),
+                         "http_status": r.http_status, "error": r.error, "alert": a} for a in group])
+        if entries is None and r.outcome == "retry":
+            spool.add([new_entry(name, a, sent.attempts, r.error, r.http_status, sent.not_before, now)
+                       for a in group])
+        elif entries is not None:
+            self.update(spool, name, entries, sent)
+
+    def update(self, spool: Spool, name: str, entries: list[Entry], sent: Sent) -> None:
+        """Replayed entries: gone once taken or refused for good, else their attempts and error."""
+        r, ids = sent.result, {e["id"] for e in entries}
+        with spool.locked():
+            current = spool.load()
+            if r.outcome == "retry":
+                for e in current:
+                    if e.get("id") in ids:
+                        e["attempts"] = e.get("attempts", 0) + sent.attempts
+                        e["error"], e["http_status"] = r.error, r.http_status
+                        e["next_attempt_at"] = iso(sent.not_before) if sent.not_before else None
+            else:
+                current = [e for e in current if not (e.get("id") in ids and e.get("destination") == name)]
+            spool.save(current)
+
+    def report(self, name: str, group: list[Alert], sent: Sent) -> None:
+        """One warning per failed message, naming where the alerts are kept."""
+        r, fp = sent.result, fingerprints(group)
+        if r.outcome == "permanent":
+            where = self.spool.dead_path if self.spool else "nowhere (no spool)"
+            self.warn(f"{name}: refused {len(group)} alert(s) [{fp}] for good: {r.error}; not retried, kept in {where}")
+        elif r.outcome == "retry" and sent.attempts:
+            where = self.spool.path if self.spool else "nowhere (no spool)"
+            self.warn(f"{name}: could not deliver {len(group)} alert(s) [{fp}] after {sent.attempts} "
+                      f"attempt(s): {r.error}; spooled in {where}, retried later")
+
+    def give_up(self, sink: Sink, alerts: Sequence[Alert], reason: str) -> None:
+        """Without a spool, alerts not sent because we are stopping are lost: say so in the records."""
+        for a in alerts:
+            self.ledger.delivery(sink.name, a, "failed", error=f"{reason}; no spool to keep it")

@@ -1,0 +1,118 @@
+"""Reading alerts: validate each NDJSON line, and gather the lines that arrive together into batches.
+
+A reading thread feeds a bounded queue, so the dispatcher can wait for input with a timeout (a
+spool replay may be due) and a burst of lines becomes one batch (Slack gets one summary).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any
+
+from doorman.ndjson import read_records
+from doorman.severity import SEVERITIES
+
+BATCH_WINDOW = 0.2  # seconds to gather lines that arrive together into one batch
+BATCH_MAX = 500
+INTAKE_MAX = 1000
+STATUSES = ("firing", "resolved")
+REQUIRED = ("fingerprint", "alert_type", "severity", "status", "ts", "title")
+
+
+class Intake:
+    """Reads items on a thread so the dispatcher can wait with a timeout and gather bursts."""
+
+    EOF = object()
+
+    def __init__(self, items: Iterable[Any]):
+        # bounded: a flood waits in the pipe (back-pressure) rather than in this process's memory
+        self.q: queue.Queue[Any] = queue.Queue(maxsize=INTAKE_MAX)
+        self.thread = threading.Thread(target=self._pump, args=(items,), daemon=True)
+        self.thread.start()
+
+    def _pump(self, items: Iterable[Any]) -> None:
+        try:
+            for item in items:
+                self.q.put(item)
+        finally:
+            self.q.put(self.EOF)
+
+    def wake(self) -> None:
+        """End a wait in `batch` now (a stop was requested). Never blocks."""
+        try:
+            self.q.put_nowait(None)
+        except queue.Full:
+            pass
+
+    def batch(self, timeout: float | None, window: float = BATCH_WINDOW,
+              limit: int = BATCH_MAX) -> tuple[list[Any], bool]:
+        """(items, eof): wait up to `timeout` for one item, then take what arrives within `window`."""
+        try:
+            first = self.q.get(timeout=timeout)
+        except queue.Empty:
+            return [], False
+        if first is self.EOF:
+            return [], True
+        if first is None:
+            return [], False
+        out = [first]
+        deadline = time.monotonic() + window
+        while len(out) < limit:
+            left = deadline - time.monotonic()
+            try:
+                item = self.q.get(timeout=left) if left > 0 else self.q.get_nowait()
+            except queue.Empty:
+                break
+            if item is self.EOF:
+                return out, True
+            if item is not None:
+                out.append(item)
+        return out, False
+
+    def drain(self) -> list[Any]:
+        """What was read but not handled yet (on stop: it goes to the spool)."""
+        out: list[Any] = []
+        while True:
+            try:
+                item = self.q.get_nowait()
+            except queue.Empty:
+                return out
+            if item is not None and item is not self.EOF:
+                out.append(item)
+
+
+def stream_alerts(stream: IO[bytes], report: Callable[[str], None],
+                  name: str = "<stdin>") -> Iterator[dict[str, Any]]:
+    """Good alerts from an NDJSON stream; each bad line is reported with its number and skipped."""
+    for lineno, obj in read_records(stream, name, report):
+        problem = alert_problem(obj)
+        if problem:
+            report(f"{name}:{lineno}: {problem}; skipped")
+            continue
+        yield obj
+
+
+def alert_problem(obj: Any) -> str | None:
+    """Why this line is not an alert we can deliver (None: it is)."""
+    if not isinstance(obj, dict):
+        return f"expected a JSON object, got {type(obj).__name__}"
+    if obj.get("kind") != "alert":
+        return f"not an alert (kind is {obj.get('kind')!r})"
+    if obj.get("v", 1) != 1:
+        return f"unsupported schema version v={obj.get('v')!r} (this doorman-notify reads v=1)"
+    for k in REQUIRED:
+        if not isinstance(obj.get(k), str) or not obj[k]:
+            return f"invalid alert: field {k!r} missing or not a string"
+    if obj["severity"] not in SEVERITIES:
+        return f"invalid alert: severity {obj['severity']!r} is not one of {', '.join(SEVERITIES)}"
+    if obj["status"] not in STATUSES:
+        return f"invalid alert: status {obj['status']!r} is not firing or resolved"
+    if "details" in obj and not isinstance(obj["details"], dict):
+        return "invalid alert: details must be an object"
+    for k in ("message", "cluster", "subject"):
+        if k in obj and not isinstance(obj[k], str):
+            return f"invalid alert: field {k!r} must be a string"
+    return None

@@ -1,0 +1,143 @@
+"""doorman-notify as a library call: read alerts from a stream, deliver them, say how it went.
+
+`run_notify` is all the command does after parsing its options; `run` is the streaming loop,
+which acts on each line as it arrives (a daemon's pipe never closes) and retries the spool while
+waiting. A stop (SIGTERM, or stdout closed under `| head`) finishes the delivery in hand and
+spools the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any
+
+from doorman.ndjson import write_record
+from doorman.notify.dispatch import Dispatcher
+from doorman.notify.intake import BATCH_WINDOW, Intake, stream_alerts
+from doorman.notify.journal import Spool, default_path
+from doorman.notify.retry import RetryPolicy
+from doorman.redact import Scrubber
+from doorman.settings import Config
+from doorman.sinks import Sink, SinkContext, build_sinks, no_destination
+
+
+def run(alerts: Iterable[Any], dispatcher: Dispatcher, stop: threading.Event, window: float = BATCH_WINDOW,
+        on_intake: Callable[[Intake], None] = lambda i: None) -> None:
+    """Drive the dispatcher from an iterator of alerts until EOF or stop; spool what is left on stop."""
+    dispatcher.replay()
+    intake = Intake(alerts)
+    on_intake(intake)
+    while not stop.is_set():
+        due = dispatcher.next_replay_in()
+        batch, eof = intake.batch(due, window)
+        if batch:
+            dispatcher.handle(batch)
+        elif not eof and not stop.is_set():
+            dispatcher.replay()
+        if eof:
+            break
+    if stop.is_set():
+        left = intake.drain()
+        if left:
+            dispatcher.handle(left)
+
+
+class Shutdown:
+    """The stop request. Call it from any thread but never from a signal handler (see
+    `doorman.signals`): it sets the event and wakes the intake out of its wait."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.intakes: list[Intake] = []
+
+    def __call__(self, signum: int = 0) -> None:  # noqa: ARG002 - any stop signal means the same
+        self.event.set()
+        for intake in self.intakes:
+            intake.wake()
+
+
+class Output:
+    """Records to a stream; when the reader goes away (`| head`) stop quietly, spooling what is left."""
+
+    def __init__(self, stream: IO[bytes], stop: threading.Event):
+        self.stream, self.stop, self.closed = stream, stop, False
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        try:
+            write_record(record, self.stream)
+        except BrokenPipeError:
+            self.closed = True
+            self.stop.set()
+            try:  # the final flush at exit must not fail either
+                os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+            except (OSError, ValueError):
+                pass
+
+
+class Reader:
+    """The good alerts of a stream, counting those read and the lines refused (for the exit status)."""
+
+    def __init__(self, stream: IO[bytes], say: Callable[[str], None]):
+        self.stream, self.say = stream, say
+        self.received = self.bad = 0
+
+    def report(self, message: str) -> None:
+        self.bad += 1
+        self.say(message)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for a in stream_alerts(self.stream, self.report):
+            self.received += 1
+            yield a
+
+
+def open_sinks(cfg: Config, scrub: Callable[[str], str], dry_run: bool, say: Callable[[str], None]) -> list[Sink]:
+    """The configured destinations; for `--dry-run` with none, every one at a placeholder address."""
+    import requests
+
+    ctx = SinkContext(requests.Session(), (cfg.http_connect_timeout, cfg.http_read_timeout), scrub)
+    sinks = build_sinks(cfg, ctx)
+    if sinks:
+        return sinks
+    if not dry_run:
+        say(f"{no_destination()}: alerts are checked but delivered nowhere")
+        return sinks
+    say(f"{no_destination()}: showing what each destination would get, with placeholder addresses")
+    return build_sinks(cfg, dataclasses.replace(ctx, placeholder=True))
+
+
+def open_spool(cfg: Config, sinks: list[Sink], say: Callable[[str], None]) -> Spool:
+    spool = Spool(cfg.spool_path or default_path(), on_error=say)
+    names = {s.name for s in sinks}
+    for dest, n in sorted(spool.counts().items()):
+        if dest not in names:
+            say(f"the spool {spool.path} holds {n} alert(s) for {dest}, which is not configured; kept")
+    return spool
+
+
+def run_notify(cfg: Config, stdin: IO[bytes], stdout: IO[bytes], warn: Callable[[str], None],
+               dry_run: bool = False, shutdown: Shutdown | None = None) -> int:
+    """Deliver every alert of `stdin`, records to `stdout`, diagnostics (scrubbed) to `warn`.
+    Returns the exit status: 0 all delivered, 1 anything spooled, failed, refused or undeliverable."""
+    shutdown = shutdown or Shutdown()
+    scrub = Scrubber(cfg.secrets())
+
+    def say(message: str) -> None:
+        warn(scrub(message))
+
+    sinks = open_sinks(cfg, scrub, dry_run, say)
+    spool = None if dry_run else open_spool(cfg, sinks, say)
+    reader = Reader(stdin, say)
+    dispatcher = Dispatcher(sinks, Output(stdout, shutdown.event), say, spool, RetryPolicy.from_config(cfg),
+                            shutdown.event, dry_run=dry_run, spool_retry_seconds=cfg.spool_retry_seconds)
+    run(reader, dispatcher, shutdown.event, on_intake=shutdown.intakes.append)
+    left = sum(spool.counts().values()) if spool is not None else 0
+    if spool is not None and left:
+        say(f"{left} alert(s) still waiting in {spool.path}; they are retried on the next run")
+    failed = dispatcher.undelivered or reader.bad or left or (not sinks and reader.received)
+    return 1 if failed else 0

@@ -1,0 +1,72 @@
+"""Where rules, destinations (sinks) and brokers come from: Doorman's own, then other packages'.
+
+A package adds its own through the entry-point groups `doorman.rules`, `doorman.sinks` and
+`doorman.brokers`; each entry point names one object (`my_pkg.rule:RULE`). A plugin that fails to
+load, or that reuses a name already taken, is left out with one warning on stderr: a broken
+plugin must never take the alert path down with it.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+GROUPS = ("doorman.rules", "doorman.sinks", "doorman.brokers")
+
+# Built-ins, in evaluation (rules) and delivery (sinks) order: module, attribute.
+BUILTIN: dict[str, tuple[str, ...]] = {
+    "doorman.rules": ("doorman.rules.redis_down:RULE", "doorman.rules.workers:RULE",
+                      "doorman.rules.worker_lost:RULE", "doorman.rules.backlog:RULE",
+                      "doorman.rules.backlog_growing:RULE", "doorman.rules.zombie:RULE",
+                      "doorman.rules.latency:RULE"),
+    "doorman.sinks": ("doorman.sinks.pagerduty:SINK", "doorman.sinks.webhook:SINK", "doorman.sinks.slack:SINK"),
+    "doorman.brokers": ("doorman.brokers.redis:BROKER",),
+}
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"doorman: warning: {message}\n")
+
+
+def _load_ref(ref: str) -> Any:
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def builtins(group: str) -> tuple[Any, ...]:
+    return tuple(_load_ref(ref) for ref in BUILTIN[group])
+
+
+@functools.cache
+def load(group: str, warn: Callable[[str], None] = _warn) -> tuple[Any, ...]:
+    """The objects of one group: built-ins first, then installed plugins sorted by name."""
+    found = {obj.name: obj for obj in builtins(group)}
+    for ep in sorted(entry_points(group=group), key=lambda e: e.name):
+        try:
+            obj = ep.load()
+            name = obj.name
+        except Exception as e:  # noqa: BLE001 - any failure of foreign code: leave it out, say so
+            warn(f"plugin {ep.name!r} ({ep.value}) of {group} not loaded: {type(e).__name__}: {e}")
+            continue
+        if name in found:
+            if found[name] is not obj:
+                warn(f"plugin {ep.name!r} of {group} not loaded: the name {name!r} is taken")
+            continue
+        found[name] = obj
+    return tuple(found.values())
+
+
+def rules() -> tuple[Any, ...]:
+    return load("doorman.rules")
+
+
+def sinks() -> tuple[Any, ...]:
+    return load("doorman.sinks")
+
+
+def brokers() -> tuple[Any, ...]:
+    return load("doorman.brokers")

@@ -1,0 +1,23 @@
+"""Shape checks for JSON read back from a stream or a file: exact types, no coercion.
+
+`type(v) in (int, float)` rather than isinstance: JSON's `true` must not count as the number 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def is_num(v: Any) -> bool:
+    return type(v) in (int, float)
+
+
+def is_count(v: Any) -> bool:
+    """A non-negative integer."""
+    return type(v) is int and v >= 0
+
+
+def map_of(v: Any, check: Callable[[Any], bool]) -> bool:
+    """A dict of str keys whose values all pass `check`."""
+    return isinstance(v, dict) and all(isinstance(k, str) and check(x) for k, x in v.items())
