@@ -22,8 +22,9 @@ from doorman.redact import url_secrets, webhook_secrets
 from doorman.settings import THRESHOLDS, TOP, TRANSPORT, Config, Section, Setting, Thresholds, queue_names
 
 CORE: tuple[Setting, ...] = (
-    Setting("redis_url", "broker_url", "redis://127.0.0.1:6379/0", ("REDIS_URL", "CELERY_BROKER_URL"),
-            "Broker URL, as in the Celery app (redis://, rediss://, unix://, sentinel://).", secret=True),
+    Setting("broker_url", "broker_url", "redis://127.0.0.1:6379/0", ("REDIS_URL", "CELERY_BROKER_URL", "BROKER_URL"),
+            "Broker URL, as in the Celery app (redis://, rediss://, unix://, sentinel://).", secret=True,
+            aliases=("redis_url",)),
     Setting("cluster", "str", "default", ("DOORMAN_CLUSTER",),
             "Name stamped on every snapshot and alert, to tell merged streams apart."),
     Setting("http_connect_timeout", "float", 3.05, ("DOORMAN_HTTP_CONNECT_TIMEOUT",),
@@ -58,8 +59,9 @@ CORE: tuple[Setting, ...] = (
             "CA bundle to verify the broker's TLS certificate (default: the system's)."),
     Setting("tls_insecure", "bool", False, ("DOORMAN_TLS_INSECURE",),
             "Skip TLS certificate verification of the broker (warned about at every start)."),
-    Setting(THRESHOLDS, "map", None, (), "Alert thresholds, declared by the rules (below)."),
-    Setting(TRANSPORT, "map", None, (), "As in the Celery app's config; declared by the broker (below)."),
+    Setting(THRESHOLDS, "map", None, (), "Alert thresholds; each is declared by the rule that uses it."),
+    Setting(TRANSPORT, "map", None, (),
+            "The same options as your Celery app's broker_transport_options (only these are read)."),
     Setting("queues", "map", None, (), "Per-queue overrides: {queue: {key: value}} of the per-queue keys.",
             section=THRESHOLDS),
 )
@@ -82,12 +84,20 @@ def owners(builtin_only: bool = False) -> dict[str, str]:
 def schema(builtin_only: bool = False) -> dict[str, dict[str, Setting]]:
     """Every key by section: the core's, then each sink's, rule's and broker's, in load order.
     `builtin_only`: Doorman's own keys, whatever plugins are installed (the generated docs)."""
-    out: dict[str, dict[str, Setting]] = {TOP: {}, THRESHOLDS: {}, TRANSPORT: {}}
+    out: dict[str, dict[str, Setting]] = {TOP: {}}
     owners(builtin_only)  # refuses a key declared twice
     for _owner, settings in _declarations(builtin_only):
         for s in settings:
-            out[s.section][s.name] = s
+            out.setdefault(s.section, {})[s.name] = s
+    for section in out:
+        if section and out[TOP].get(section, Setting(section, "str")).type != "map":
+            raise DoormanError(f"the configuration section {section} has no top-level `map` setting to document it")
     return out
+
+
+def sections() -> list[str]:
+    """The named sections (`thresholds`, `broker_transport_options`, plugins' own), in order."""
+    return [s for s in schema() if s]
 
 
 def _declarations(builtin_only: bool) -> Iterable[tuple[str, Iterable[Setting]]]:
@@ -109,6 +119,7 @@ def setting(path: str) -> Setting:
 def _suggest(key: str, section: str) -> str:
     """The closest known key; at the top level, nested keys are candidates too (with their path)."""
     names = {k: k for k in schema()[section]}
+    names.update({a: a for s in schema()[section].values() for a in s.aliases})
     if section == TOP:
         names.update({s.name: s.path for s in all_settings() if s.section})
     close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.6)
@@ -117,12 +128,17 @@ def _suggest(key: str, section: str) -> str:
 
 def _merge(raw: Mapping[Any, Any], keys: Mapping[str, Setting], source: str, prefix: str,
            section: str) -> dict[str, Any]:
+    """Check each given key; an alias (an older name) counts as its key, and is named in errors."""
+    aliases = {a: s.name for s in keys.values() for a in s.aliases}
     out: dict[str, Any] = {}
     for k, v in raw.items():
         name = f"{prefix}{k}"
-        if not isinstance(k, str) or k not in keys:
+        key = aliases.get(k, k) if isinstance(k, str) else k
+        if not isinstance(key, str) or key not in keys:
             raise BadConfig(source, name, f"unknown key{_suggest(str(k), section)}")
-        out[k] = coerce(v, keys[k], source, name, from_text=False)
+        if key in out:
+            raise BadConfig(source, name, f"the same key as {prefix}{key}: give only one of them")
+        out[key] = coerce(v, keys[key], source, name, from_text=False)
     return out
 
 
@@ -187,32 +203,31 @@ def load_config(
     keys = schema()
 
     top = _merge(file_data, keys[TOP], src, "", TOP)
-    sections = {name: _merge(top.pop(name, None) or {}, keys[name], src, f"{name}.", name)
-                for name in (THRESHOLDS, TRANSPORT)}
-    thresholds = sections[THRESHOLDS]
-    thresholds["queues"] = _queue_overrides(thresholds.get("queues") or {}, src)
+    given = {name: _merge(top.pop(name, None) or {}, keys[name], src, f"{name}.", name) for name in sections()}
+    given[TOP] = top
+    given[THRESHOLDS]["queues"] = _queue_overrides(given[THRESHOLDS].get("queues") or {}, src)
 
     origin = {k: (src, k) for k in top}
-    for values, section in ((top, TOP), (thresholds, THRESHOLDS)):
-        for k, spec in keys[section].items():
+    for section, section_keys in keys.items():
+        for k, spec in section_keys.items():
             for var in spec.env:
                 if env.get(var):
-                    values[k] = coerce(env[var], spec, "environment", var, from_text=True)
+                    given[section][k] = coerce(env[var], spec, "environment", var, from_text=True)
                     origin[k] = ("environment", var)
                     break
 
     for k, v in (overrides or {}).items():
         if v is None:
             continue
-        section = TOP if k in keys[TOP] else THRESHOLDS
+        section = next(s for s in keys if k in keys[s])
         flag = (flag_names or {}).get(k) or "--" + k.replace("_", "-")
-        (top if section == TOP else thresholds)[k] = coerce(v, keys[section][k], "command line", flag,
-                                                            from_text=isinstance(v, str))
+        given[section][k] = coerce(v, keys[section][k], "command line", flag, from_text=isinstance(v, str))
         origin[k] = ("command line", flag)
 
     values = _finish(top, keys[TOP])
-    values[THRESHOLDS] = Thresholds(_finish(thresholds, keys[THRESHOLDS]))
-    values[TRANSPORT] = Section(_finish(sections[TRANSPORT], keys[TRANSPORT]))
+    for name in sections():
+        finished = _finish(given[name], keys[name])
+        values[name] = Thresholds(finished) if name == THRESHOLDS else Section(finished)
     values["secret_values"] = tuple(_secrets(values))
     values["notes"] = ()
     cfg = Config(values)
@@ -245,7 +260,7 @@ def _notes(cfg: Config, path: str | None, file_data: Mapping[str, Any]) -> list[
     secret_keys = [n for n, s in schema()[TOP].items() if s.secret]
     if path and cfg.secrets() and _readable_by_others(path) and any(k in file_data for k in secret_keys):
         notes.append(f"warning: {path} holds secrets and is readable by other users (chmod 600 {path})")
-    if cfg.tls_insecure or "ssl_cert_reqs=none" in cfg.redis_url.lower():
+    if cfg.tls_insecure or "ssl_cert_reqs=none" in cfg.broker_url.lower():
         notes.append("warning: TLS certificate verification of the broker is disabled (tls_insecure)")
     return notes
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from doorman.config import owners, schema
-from doorman.settings import THRESHOLDS, TOP, TRANSPORT, Setting
+from doorman.settings import THRESHOLDS, TOP, Setting
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.yaml"
@@ -37,10 +37,6 @@ when this page, `config.example.yaml` or the loader disagree. How configuration 
 | key | type | default | environment | secret | declared by | meaning |
 |---|---|---|---|---|---|---|
 """
-SECTION_DOC = {
-    THRESHOLDS: "Alert thresholds; each is declared by the rule that uses it.",
-    TRANSPORT: "The same options as your Celery app's broker_transport_options (only these are read).",
-}
 
 
 def _yaml(value: object) -> str:
@@ -52,8 +48,12 @@ def _env(s: Setting) -> str:
     return f" (env {', then '.join(s.env)})" if s.env else ""
 
 
+def _aka(s: Setting) -> str:
+    return f" Also accepted as {', '.join(s.aliases)}." if s.aliases else ""
+
+
 def _entry(s: Setting, indent: str) -> list[str]:
-    lines = [f"{indent}# {s.doc}{_env(s)}"]
+    lines = [f"{indent}# {s.doc}{_env(s)}{_aka(s)}"]
     if s.default is None:
         lines.append(f"{indent}# {s.name}:")
     else:
@@ -73,8 +73,8 @@ def example_yaml() -> str:
             last = who[s.path]
             out += ["", f"# --- {last} ---"]
         out += _entry(s, "")
-    for section in (THRESHOLDS, TRANSPORT):
-        out += ["", f"# {SECTION_DOC[section]}", f"{section}:"]
+    for section in (name for name in keys if name):
+        out += ["", f"# {keys[TOP][section].doc}", f"{section}:"]
         for s in keys[section].values():
             if s.type != "map":
                 out += _entry(s, "  ")
@@ -98,7 +98,7 @@ def table_md() -> str:
             env = ", ".join(f"`{e}`" for e in s.env)
             flags = " (per queue too)" if s.per_queue else ""
             out.append(f"| `{s.path}` | {s.type} | {_cell(default)} | {env} | {'yes' if s.secret else ''} | "
-                       f"{who[s.path]} | {_cell(s.doc)}{flags} |")
+                       f"{who[s.path]} | {_cell(s.doc)}{flags}{_aka(s)} |")
     return "\n".join(out) + "\n"
 
 

@@ -19,3 +19,15 @@ class BadConfig(DoormanError):
 
 class StateLocked(DoormanError):
     """Another process holds the state file."""
+
+
+class SetupError(DoormanError):
+    """doorman-simulate: the machine is not ready (redis-server missing, port taken); the user must act."""
+
+    exit_code = 2
+
+
+class StartupFailed(DoormanError):
+    """doorman-simulate: something it started died on its way up (a worker, redis-server)."""
+
+    exit_code = 1

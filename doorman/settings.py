@@ -18,7 +18,6 @@ from typing import Any
 TOP = ""
 THRESHOLDS = "thresholds"
 TRANSPORT = "broker_transport_options"
-SECTIONS = (TOP, THRESHOLDS, TRANSPORT)
 TYPES = ("str", "int", "float", "bool", "list", "map", "broker_url", "webhook", "severity")
 
 
@@ -35,14 +34,15 @@ class Setting:
     secret: bool = False
     positive: bool = False  # 0 is refused: a busy loop, no timeout at all
     per_queue: bool = False  # may be overridden under thresholds.queues.<queue>
+    aliases: tuple[str, ...] = ()  # older names still accepted in a file or as keyword values
     check: Callable[[Any], str | None] | None = field(default=None, compare=False)  # the problem, or None
     convert: Callable[[Any], Any] | None = field(default=None, compare=False)  # after checks (lists: tuple)
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:
             raise ValueError(f"setting {self.name}: unknown type {self.type!r}")
-        if self.section not in SECTIONS:
-            raise ValueError(f"setting {self.name}: unknown section {self.section!r}")
+        if self.section and not self.section.isidentifier():
+            raise ValueError(f"setting {self.name}: bad section name {self.section!r}")
 
     @property
     def path(self) -> str:
@@ -56,16 +56,20 @@ def queue_names(value: list[Any]) -> tuple[str, ...]:
 
 
 class Section:
-    """Loaded values of one section, read as attributes. Unknown names are an AttributeError."""
+    """Loaded values of one section, read as attributes. Unknown names are an AttributeError.
+
+    The values are instance attributes, so reading one is a plain attribute lookup: rules read
+    thresholds on every snapshot."""
 
     def __init__(self, values: Mapping[str, Any]):
-        object.__setattr__(self, "_values", dict(values))
+        clash = [k for k in values if hasattr(type(self), k) or k == "_values"]
+        if clash:
+            raise ValueError(f"configuration keys {clash} clash with {type(self).__name__}'s methods")
+        self.__dict__.update(values)
+        self.__dict__["_values"] = dict(values)
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.__dict__["_values"][name]
-        except KeyError:
-            raise AttributeError(name) from None
+    def __getattr__(self, name: str) -> Any:  # only reached for names that are not keys
+        raise AttributeError(name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("configuration is read-only")

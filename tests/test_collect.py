@@ -285,9 +285,9 @@ def test_precedence_flags_beat_env_beat_file(tmp_path):
     assert (c.check_interval, c.thresholds.max_queue_size) == (8, 20)
     c = load_config(str(cfg), env={"CHECK_INTERVAL": "8"}, overrides={"check_interval": 9})
     assert c.check_interval == 9
-    assert load_config(None, env={"CELERY_BROKER_URL": "redis://b:1/2"}).redis_url == "redis://b:1/2"
+    assert load_config(None, env={"CELERY_BROKER_URL": "redis://b:1/2"}).broker_url == "redis://b:1/2"
     assert load_config(None, env={"CELERY_BROKER_URL": "redis://b:1/2",
-                                  "REDIS_URL": "redis://a:1/0"}).redis_url == "redis://a:1/0"
+                                  "REDIS_URL": "redis://a:1/0"}).broker_url == "redis://a:1/0"
 
 
 def test_collector_library_runs_without_processes(redis_server):

@@ -36,7 +36,7 @@ def test_the_example_config_is_the_defaults_and_names_every_key():
 
 def test_every_key_is_declared_once_by_its_owner():
     who = owners(builtin_only=True)
-    assert who["redis_url"] == "doorman"
+    assert who["broker_url"] == "doorman"
     assert who["slack_webhook_url"] == "sink slack"
     assert who["thresholds.max_wait_time_seconds"] == "rule latency"
     assert who["broker_transport_options.sep"] == "broker redis"
@@ -59,6 +59,7 @@ def test_every_loaded_value_comes_from_a_declared_key():
     ({"thresholds": {"queues": {"q": {"max_task_runtime_seconds": 3}}}},
      "thresholds.queues.q.max_task_runtime_seconds", "unknown key"),
     ({"redis_url": "amqp://h/"}, "redis_url", "unsupported scheme 'amqp'"),
+    ({"redis_url": "redis://a/0", "broker_url": "redis://b/0"}, "broker_url", "give only one of them"),
 ])
 def test_a_bad_value_names_its_key(values, key, problem):
     with pytest.raises(BadConfig) as e:
@@ -70,7 +71,7 @@ def test_secrets_come_from_the_keys_declared_secret():
     cfg = make_config(redis_url="redis://:hunter2@h:6379/0", pagerduty_routing_key="R0UTINGKEY0123456789",
                       slack_webhook_url="https://hooks.slack.com/services/T1/B2/SEKRIT")
     assert {"hunter2", "R0UTINGKEY0123456789", "/services/T1/B2/SEKRIT"} <= set(cfg.secrets())
-    assert all(s.secret for s in (setting("redis_url"), setting("slack_webhook_url"),
+    assert all(s.secret for s in (setting("broker_url"), setting("slack_webhook_url"),
                                   setting("pagerduty_routing_key")))
 
 
@@ -78,7 +79,7 @@ def test_help_is_made_from_the_schema():
     out = subprocess.run([str(BIN / "doorman-collect"), "--help"], capture_output=True, text=True,
                          check=True).stdout
     words = " ".join(out.split())
-    for key in ("redis_url", "check_interval", "cluster"):
+    for key in ("broker_url", "check_interval", "cluster"):
         s = setting(key)
         assert " ".join(s.doc.split()[:5]) in words, key
         assert s.env[0] in words, key

@@ -1,6 +1,6 @@
 """Brokers Doorman can read: one module each, behind `doorman.brokers.base.BrokerPlugin`.
 
-The scheme of `redis_url` picks the plugin, among Doorman's own and those installed through the
+The scheme of `broker_url` picks the plugin, among Doorman's own and those installed through the
 entry-point group `doorman.brokers` (see `doorman.plugins`).
 """
 
@@ -35,5 +35,5 @@ def for_url(url: str) -> BrokerPlugin:
 
 
 def connect(cfg: Config) -> Broker:
-    """A connected broker for `cfg.redis_url` (nothing is sent yet: a down broker does not fail here)."""
-    return for_url(cfg.redis_url).connect(cfg)
+    """A connected broker for `cfg.broker_url` (nothing is sent yet: a down broker does not fail here)."""
+    return for_url(cfg.broker_url).connect(cfg)

@@ -2,7 +2,7 @@
 `Broker` the collector reads.
 
 A broker is one module (or package) exposing a `BrokerPlugin`; it is picked by the scheme of
-`redis_url`. `doorman.collect` holds everything that does not depend on the broker (the snapshot,
+`broker_url`. `doorman.collect` holds everything that does not depend on the broker (the snapshot,
 the schedule, the heartbeat liveness rule) and calls only what is declared here, so a new broker
 needs no change there.
 
@@ -155,7 +155,7 @@ class BrokerPlugin(Protocol):
     """The object a broker module exposes (`BROKER`), listed in the entry-point group `doorman.brokers`."""
 
     name: str
-    schemes: tuple[str, ...]  # URL schemes of `redis_url` it serves
+    schemes: tuple[str, ...]  # URL schemes of `broker_url` it serves
     settings: tuple[Setting, ...]  # its configuration keys
 
     def url_problem(self, url: str) -> str | None:
@@ -167,5 +167,5 @@ class BrokerPlugin(Protocol):
         ...
 
     def connect(self, cfg: Config) -> Broker:
-        """A `Broker` for `cfg.redis_url`. Must not fail on a down broker: the first read does."""
+        """A `Broker` for `cfg.broker_url`. Must not fail on a down broker: the first read does."""
         ...

@@ -39,7 +39,7 @@ def main(config_path: str | None, redis_url: str | None, once: bool, interval: f
     """Read the Redis broker and the Celery workers; write one JSON snapshot per line to stdout."""
     if once and (interval is not None or count is not None):
         raise click.UsageError("--once takes no --interval or --count (it is one check)")
-    cfg = load(PROG, config_path, redis_url=redis_url, cluster=cluster,
+    cfg = load(PROG, config_path, broker_url=redis_url, cluster=cluster,
                check_interval=interval)
     from doorman.collect.main import collect
 

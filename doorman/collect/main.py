@@ -16,7 +16,7 @@ from doorman.settings import Config
 def collect(cfg: Config, emit: Callable[[Snapshot, int], None], *, once: bool = False, count: int | None = None,
             stopping: threading.Event | None = None, wake: threading.Event | None = None,
             clock: Clock = SYSTEM_CLOCK, wait: Wait = wait_event) -> int:
-    """Snapshots of `cfg.redis_url`'s broker until `stopping` is set, `count` were taken, or one if
+    """Snapshots of `cfg.broker_url`'s broker until `stopping` is set, `count` were taken, or one if
     `once`; `wake` set from elsewhere (a signal handler) ends a wait early. Returns how many."""
     stopping = stopping if stopping is not None else threading.Event()
     wake = wake if wake is not None else threading.Event()

@@ -44,7 +44,7 @@ class Collector:
             "kind": "snapshot",
             "ts": iso(now),
             "cluster": self.cfg.cluster,
-            "broker": redact_url(self.cfg.redis_url),
+            "broker": redact_url(self.cfg.broker_url),
             "seq": self.seq,
             "trigger": trigger,
             "redis_connected": True,

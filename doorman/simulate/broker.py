@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from doorman.simulate.errors import SetupError, StartupFailed
+from doorman.errors import SetupError, StartupFailed
 from doorman.simulate.procs import log_tail, spawn, stop
 
 INSTALL_HINT = ("redis-server is not installed: install it with `sudo apt-get install redis-server` "

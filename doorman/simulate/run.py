@@ -165,7 +165,7 @@ def read_config_file(path: str | None) -> dict[str, Any]:
 
 
 def simulate(opts: Options, env: Mapping[str, str], alerts: IO[str], human: IO[str], talk: IO[str]) -> int:
-    """Set up, run (pipeline or command), tear down. Exit code: as documented in README ("doorman-simulate")."""
+    """Set up, run (pipeline or command), tear down. Exit code: as documented in docs/simulate.md ("Exit codes")."""
 
     def say(text: str) -> None:
         try:

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from doorman.simulate.errors import StartupFailed
+from doorman.errors import StartupFailed
 from doorman.simulate.procs import child_env, kill_group, log_tail, spawn
 
 

@@ -70,7 +70,7 @@ class RedisBroker:
         return None
 
     def config_problem(self, cfg: Config) -> tuple[str, str] | None:
-        if cfg.redis_url.startswith("sentinel://") and not cfg.broker_transport_options.master_name:
+        if cfg.broker_url.startswith("sentinel://") and not cfg.broker_transport_options.master_name:
             return "broker_transport_options.master_name", "required with sentinel:// URLs"
         return None
 

@@ -24,7 +24,7 @@ def _db_of(url: str) -> int:
 
 def connect(cfg: Config) -> tuple[redis.Redis, int]:
     """Return (client, db). Nothing is sent until the first command, so this never fails on a down broker."""
-    url: str = cfg.redis_url
+    url: str = cfg.broker_url
     kw: dict[str, Any] = {
         "socket_timeout": cfg.redis_timeout,
         "socket_connect_timeout": cfg.redis_timeout,
@@ -50,7 +50,7 @@ def _sentinel(cfg: Config, kw: dict[str, Any]) -> redis.Redis:
     from redis.sentinel import Sentinel
 
     hosts, password, db = [], None, 0
-    for part in cfg.redis_url.split(";"):
+    for part in cfg.broker_url.split(";"):
         p = urlsplit(part)
         hosts.append((p.hostname, p.port or 26379))
         password = password or p.password
