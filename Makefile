@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	@# setuptools' "Editable installation" notice (a warning pip shows even with --quiet) says nothing to act on
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP) redis-server
@@ -20,12 +21,26 @@ redis-server:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	command -v prometheus-node-exporter >/dev/null 2>&1 || missing="$$missing prometheus-node-exporter"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	[ -x /usr/sbin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null 2>&1 || missing="$$missing rabbitmq-server"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing the Debian package(s):$$missing" >&2; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is still missing: apt-get install redis-server" >&2; exit 1; }
+	@# RabbitMQ: the tests use the machine's server (one throw-away vhost each) and its management API
+	@PATH="$$PATH:/usr/sbin"; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	$(PYTHON) -c "import socket; socket.create_connection(('127.0.0.1', 5672), 2)" 2>/dev/null || { \
+	  echo "starting rabbitmq-server" >&2; \
+	  $$SUDO service rabbitmq-server start >/dev/null 2>&1 || $$SUDO systemctl start rabbitmq-server; }; \
+	$$SUDO rabbitmq-plugins is_enabled rabbitmq_management >/dev/null 2>&1 || { \
+	  echo "enabling RabbitMQ's management plugin" >&2; \
+	  $$SUDO rabbitmq-plugins enable rabbitmq_management >/dev/null; } || \
+	  { echo "RabbitMQ's management plugin could not be enabled: rabbitmq-plugins enable rabbitmq_management" >&2; exit 1; }
 
 test: install
 	$(BIN)/ruff check .

@@ -23,12 +23,12 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from doorman import SCHEMA_VERSION, plugins
+from doorman import SCHEMA_VERSION, flaps, plugins
 from doorman.contract import snapshot_problem
 from doorman.rules.base import Condition, Rule, duration
 from doorman.settings import Config
 from doorman.severity import PAGE_AT_ONCE, rank
-from doorman.timefmt import parse_iso
+from doorman.timefmt import iso, parse_iso
 
 __all__ = ["Engine", "fingerprint", "new_state", "snapshot_problem"]
 
@@ -47,6 +47,8 @@ class RuleSet:
         self.inhibited_by = {t.name: t.inhibited_by for r in self.rules for t in r.alert_types}
         self.alert_types = tuple(self.inhibited_by)
         self.needing_broker = frozenset(t.name for r in self.rules if r.needs_broker for t in r.alert_types)
+        self.grace_types = frozenset(t.name for r in self.rules for t in r.alert_types if t.reconnect_grace)
+        self.no_reminders = frozenset(t.name for r in self.rules for t in r.alert_types if not t.reminders)
 
 
 def default_rules() -> RuleSet:
@@ -74,7 +76,8 @@ def new_state() -> dict[str, Any]:
 
 def new_cluster(rules: RuleSet) -> dict[str, Any]:
     """One cluster's memory: the open alerts, the cooldowns, and each rule's own slice."""
-    return {"now": None, "alerts": {}, "cooldown": {}, "rules": {r.name: r.initial_state() for r in rules.rules}}
+    return {"now": None, "alerts": {}, "cooldown": {}, "flaps": {}, "started": {},
+            "rules": {r.name: r.initial_state() for r in rules.rules}}
 
 
 def _make_room(alerts: dict[str, dict[str, Any]], severity: str) -> bool:
@@ -96,8 +99,12 @@ class Engine:
         self.rules = rules or default_rules()
         self.state = state if state is not None else new_state()
         self.cooldown = config.alert_cooldown_seconds
+        window = config.flap_window_seconds
+        self.flap_window = self.cooldown if window is None else window
+        self.grace = config.thresholds.reconnect_grace_seconds
         self.current: list[Condition] = []  # conditions of the last snapshot, not held back
         self.last_snapshot: dict[str, Any] | None = None
+        self._seen: set[str] = set()  # clusters this engine has had a snapshot of (start-up grace)
 
     def _cluster(self, name: str) -> dict[str, Any]:
         clusters = self.state["clusters"]
@@ -111,6 +118,8 @@ class Engine:
         if len(slices) != len(self.rules.rules):  # a rule added since the state was written
             for r in self.rules.rules:
                 slices.setdefault(r.name, r.initial_state())
+        for key in ("flaps", "started"):
+            cs.setdefault(key, {})
         return cs
 
     def process(self, snap: dict[str, Any]) -> list[dict[str, Any]]:
@@ -122,7 +131,7 @@ class Engine:
             snap["queues"] = {}
         cs = self._cluster(cluster)
         cs["now"] = now
-        known = snap["redis_connected"] and snap.get("pending_tasks") is not None
+        known = bool(snap["redis_connected"] and snap.get("pending_tasks") is not None)
         rules = self.rules.rules if known else self.rules.blind
         slices = cs["rules"]
         for rule in rules:
@@ -134,8 +143,35 @@ class Engine:
                 fp = fingerprint(cluster, c["alert_type"], c["subject"])
                 (explicit if c["status"] == "resolved" else fired)[fp] = c
         skipped = frozenset() if known else self.rules.needing_broker
+        self._grace(cs, cluster, snap, known, now, fired)
         self.last_snapshot = snap
         return self._decide(cs, cluster, ts, now, fired, explicit, skipped)
+
+    def _grace(self, cs: dict[str, Any], cluster: str, snap: dict[str, Any], known: bool, now: float,
+               fired: dict[str, Condition]) -> None:
+        """Hold worker-side alerts while workers reconnect: after the broker comes back, and when a
+        daemon starts while known workers have not answered yet. Alerts already sent go on."""
+        first = cluster not in self._seen
+        self._seen.add(cluster)
+        if known and cs.get("broker_known") is False:
+            cs["grace"] = {"until": now + self.grace, "reason": "broker_restart"}
+        elif first and known and snap.get("trigger") != "once" and _connecting(snap):
+            cs["grace"] = {"until": now + self.grace, "reason": "startup"}
+        cs["broker_known"] = known
+        grace = cs.get("grace")
+        if not grace:
+            return
+        if now < grace["until"]:
+            for fp in [fp for fp, c in fired.items() if c["alert_type"] in self.rules.grace_types
+                       and not cs["alerts"].get(fp, {}).get("emitted")]:
+                del fired[fp]
+            return
+        del cs["grace"]
+        if grace["reason"] == "broker_restart":  # the workers that did not come back
+            for c in fired.values():
+                if c["alert_type"] in self.rules.grace_types:
+                    c["message"] += f" (after the broker restarted, {self.grace:g}s ago)"
+                    c["details"] = {**c["details"], "after_broker_restart": True}
 
     def _decide(self, cs: dict[str, Any], cluster: str, ts: str, now: float,
                 fired: dict[str, Condition], explicit: dict[str, Condition],
@@ -143,19 +179,34 @@ class Engine:
         active_types = {c["alert_type"] for c in fired.values()}
         out: list[dict[str, Any]] = []
         self.current = []
+        held: list[tuple[dict[str, Any], frozenset[str]]] = []
         for fp, c in fired.items():
-            if self.rules.inhibited_by.get(c["alert_type"], frozenset()) & active_types:
-                self._open(cs["alerts"], fp, c, ts)  # remembered (its start time), but held back
+            inhibitors = self.rules.inhibited_by.get(c["alert_type"], frozenset())
+            if inhibitors & active_types:
+                entry = self._open(cs["alerts"], fp, c, ts)  # remembered (its start time), but held back
+                if entry is not None and c["alert_type"] in self.rules.grace_types:
+                    held.append((entry, inhibitors))  # a worker-side alert: the incident tells its fate
                 continue
             alert = self._fire(cs, cluster, ts, now, fp, c)
             if alert is not None:
                 out.append(alert)
+        sent_types = {e["alert_type"] for e in cs["alerts"].values() if e["emitted"]}
+        for entry, inhibitors in held:
+            if inhibitors & sent_types:
+                entry["covered"] = True  # the incident that covers it was notified: never page for it
         gone = [fp for fp, e in cs["alerts"].items() if fp not in fired and e["alert_type"] not in skipped]
-        out += [a for fp in gone if (a := self._resolve(cs, cluster, ts, now, fp, explicit.get(fp)))]
-        cooldown = cs["cooldown"]
-        if cooldown:
-            for fp in [fp for fp, t in cooldown.items() if not (0 <= now - t < self.cooldown)]:
-                del cooldown[fp]
+        for fp in gone:
+            alert = self._resolve(cs, cluster, ts, now, fp, explicit.get(fp), fired)
+            if alert is not None:
+                out.append(alert)
+        for fp, flap in flaps.settled(cs, now, self.flap_window):
+            stable = now - flap["quiet_since"]
+            details = {"flapping": flaps.summary(flap), "duration_seconds": round(now - flap["since"], 3)}
+            message = (f"{flap['title']}: stable for {duration(stable)} after {flap['occurrences']} occurrences "
+                       f"since {flaps.summary(flap)['since']}.")
+            out.append(_alert(flap, ts, cluster, fp, "resolved", flap["severity"], iso(flap["since"]), details,
+                              f"Resolved: {flap['title']}", message))
+        flaps.expire(cs, now, self.flap_window)
         return out
 
     @staticmethod
@@ -173,20 +224,25 @@ class Engine:
 
     def _fire(self, cs: dict[str, Any], cluster: str, ts: str, now: float, fp: str,
               c: Condition) -> dict[str, Any] | None:
-        """The firing alert to write for a condition that holds, or None (cooldown, flap damping)."""
+        """The firing alert to write for a condition that holds, or None (cooldown, flapping, covered)."""
+        fresh = fp not in cs["alerts"]
         entry = self._open(cs["alerts"], fp, c, ts)
         if entry is None:
             return None
         self.current.append(c)
+        if entry.get("covered"):
+            return None
+        flap = flaps.recur(cs, fp, entry, now, self.flap_window) if fresh else cs["flaps"].get(fp)
         if entry["emitted"]:
-            due = entry["sent_severity"] != c["severity"] or now - entry["last_sent"] >= self.cooldown
-            reminder = entry["sent_severity"] == c["severity"]
+            due = entry["sent_severity"] != c["severity"] or (
+                now - entry["last_sent"] >= self.cooldown and c["alert_type"] not in self.rules.no_reminders)
+            reminder = entry["sent_severity"] == c["severity"] and not fresh
         else:
-            # A problem back soon after its resolution: a warning waits out the cooldown (flap
-            # damping), but a page never does — a resolved incident must not hide a live one.
-            last = cs["cooldown"].get(fp)
-            due = last is None or c["severity"] in PAGE_AT_ONCE or not (0 <= now - last < self.cooldown)
-            reminder = False
+            due, reminder = True, False
+        if flap is not None and fresh:
+            due = c["severity"] in PAGE_AT_ONCE or flap["sent"] is None or now - flap["sent"] >= self.flap_window
+            if not due:
+                flaps.count(flap, entry, c["severity"])
         if not due:
             return None
         peak = entry.get("peak_severity") or c["severity"]
@@ -194,24 +250,50 @@ class Engine:
             peak = c["severity"]
         entry.update(emitted=True, last_sent=now, sent_severity=c["severity"], peak_severity=peak,
                      sent=entry["sent"] + 1)
-        details = {**c["details"], "reminder": True} if reminder else c["details"]
-        return _alert(c, ts, cluster, fp, "firing", c["severity"], entry["started_at"], details,
-                      c["title"], c["message"])
+        details, title = c["details"], c["title"]
+        if reminder:
+            details = {**details, "reminder": True}
+        if flap is not None:
+            flaps.sent(flap, now, c["severity"], c["title"])
+            details = {**details, "flapping": flaps.summary(flap)}
+            title = f"{title} (flapping)"
+        return _alert(c, ts, cluster, fp, "firing", c["severity"], entry["started_at"], details, title,
+                      c["message"])
 
     def _resolve(self, cs: dict[str, Any], cluster: str, ts: str, now: float, fp: str,
-                 why: Condition | None) -> dict[str, Any] | None:
-        """Close a condition that no longer holds: one `resolved` alert if it was ever sent."""
+                 why: Condition | None, fired: dict[str, Condition]) -> dict[str, Any] | None:
+        """Close a condition that no longer holds: one `resolved` alert if it was ever sent, unless
+        it flaps (then one resolution when it has been stable for the flap window)."""
         entry = cs["alerts"].pop(fp)
         if not entry["emitted"]:
             return None
-        cs["cooldown"][fp] = entry["last_sent"]
+        if flaps.quiet(cs, fp, entry, now):
+            return None
+        cs["cooldown"][fp] = now
+        cs["started"][fp] = parse_iso(entry["started_at"])
         elapsed = now - parse_iso(entry["started_at"])
         details = {**(why["details"] if why else {}), "duration_seconds": round(elapsed, 3)}
+        left = self._still_firing(cs, entry["alert_type"], fired)
+        if left:
+            details["still_firing"] = left
         message = why["message"] if why else f"{entry['title']}: resolved after {duration(elapsed)}."
         # resolved at the highest severity ever sent, so it reaches every destination the
         # problem paged (PagerDuty's min severity would otherwise skip the resolve)
         return _alert(entry, ts, cluster, fp, "resolved", entry.get("peak_severity") or entry["sent_severity"],
                       entry["started_at"], details, f"Resolved: {entry['title']}", message)
+
+    def _still_firing(self, cs: dict[str, Any], alert_type: str,
+                      fired: dict[str, Condition]) -> list[dict[str, str]]:
+        """Problems this alert covered that outlive it: said in its resolution, never paged apart."""
+        return [{"alert_type": e["alert_type"], "subject": e["subject"], "title": e["title"]}
+                for fp, e in cs["alerts"].items()
+                if e.get("covered") and fp in fired and alert_type in self.rules.inhibited_by.get(e["alert_type"], ())]
+
+
+def _connecting(snap: dict[str, Any]) -> bool:
+    """Workers known to the broker but none answering yet: they may still be connecting."""
+    workers = snap.get("workers") or ()
+    return bool(workers) and not any(w.get("alive") is True for w in workers)
 
 
 def _alert(c: Any, ts: str, cluster: str, fp: str, status: str, severity: str,

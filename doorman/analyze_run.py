@@ -11,7 +11,7 @@ from typing import Any
 from doorman.analyze import Engine, snapshot_problem
 from doorman.ndjson import read_objects, write_record
 from doorman.settings import Config
-from doorman.state import StateFile
+from doorman.state import StateFile, StateUnavailable
 
 
 class Stop:
@@ -32,7 +32,15 @@ def run(cfg: Config, files: Sequence[str], state_path: str | None, check: bool,
         say: Callable[[str], None], write: Callable[[dict[str, Any]], None] = write_record) -> int:
     """Analyze every file (`-`: stdin) in turn; the exit code. With `check`, one Nagios line."""
     store = StateFile(state_path, say, lock_timeout=cfg.state_lock_timeout) if state_path else None
-    engine = Engine(cfg, store.load() if store else None)
+    try:
+        loaded = store.load() if store else None
+    except StateUnavailable as e:
+        if not check:
+            raise
+        sys.stdout.write(f"DOORMAN UNKNOWN - {e}\n")  # Nagios: a check that cannot run is UNKNOWN
+        sys.stdout.flush()
+        return 3
+    engine = Engine(cfg, loaded)
     stop = Stop()
     signal.signal(signal.SIGTERM, stop)
     failed = False

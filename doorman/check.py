@@ -15,6 +15,7 @@ from doorman.rules.latency import RULE as LATENCY
 from doorman.rules.latency import oldest
 from doorman.settings import Config
 from doorman.severity import rank
+from doorman.textsafe import one_line
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -22,7 +23,7 @@ LEVEL = {"info": OK, "warning": WARNING, "critical": CRITICAL, "emergency": CRIT
 
 
 def _label(name: str) -> str:
-    return "'" + name.replace("'", "_").replace("=", "_") + "'"
+    return "'" + one_line(name).replace("'", "_").replace("=", "_").replace("|", "_").replace(" ", "_") + "'"
 
 
 def perfdata(snap: dict[str, Any], state: dict[str, Any], config: Config) -> str:
@@ -52,7 +53,7 @@ def status_line(snap: dict[str, Any] | None, conditions: Sequence[Condition], st
     """(exit code, the line) for the last snapshot read and the conditions holding for it."""
     if snap is None:
         return UNKNOWN, "DOORMAN UNKNOWN - no snapshot read"
-    perf = perfdata(snap, state, config)
+    perf = one_line(perfdata(snap, state, config))
     if snap.get("redis_connected") is not True:
         down = [c for c in conditions if c["alert_type"] == "redis_down"]
         text = down[0]["message"] if down else f"broker unreachable: {snap.get('error')}"
@@ -70,4 +71,5 @@ def status_line(snap: dict[str, Any] | None, conditions: Sequence[Condition], st
 
 
 def _oneline(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "/")
+    """Always one line: broker names in a message can hold newlines and escapes (shown escaped)."""
+    return one_line(text).replace("|", "/")

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from doorman import plugins
+from doorman import config_warnings, plugins
 from doorman.config_values import coerce, plain_http_problem
 from doorman.errors import BadConfig, DoormanError
 from doorman.redact import url_secrets, webhook_secrets
@@ -23,10 +23,12 @@ from doorman.settings import THRESHOLDS, TOP, TRANSPORT, Config, Section, Settin
 
 CORE: tuple[Setting, ...] = (
     Setting("broker_url", "broker_url", "redis://127.0.0.1:6379/0", ("REDIS_URL", "CELERY_BROKER_URL", "BROKER_URL"),
-            "Broker URL, as in the Celery app (redis://, rediss://, unix://, sentinel://).", secret=True,
+            "Broker URL, as in the Celery app (redis://, rediss://, unix://, sentinel://, amqp://, amqps://).",
+            secret=True,
             aliases=("redis_url",)),
     Setting("cluster", "str", "default", ("DOORMAN_CLUSTER",),
-            "Name stamped on every snapshot and alert, to tell merged streams apart."),
+            "Name stamped on every snapshot and alert, to tell merged streams apart.",
+            check=lambda v: None if v.strip() else "must not be empty (it names the cluster in every alert)"),
     Setting("http_connect_timeout", "float", 3.05, ("DOORMAN_HTTP_CONNECT_TIMEOUT",),
             "Seconds to open a connection to a destination.", positive=True),
     Setting("http_read_timeout", "float", 10.0, ("DOORMAN_HTTP_READ_TIMEOUT",),
@@ -47,12 +49,18 @@ CORE: tuple[Setting, ...] = (
             positive=True),
     Setting("alert_cooldown_seconds", "float", 300.0, ("ALERT_COOLDOWN_SECONDS",),
             "An unchanged alert is not repeated within this many seconds."),
+    Setting("flap_window_seconds", "float", None, ("DOORMAN_FLAP_WINDOW_SECONDS",),
+            "A problem back within this long of its resolution flaps: one firing per window, one resolution "
+            "when stable this long (default: alert_cooldown_seconds)."),
     Setting("state_lock_timeout", "float", 30.0, ("DOORMAN_STATE_LOCK_TIMEOUT",),
             "Seconds doorman-analyze waits for another run's lock on the state file."),
     Setting("monitored_queues", "list", ["celery"], ("MONITORED_QUEUES",),
             "Queues always checked (more are discovered from the broker).", convert=queue_names),
     Setting("inspect_timeout", "float", 1.0, ("DOORMAN_INSPECT_TIMEOUT",),
             "Seconds to wait for workers' replies to the active-tasks request.", positive=True),
+    Setting("inspect", "bool", True, ("DOORMAN_INSPECT",),
+            "false: strictly read-only (no PUBLISH, no pidbox writes); liveness from heartbeats and the "
+            "connection table only, no active tasks (docs/security.md)."),
     Setting("publish_time_header", "str", "x_doorman_published_at", ("DOORMAN_PUBLISH_TIME_HEADER",),
             "Message header holding the publish time (epoch seconds), set by doorman.hook."),
     Setting("tls_ca_file", "str", None, ("DOORMAN_TLS_CA_FILE",),
@@ -64,6 +72,9 @@ CORE: tuple[Setting, ...] = (
             "The same options as your Celery app's broker_transport_options (only these are read)."),
     Setting("queues", "map", None, (), "Per-queue overrides: {queue: {key: value}} of the per-queue keys.",
             section=THRESHOLDS),
+    Setting("reconnect_grace_seconds", "float", 20.0, ("RECONNECT_GRACE_SECONDS",),
+            "Worker alerts wait this long after the broker comes back (and when a daemon starts while known "
+            "workers have not answered yet).", section=THRESHOLDS),
 )
 
 
@@ -102,6 +113,12 @@ def sections() -> list[str]:
 
 def _declarations(builtin_only: bool) -> Iterable[tuple[str, Iterable[Setting]]]:
     yield "doorman", CORE
+    from doorman.collect.liveness import SETTINGS as LIVENESS  # doorman-collect's connection-table watch
+
+    yield "doorman-collect liveness", LIVENESS
+    from doorman.scale.settings import SETTINGS as SCALE  # the doorman-scale command's section
+
+    yield "doorman-scale", SCALE
     for kind, group in (("sink", "doorman.sinks"), ("rule", "doorman.rules"), ("broker", "doorman.brokers")):
         for p in plugins.builtins(group) if builtin_only else plugins.load(group):
             yield f"{kind} {p.name}", p.settings
@@ -211,6 +228,10 @@ def load_config(
     for section, section_keys in keys.items():
         for k, spec in section_keys.items():
             for var in spec.env:
+                empty = spec.check("") if env.get(var) == "" and spec.type == "str" and spec.check else None
+                if empty:  # `VAR=` usually means "unset" (an env file's blank line) and is skipped, but
+                    # a key that refuses an empty value (`cluster`) refuses an empty variable: no silent default
+                    raise BadConfig("environment", var, empty)
                 if env.get(var):
                     given[section][k] = coerce(env[var], spec, "environment", var, from_text=True)
                     origin[k] = ("environment", var)
@@ -236,7 +257,8 @@ def load_config(
         problem = broker.config_problem(cfg)
         if problem:
             raise BadConfig(src, *problem)
-    return cfg.replace(notes=tuple(_notes(cfg, path, file_data)))
+    extra = config_warnings.notes(cfg, keys[TOP], path, origin)  # secrets as flags, writable file, weak TLS
+    return cfg.replace(notes=tuple(_notes(cfg, path, file_data) + extra))
 
 
 def _secrets(values: Mapping[str, Any]) -> list[str]:
@@ -257,10 +279,10 @@ def _secrets(values: Mapping[str, Any]) -> list[str]:
 
 def _notes(cfg: Config, path: str | None, file_data: Mapping[str, Any]) -> list[str]:
     notes = []
-    secret_keys = [n for n, s in schema()[TOP].items() if s.secret]
+    secret_keys = [k for n, s in schema()[TOP].items() if s.secret for k in (n, *s.aliases)]
     if path and cfg.secrets() and _readable_by_others(path) and any(k in file_data for k in secret_keys):
         notes.append(f"warning: {path} holds secrets and is readable by other users (chmod 600 {path})")
-    if cfg.tls_insecure or "ssl_cert_reqs=none" in cfg.broker_url.lower():
+    if cfg.tls_insecure:  # URL options that weaken TLS: doorman.config_warnings
         notes.append("warning: TLS certificate verification of the broker is disabled (tls_insecure)")
     return notes
 

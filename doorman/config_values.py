@@ -7,7 +7,6 @@ the parser's message can hold a piece of the password.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,10 +14,10 @@ from doorman import brokers, plugins
 from doorman.errors import BadConfig, DoormanError
 from doorman.settings import Setting
 from doorman.severity import SEVERITIES
+from doorman.urlcheck import is_loopback, webhook_parts
 
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off")
-LOOPBACK_HOSTS = ("localhost", "::1")
 
 
 def coerce(value: Any, spec: Setting, source: str, name: str, from_text: bool) -> Any:
@@ -60,6 +59,7 @@ def _bool(value: Any, spec: Setting, source: str, name: str, from_text: bool) ->
 
 def _number(value: Any, spec: Setting, source: str, name: str, from_text: bool) -> int | float:
     whole = spec.type == "int"
+    said = value  # echoed in errors as the user wrote it: "-1", not "-1.0"
     if from_text:
         try:
             value = int(value) if whole else float(value)
@@ -68,9 +68,9 @@ def _number(value: Any, spec: Setting, source: str, name: str, from_text: bool) 
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadConfig(source, name, f"must be a number, got {type(value).__name__} {value!r}")
     if whole and value != int(value):
-        raise BadConfig(source, name, f"must be a whole number, got {value!r}")
+        raise BadConfig(source, name, f"must be a whole number, got {said!r}")
     if value < 0 or value != value or value == float("inf"):
-        raise BadConfig(source, name, f"must be a finite number >= 0, got {value!r}")
+        raise BadConfig(source, name, f"must be a finite number >= 0, got {said!r}")
     if value == 0 and spec.positive:
         raise BadConfig(source, name, "must be greater than 0")
     return int(value) if whole else float(value)
@@ -110,29 +110,29 @@ def _check_broker_url(url: str, source: str, name: str) -> None:
 
 
 def _check_webhook(url: str, source: str, name: str) -> None:
+    """Checked with urllib3's parser, the one `requests` sends with: one truth about the host."""
     try:
-        p = urlsplit(url)
-        p.port  # noqa: B018 - raises on a malformed port
+        scheme, host, _ = webhook_parts(url)
+        urlsplit(url).port  # noqa: B018 - raises on a malformed port
     except ValueError:
         raise BadConfig(source, name, "malformed URL (check the host and port)") from None
-    if p.scheme not in ("http", "https") or not p.hostname:
+    if scheme not in ("http", "https") or not host:
         raise BadConfig(source, name, "must be an http:// or https:// URL with a host")
-
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name such as 127.attacker.example is not loopback
+    if urlsplit(url).hostname != host.lower():
+        raise BadConfig(source, name, "ambiguous URL: parsers disagree about its host (a backslash or "
+                                      "@ before the path?); write it plainly")
 
 
 def plain_http_problem(url: str | None) -> str | None:
-    """Webhook URLs carry credentials: plain http only to loopback, unless explicitly allowed."""
-    if url and urlsplit(url).scheme == "http" and not is_loopback(urlsplit(url).hostname):
+    """Webhook URLs carry credentials: plain http only to loopback, unless explicitly allowed.
+    The host is the one urllib3 will connect to."""
+    if not url:
+        return None
+    try:
+        scheme, host, _ = webhook_parts(url)
+    except ValueError:
+        return "malformed URL (check the host and port)"
+    if scheme == "http" and not is_loopback(host):
         return ("must be https:// (plain http sends the secret in clear; set "
                 "allow_insecure_webhooks: true to override)")
     return None

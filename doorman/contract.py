@@ -81,8 +81,8 @@ def snapshot_problem(obj: dict[str, Any]) -> str | None:
     for i, w in enumerate(obj.get("workers") or ()):
         if not isinstance(w.get("name"), str):
             return f"workers[{i}].name must be a string"
-        if type(w.get("alive")) is not bool:
-            return f"workers[{i}].alive must be true or false"
+        if type(w.get("alive")) is not bool and not ("alive" in w and w["alive"] is None):
+            return f"workers[{i}].alive must be true, false or null"  # null: unknown (a full broker)
     for i, t in enumerate(obj.get("active") or ()):
         if t.get("runtime_seconds") is not None and not is_num(t["runtime_seconds"]):
             return f"active[{i}].runtime_seconds must be a number or null"

@@ -21,6 +21,22 @@ app.conf.update(
     broker_transport_options={"global_keyprefix": os.environ.get("DOORMAN_DEMO_KEYPREFIX", "")}
     if os.environ.get("DOORMAN_DEMO_KEYPREFIX") else {},
 )
+if os.environ.get("DOORMAN_DEMO_VISIBILITY_TIMEOUT"):
+    # a short visibility timeout, restored every second: reproduces a redelivery in seconds
+    app.conf.broker_transport_options = {
+        **app.conf.broker_transport_options,
+        "visibility_timeout": float(os.environ["DOORMAN_DEMO_VISIBILITY_TIMEOUT"]),
+        "unacked_restore_interval": 1, "unacked_restore_throttle": 1,
+    }
+if os.environ.get("DOORMAN_DEMO_BEAT_EVERY"):
+    # `celery beat -S redbeat.RedBeatScheduler`: the canary task every N seconds, RedBeat's lock
+    # lapsing 3 periods after a crash (its default is 5 x beat_max_loop_interval = 25 minutes)
+    every = float(os.environ["DOORMAN_DEMO_BEAT_EVERY"])
+    app.conf.update(
+        beat_schedule={"canary": {"task": "demo.canary", "schedule": every}},
+        beat_max_loop_interval=every, redbeat_redis_url=app.conf.broker_url,
+        redbeat_lock_timeout=int(max(3, 3 * every)),
+    )
 if os.environ.get("DOORMAN_DEMO_NO_STAMP") != "1":
     install(app)
 
@@ -34,3 +50,21 @@ def add(x: int, y: int) -> int:
 def sleep(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
+
+
+@app.task(name="demo.mark")
+def mark(path: str, seconds: float) -> float:
+    """Append "<task id> <start time>" to `path`, then sleep: shows how often a task really ran."""
+    with open(path, "a") as f:
+        f.write(f"{mark.request.id} {time.time()}\n")
+    time.sleep(seconds)
+    return seconds
+
+
+@app.task(name="demo.canary", ignore_result=True)
+def canary() -> None:
+    """The beat canary of docs/analyze.md: the current Unix time in a key Doorman reads."""
+    import redis
+
+    redis.Redis.from_url(app.conf.broker_url).set(os.environ.get("DOORMAN_BEAT_CANARY_KEY", "beat:canary"),
+                                                  int(time.time()))

@@ -76,7 +76,7 @@ def example_yaml() -> str:
     for section in (name for name in keys if name):
         out += ["", f"# {keys[TOP][section].doc}", f"{section}:"]
         for s in keys[section].values():
-            if s.type != "map":
+            if s.type != "map" or section != THRESHOLDS:  # thresholds.queues: its own example below
                 out += _entry(s, "  ")
         if section == THRESHOLDS:
             per_queue = [s.name for s in keys[THRESHOLDS].values() if s.per_queue]

@@ -17,8 +17,27 @@ class BadConfig(DoormanError):
         super().__init__(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
 
 
+class UnsafePath(DoormanError, OSError):
+    """A state, spool or lock path another user could redirect or forge: refused, never written.
+
+    Also an `OSError`, so code that survives an unwritable file treats it the same way."""
+
+    def __init__(self, path: str, problem: str):
+        import errno
+
+        OSError.__init__(self, errno.EPERM, f"{path}: {problem}")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 class StateLocked(DoormanError):
     """Another process holds the state file."""
+
+
+class StateUnavailable(DoormanError):
+    """The state file's directory is missing and cannot be created: without a state every cron run
+    would alert again, so the run stops instead of going on without one."""
 
 
 class SetupError(DoormanError):

@@ -5,8 +5,9 @@ has waited. One line in the app that publishes tasks makes the age exact:
 
     import doorman.hook; doorman.hook.install(app)
 
-It adds the header `x_doorman_published_at` (epoch seconds) in `before_task_publish`; workers
-ignore unknown headers. Needs only Celery, not the rest of Doorman's dependencies.
+It adds the header `x_doorman_published_at` (epoch seconds) in `before_task_publish`, and the AMQP
+`timestamp` property when the message has none (RabbitMQ reports it as the queue's
+`head_message_timestamp`); workers ignore both. Needs only Celery, not the rest of Doorman's dependencies.
 """
 
 from __future__ import annotations
@@ -17,9 +18,15 @@ from typing import Any
 HEADER = "x_doorman_published_at"
 
 
-def stamp_publish_time(sender: Any = None, headers: dict | None = None, **kwargs: Any) -> None:
+def stamp_publish_time(sender: Any = None, headers: dict | None = None, properties: dict | None = None,
+                       **kwargs: Any) -> None:
+    now = time.time()
     if headers is not None and HEADER not in headers:
-        headers[HEADER] = time.time()
+        headers[HEADER] = now
+    # AMQP's own `timestamp` property (whole epoch seconds): RabbitMQ shows the head message's as the
+    # queue's `head_message_timestamp`, which is how Doorman reads the wait on RabbitMQ
+    if properties is not None and "timestamp" not in properties:
+        properties["timestamp"] = int(now)
 
 
 def install(app: Any = None) -> None:

@@ -16,13 +16,18 @@ from typing import IO, Any
 
 import orjson
 
+from doorman.bounds import depth_over
+from doorman.textsafe import printable
+
 MAX_LINE_BYTES = 16 * 1024 * 1024
+MAX_DEPTH = 64  # deeper values are bad lines: the encoder stops at 255 levels, mid-alert (doorman.bounds)
 
 
 def warn(prog: str, message: str) -> None:
-    """One diagnostic line on stderr; never on stdout, which is data only."""
+    """One diagnostic line on stderr; never on stdout, which is data only. Control characters (from
+    broker names quoted in a message) are shown escaped: they cannot forge lines or drive a terminal."""
     try:
-        sys.stderr.write(f"{prog}: {message}\n")
+        sys.stderr.write(f"{prog}: {printable(message)}\n")
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
@@ -51,8 +56,10 @@ def read_records(
     name: str = "<stdin>",
     on_error: Callable[[str], None] | None = None,
     max_bytes: int = MAX_LINE_BYTES,
+    what: str = "value",
 ) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, decoded JSON value) for each good line; report the bad ones."""
+    """Yield (line number, decoded JSON value) for each good line; report the bad ones, saying
+    what was expected (`what`: `snapshot`, `alert`)."""
     report = on_error or (lambda msg: None)
     for lineno, (raw, size) in enumerate(_lines(stream, max_bytes), start=1):
         if raw is None:
@@ -62,9 +69,31 @@ def read_records(
         if not text:
             continue
         try:
-            yield lineno, orjson.loads(text)
+            value = orjson.loads(text)
         except orjson.JSONDecodeError as e:
-            report(f"{name}:{lineno}: not valid JSON ({e}); skipped")
+            report(f"{name}:{lineno}: not valid JSON (expected one {what} as a JSON object on each line; "
+                   f"{json_fault(text, e)}); skipped")
+            continue
+        if depth_over(value, MAX_DEPTH):
+            report(f"{name}:{lineno}: nested deeper than {MAX_DEPTH} levels; skipped")
+            continue
+        yield lineno, value
+
+
+def json_fault(text: bytes, e: orjson.JSONDecodeError) -> str:
+    """Where a line stops being JSON, in words: not the parser's `line 1 column 8 (char 7)`."""
+    if e.pos >= len(text):
+        return "the line ends before the JSON does"
+    return f"unexpected {text[e.pos:e.pos + 1].decode('latin-1')!r} at column {e.colno}"
+
+
+JSON_TYPES = {"list": "a JSON array", "str": "a string", "int": "a number", "float": "a number",
+              "bool": "true or false", "NoneType": "null"}
+
+
+def json_type(value: Any) -> str:
+    """`a JSON array`, not `list`: what a line holds, in JSON's words."""
+    return JSON_TYPES.get(type(value).__name__, type(value).__name__)
 
 
 def read_objects(
@@ -76,9 +105,9 @@ def read_objects(
 ) -> Iterator[tuple[int, dict]]:
     """Like `read_records`, keeping only JSON objects that `validate` accepts (None = fine)."""
     report = on_error or (lambda msg: None)
-    for lineno, obj in read_records(stream, name, report):
+    for lineno, obj in read_records(stream, name, report, what=kind):
         if not isinstance(obj, dict):
-            report(f"{name}:{lineno}: expected a JSON object ({kind}), got {type(obj).__name__}; skipped")
+            report(f"{name}:{lineno}: expected a JSON object ({kind}), got {json_type(obj)}; skipped")
             continue
         problem = validate(obj) if validate else None
         if problem:

@@ -22,9 +22,17 @@ BUILTIN: dict[str, tuple[str, ...]] = {
     "doorman.rules": ("doorman.rules.redis_down:RULE", "doorman.rules.workers:RULE",
                       "doorman.rules.worker_lost:RULE", "doorman.rules.backlog:RULE",
                       "doorman.rules.backlog_growing:RULE", "doorman.rules.zombie:RULE",
-                      "doorman.rules.latency:RULE"),
+                      "doorman.rules.latency:RULE",
+                      # issue 12: liveness from the connection table
+                      "doorman.rules.ghost_worker:RULE", "doorman.rules.queue_unconsumed:RULE",
+                      # issue 13: tasks lost in silence
+                      "doorman.rules.redelivery:RULE", "doorman.rules.stranded:RULE",
+                      "doorman.rules.broker_memory:RULE", "doorman.rules.broker_errors:RULE",
+                      "doorman.rules.results_growing:RULE", "doorman.rules.beat:RULE",
+                      # issue 14: RabbitMQ's own risks
+                      "doorman.rules.broker_alarm:RULE", "doorman.rules.consumer_timeout:RULE"),
     "doorman.sinks": ("doorman.sinks.pagerduty:SINK", "doorman.sinks.webhook:SINK", "doorman.sinks.slack:SINK"),
-    "doorman.brokers": ("doorman.brokers.redis:BROKER",),
+    "doorman.brokers": ("doorman.brokers.redis:BROKER", "doorman.brokers.rabbitmq:BROKER"),
 }
 
 

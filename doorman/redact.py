@@ -8,7 +8,7 @@ keys are secrets. Each output path redacts structured values with the helpers be
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit, urlunsplit
 
 MASK = "***"
 
@@ -93,14 +93,32 @@ def webhook_secrets(url: str | None) -> list[str]:
     return out
 
 
+def encoded_forms(secret: str) -> set[str]:
+    """A secret as it may appear in a message: as given, percent-decoded (a URL's password is
+    stored encoded), and percent-encoded the ways URLs and forms do (an exception quoting a
+    request URL shows `SLACK%20SECRET%7CTOKEN`)."""
+    plain = {secret, unquote(secret), unquote_plus(secret)}
+    out = set(plain)
+    for p in plain:
+        out |= {quote(p, safe=""), quote(p, safe="/:@"), quote(p), quote_plus(p), quote_plus(p, safe="/:@")}
+    return {s for s in out if s}
+
+
+def _pattern(form: str) -> str:
+    """`form` as a regex where each %XX escape matches either case of its hex digits."""
+    parts = re.split(r"(%[0-9A-Fa-f]{2})", form)
+    return "".join(f"%[{p[1].upper()}{p[1].lower()}][{p[2].upper()}{p[2].lower()}]" if re.fullmatch(r"%[0-9A-Fa-f]{2}", p)
+                   else re.escape(p) for p in parts)
+
+
 class Scrubber:
-    """Replace every known secret in a text; longest first so a URL is masked before its path."""
+    """Replace every known secret in a text, in any of its encoded forms; longest first so a URL is
+    masked before its path."""
 
     def __init__(self, secrets: list[str] | tuple[str, ...] = ()):
         self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        forms = sorted({f for s in self.secrets for f in encoded_forms(s)}, key=len, reverse=True)
+        self.regex = re.compile("|".join(_pattern(f) for f in forms)) if forms else None
 
     def __call__(self, text: str) -> str:
-        for s in self.secrets:
-            if s in text:
-                text = text.replace(s, MASK)
-        return text
+        return self.regex.sub(MASK, text) if self.regex is not None else text

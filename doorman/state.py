@@ -19,13 +19,13 @@ from typing import Any
 import orjson
 
 from doorman.analyze import MAX_ALERTS, MAX_CLUSTERS, STATE_KIND, RuleSet, default_rules, new_state
-from doorman.atomicfile import FileLock, write_atomic
-from doorman.errors import StateLocked
+from doorman.atomicfile import FileLock, check_dir, make_parent, read_private, sweep_temps, write_atomic
+from doorman.errors import StateLocked, StateUnavailable, UnsafePath
 from doorman.severity import SEVERITIES
 from doorman.shapes import is_num, map_of
 from doorman.timefmt import parse_iso
 
-__all__ = ["StateFile", "StateLocked", "state_problem"]
+__all__ = ["StateFile", "StateLocked", "StateUnavailable", "state_problem"]
 
 MAX_STATE_BYTES = 64 * 1024 * 1024
 
@@ -48,18 +48,33 @@ def _entry_ok(e: Any, alert_types: tuple[str, ...]) -> bool:
     return True
 
 
+def _flap_ok(f: Any) -> bool:
+    return (isinstance(f, dict) and type(f.get("occurrences")) is int and is_num(f.get("since"))
+            and (f.get("sent") is None or is_num(f["sent"])) and (f.get("quiet_since") is None or is_num(f["quiet_since"]))
+            and all(isinstance(f.get(k), str) for k in ("alert_type", "subject", "title"))
+            and (f.get("severity") is None or f["severity"] in SEVERITIES))
+
+
 def _upgrade(c: dict[str, Any], rules: RuleSet) -> None:
     """A cluster written before rules had slices kept their keys at the top: move them in."""
-    if "rules" not in c:
-        c["rules"] = {r.name: {k: c.pop(k) for k in r.initial_state() if k in c} for r in rules.rules}
+    if "rules" in c:
+        return
+    legacy = {k: c.pop(k) for k in list(c) if k not in ("now", "alerts", "cooldown")}
+    c["rules"] = {}
+    for r in rules.rules:  # each old key goes to the first rule whose whole state it makes up
+        mine = r.initial_state()
+        if mine and all(k in legacy for k in mine):
+            mine = {k: legacy.pop(k) for k in mine}
+        c["rules"][r.name] = mine
 
 
 def _cluster_problem(c: Any, rules: RuleSet) -> str | None:
     if not isinstance(c, dict) or not (c.get("now") is None or is_num(c.get("now"))):
         return "malformed"
     _upgrade(c, rules)
-    if not (map_of(c.get("cooldown"), is_num) and isinstance(c.get("rules"), dict)):
-        return "malformed cooldowns or rules"
+    if not (map_of(c.get("cooldown"), is_num) and isinstance(c.get("rules"), dict)
+            and map_of(c.setdefault("started", {}), is_num) and map_of(c.setdefault("flaps", {}), _flap_ok)):
+        return "malformed cooldowns, flaps or rules"
     if not map_of(c.get("alerts"), lambda e: _entry_ok(e, rules.alert_types)) or len(c["alerts"]) > MAX_ALERTS:
         return "malformed alerts"
     for rule in rules.rules:
@@ -107,27 +122,54 @@ class StateFile:
         self.write_failed = False
 
     def load(self) -> dict[str, Any]:
+        """Refuses (`UnsafePath`) a state another user could plant or swap: see doorman.atomicfile."""
+        if self.path == os.devnull:
+            self.enabled = False
+            return new_state()
+        self._make_dir()
+        check_dir(os.path.dirname(os.path.abspath(self.path)))
         try:
-            st = os.stat(self.path)
+            st = os.lstat(self.path)  # a symlink is refused below, never followed
         except FileNotFoundError:
             st = None
         except OSError as e:
             self.warn(f"state file {self.path}: {e.strerror}; keeping state in memory only")
             self.enabled = False
             return new_state()
+        if st is not None and stat.S_ISLNK(st.st_mode):
+            raise UnsafePath(self.path, "is a symbolic link; refusing to follow it")
         if st is not None and not stat.S_ISREG(st.st_mode):
             if self.path != os.devnull:
                 self.warn(f"state file {self.path} is not a regular file; keeping state in memory only")
             self.enabled = False
             return new_state()
+        if st is not None and st.st_uid != os.geteuid():
+            raise UnsafePath(self.path, f"belongs to another user (uid {st.st_uid}); refusing to trust it")
         self._lock()
+        sweep_temps(self.path)
         return self._read()
+
+    def _make_dir(self) -> None:
+        """A fresh machine has no /var/lib/doorman: create it 0700. One that cannot be created
+        stops the run (StateUnavailable), for a state kept in memory only would let every cron
+        run alert again."""
+        parent = os.path.dirname(os.path.abspath(self.path))
+        if os.path.isdir(parent):
+            return
+        try:
+            make_parent(self.path)
+        except OSError as e:
+            raise StateUnavailable(
+                f"cannot create the state directory {parent} ({e.strerror}); create it (mode 0700, "
+                f"owned by the user running doorman-analyze) or choose another --state") from None
 
     def _lock(self) -> None:
         """Wait for a concurrent run (a cron overlap lasts a moment), but not forever: a daemon
         holds its state for life, and a second analyzer on the same file must say so, not hang."""
         try:
             got = self.lock.acquire(timeout=self.lock_timeout)
+        except UnsafePath:
+            raise
         except OSError as e:
             self.warn(f"cannot lock {self.path}.lock ({e.strerror}); going on without the lock")
             return
@@ -139,8 +181,7 @@ class StateFile:
 
     def _read(self) -> dict[str, Any]:
         try:
-            with open(self.path, "rb") as f:
-                raw = f.read(MAX_STATE_BYTES + 1)
+            raw = read_private(self.path, MAX_STATE_BYTES)
         except FileNotFoundError:
             return new_state()
         except OSError as e:

@@ -13,8 +13,8 @@ import time
 
 import orjson
 
+from tests.scenario import queue, snap, worker
 from tests.support import BIN, cli, records
-from tests.test_rules import queue, snap, worker
 
 
 def lines(*snaps: dict) -> bytes:
@@ -137,7 +137,7 @@ def test_sigterm_saves_state(tmp_path):
     p.stdin.flush()
     assert p.stdout.readline()
     # no alert from this one, so the write is paced, not immediate; SIGTERM must flush it
-    from tests.test_rules import head
+    from tests.scenario import head
     p.stdin.write(lines(snap(1, workers=[], queues={"celery": queue(5, [head("abc")])})))
     p.stdin.flush()
     time.sleep(0.5)

@@ -44,7 +44,8 @@ def test_empty_broker_reports_default_queue_with_depth_zero(redis_server):
     assert snap["error"] is None
     assert snap["pending_tasks"] == 0
     assert snap["queues"] == {"celery": {"pending": 0, "by_priority": {"0": 0, "3": 0, "6": 0, "9": 0},
-                                         "oldest": None, "heads": [], "source": "config"}}
+                                         "oldest": None, "heads": [], "source": "config",
+                                         "consumers": 0, "consumed_by": []}}
     assert snap["alive_workers"] == 0 and snap["workers"] == [] and snap["active"] == []
     assert snap["unacked"]["count"] == 0 and snap["unacked"]["oldest_delivered_at"] is None
 
@@ -134,7 +135,8 @@ def test_running_tasks_and_unacked_are_reported_and_untouched(redis_server, work
     assert keyspace(client) == before, "a check must not change the broker"
     assert snap["alive_workers"] == 1
     assert snap["workers"][0] == {"name": w.name, "alive": True, "responded": True, "active": 1,
-                                  "last_heartbeat": None, "heartbeat_freq": None}
+                                  "last_heartbeat": None, "heartbeat_freq": None,
+                                  "processed": 1, "concurrency": 1, "queues": ["celery"]}
     [task] = snap["active"]
     assert task["task_id"] == ids[0] and task["task_name"] == "demo.sleep" and task["worker"] == w.name
     assert task["queue"] == "celery" and task["runtime_seconds"] >= 0
@@ -301,7 +303,8 @@ def test_collector_library_runs_without_processes(redis_server):
 
 
 def test_daemon_writes_a_snapshot_when_a_worker_dies_without_waiting_for_the_interval(redis_server, workers):
-    """kill -9 of the last worker: a `heartbeat` snapshot shows it dead within Celery's 2 x freq rule."""
+    """kill -9 of the last worker: a `connection_lost` snapshot shows it dead as soon as its connections
+    vanish (the heartbeat fallback, without CLIENT LIST: tests/test_liveness.py)."""
     url, client = redis_server.url, redis_server.client()
     w = workers(url, "w1@test", client=client)
     proc = subprocess.Popen([str(BIN / "doorman-collect"), "--redis-url", url, "--interval", "300"],
@@ -318,7 +321,7 @@ def test_daemon_writes_a_snapshot_when_a_worker_dies_without_waiting_for_the_int
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
-    assert dead["trigger"] == "heartbeat"
+    assert dead["trigger"] == "connection_lost"
     assert dead["alive_workers"] == 0
     assert dead["workers"][0]["alive"] is False and dead["workers"][0]["responded"] is False
     assert detected_after < 60  # bounded well below the 300 s interval; the figure itself is in make bench

@@ -162,7 +162,10 @@ def test_the_snapshot_is_assembled_from_any_broker():
         ("gone@host", False, False, None), ("w1@host", True, True, 1)]
     assert snap["active_tasks"] == 1 and snap["active"][0]["task_id"] == "t1"
     assert snap["unacked"] == {"count": 2, "oldest_delivered_at": "2027-01-15T07:59:30.000Z",
-                               "oldest_age_seconds": 30.0, "visibility_timeout": None}
+                               "oldest_age_seconds": 30.0, "visibility_timeout": None,
+                               "overdue": None, "oldest": []}
+    # optional capabilities (HealthReading, BeatReading) this broker lacks: null, and nothing breaks
+    assert snap["broker_health"] is None and snap["beat"] is None and snap["inspect_error"] is None
 
 
 @pytest.mark.parametrize("error, connected, text", [

@@ -58,7 +58,7 @@ def test_every_loaded_value_comes_from_a_declared_key():
      "must be a list of integers"),
     ({"thresholds": {"queues": {"q": {"max_task_runtime_seconds": 3}}}},
      "thresholds.queues.q.max_task_runtime_seconds", "unknown key"),
-    ({"redis_url": "amqp://h/"}, "redis_url", "unsupported scheme 'amqp'"),
+    ({"redis_url": "kafka://h/"}, "redis_url", "unsupported scheme 'kafka'"),
     ({"redis_url": "redis://a/0", "broker_url": "redis://b/0"}, "broker_url", "give only one of them"),
 ])
 def test_a_bad_value_names_its_key(values, key, problem):

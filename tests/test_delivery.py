@@ -125,7 +125,7 @@ def test_unreachable_receiver_spools_and_the_next_run_delivers_exactly_once(tmp_
     first.d.handle([alert(1), alert(2)])
     assert [r["result"] for r in first.records] == ["spooled", "spooled"]
     assert first.records[0]["attempts"] == 3 and first.records[1]["attempts"] == 0  # queued behind, untried
-    assert first.records[0]["error"].startswith("connection failed")
+    assert first.records[0]["error"] == f"cannot connect to {dead_url.split('/')[2]} (connection refused)"
     assert [e["alert"]["fingerprint"] for e in read_ndjson(tmp_path / "spool.ndjson")] == \
         [alert(1)["fingerprint"], alert(2)["fingerprint"]]
 
@@ -170,7 +170,7 @@ def test_hung_receiver_is_bounded_by_the_retry_budget(tmp_path, receiver):
     run.d.handle([alert(1)])
     assert time.monotonic() - started < 2.5
     [rec] = run.records
-    assert rec["result"] == "spooled" and rec["error"].startswith("timed out")
+    assert rec["result"] == "spooled" and rec["error"].endswith("did not answer within 0.5 s")
     keys = {r.headers["Idempotency-Key"] for r in receiver.at(HOOK_PATH)}
     assert len(keys) == 1  # every attempt carries the same key: the receiver can drop the duplicates
 

@@ -66,7 +66,7 @@ def test_kubernetes_deployment_takes_secrets_and_fits_its_limits():
     [dep] = [d for d in docs if d["kind"] == "Deployment"]
     assert dep["spec"]["replicas"] == 1
     pod = dep["spec"]["template"]["spec"]
-    [c] = pod["containers"]
+    [c] = [c for c in pod["containers"] if c["name"] == "doorman"]  # serve beside it: tests/test_serve_files.py
     assert c["command"] == ["doorman-run"]
     assert c["resources"] == {"requests": {"memory": "64Mi", "cpu": "50m"},
                               "limits": {"memory": "128Mi", "cpu": "100m"}}
@@ -100,7 +100,7 @@ def test_container_and_compose_run_the_tested_command():
     assert stages[-1]["CMD"] == ['["doorman-run"]']  # the default target: the daemon
 
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    assert set(services) == {"redis", "worker", "doorman", "simulate"}
+    assert set(services) == {"redis", "worker", "doorman", "serve", "simulate"}
     assert services["doorman"]["command"] == ["doorman-run"]
     assert services["doorman"]["mem_limit"] == "128m"
     assert "doorman.demoapp" in services["worker"]["command"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -17,13 +18,17 @@ KEYS = Keys()
 # The exact rule docs/security.md documents ("A least-privilege Redis user"): read anything, write
 # only Doorman's own reply binding and list, publish the control request, subscribe to worker
 # events. Nothing else.
+UUID_GLOB = "????????-????-????-????-????????????"  # Doorman's reply lists are named by a uuid4
 DOORMAN_ACL = (
     "on >{password} resetkeys resetchannels -@all "
-    "+ping +hello +auth +client|setname +select "
+    "+ping +hello +auth +client|setname +client|list +select "
     "+scan +type +smembers +zcard +zrange +llen +lindex "
-    "+sadd +srem +brpop +del +publish +psubscribe +punsubscribe "
-    f"%R~* %RW~{KEYS.reply_binding} %RW~{KEYS.reply_queue('*')} "
-    f"&{KEYS.pidbox_channel} &{KEYS.worker_events_pattern}"
+    "+publish +psubscribe +punsubscribe "
+    "+multi +exec +info +zcount +zrangebyscore +hstrlen +hmget +get +pttl "
+    "+scard +sscan +eval_ro "
+    f"%R~* &{KEYS.pidbox_channel} &{KEYS.worker_events_pattern} "
+    f'"(+sadd +srem %W~{KEYS.reply_binding})" '
+    f'"(+brpop +del %RW~{KEYS.reply_queue(UUID_GLOB)})"'
 )
 
 
@@ -39,7 +44,7 @@ def test_the_acl_tested_is_the_one_documented():
 def test_collect_works_with_the_documented_least_privilege_acl(redis_server, workers):
     client = redis_server.client()
     password = "acl-Secret-42xyz"
-    client.execute_command("ACL", "SETUSER", "doorman", *DOORMAN_ACL.format(password=password).split())
+    client.execute_command("ACL", "SETUSER", "doorman", *shlex.split(DOORMAN_ACL.format(password=password)))
     url = redis_server.url
     w = workers(url, "w1@test", client=client, queues="celery,emails")
     enqueue(url, 3, task="demo.add", args=(1, 2), queue="waiting", priority=6)
@@ -51,6 +56,7 @@ def test_collect_works_with_the_documented_least_privilege_acl(redis_server, wor
     assert snap["redis_connected"] is True, snap["error"]
     assert snap["queues"]["waiting"]["by_priority"]["6"] == 3
     assert snap["queues"]["emails"]["source"] == "binding"
+    assert snap["broker_health"]["version"] and snap["beat"]["redbeat"]["entries"] == 0  # INFO, PTTL, ZCARD...
     assert [(x["name"], x["responded"]) for x in snap["workers"]] == [(w.name, True)]
     assert password.encode() not in result.stdout + result.stderr
     assert snap["broker"] == f"redis://doorman:***@127.0.0.1:{redis_server.port}/0"
@@ -61,19 +67,24 @@ def test_collect_works_with_the_documented_least_privilege_acl(redis_server, wor
         limited.lpush("celery", b"x")
     with pytest.raises(redis.exceptions.NoPermissionError):
         limited.zadd(KEYS.unacked_index, {"x": 1})
+    with pytest.raises(redis.exceptions.NoPermissionError):  # the shared reply binding: SADD/SREM only
+        limited.delete(KEYS.reply_binding)
+    with pytest.raises(redis.exceptions.NoPermissionError):  # issue 19: not a queue that looks like a reply
+        limited.delete(f"x.{KEYS.reply_queue('')}")
     client.execute_command("ACL", "DELUSER", "doorman")
 
 
 def test_collect_daemon_follows_heartbeats_under_the_acl(redis_server, workers):
     client = redis_server.client()
     password = "acl-Secret-43xyz"
-    client.execute_command("ACL", "SETUSER", "doorman", *DOORMAN_ACL.format(password=password).split())
+    client.execute_command("ACL", "SETUSER", "doorman", *shlex.split(DOORMAN_ACL.format(password=password)))
     workers(redis_server.url, "w1@test", client=client)
     url = f"redis://doorman:{password}@127.0.0.1:{redis_server.port}/0"
     result = cli("doorman-collect", "--redis-url", url, "--interval", "2.5", "--count", "2")
     snaps = records(result.stdout)
     assert all(s["redis_connected"] for s in snaps), snaps
     assert any(w["last_heartbeat"] for s in snaps for w in s["workers"]), "heartbeats are visible"
+    assert all(s["connections"]["consumers"] == 1 for s in snaps), "the connection table is readable"
     client.execute_command("ACL", "DELUSER", "doorman")
 
 
@@ -165,3 +176,32 @@ def test_world_readable_config_with_secrets_is_warned_about(tmp_path):
     cfg.chmod(0o600)
     quiet = cli("doorman-collect", "--once", "--config", str(cfg))
     assert b"readable by other users" not in quiet.stderr
+
+
+# The rule an earlier release documented: no INFO, MULTI, CLIENT LIST... Upgrading must not turn
+# a working deployment into a permanent redis_down: the extra reads are simply unknown.
+EARLIER_ACL = (
+    "on >{password} resetkeys resetchannels -@all "
+    "+ping +hello +auth +client|setname +select "
+    "+scan +type +smembers +zcard +zrange +llen +lindex "
+    "+sadd +srem +brpop +del +publish +psubscribe +punsubscribe "
+    f"%R~* %RW~{KEYS.reply_binding} %RW~{KEYS.reply_queue('*')} "
+    f"&{KEYS.pidbox_channel} &{KEYS.worker_events_pattern}"
+)
+
+
+def test_an_acl_from_an_earlier_release_still_reads_the_queues_and_the_workers(redis_server, workers):
+    client = redis_server.client()
+    password = "acl-Secret-44xyz"
+    client.execute_command("ACL", "SETUSER", "doorman", *EARLIER_ACL.format(password=password).split())
+    try:
+        w = workers(redis_server.url, "w1@test", client=client)
+        enqueue(redis_server.url, 2, task="demo.add", args=(1, 2), queue="waiting")
+        result = cli("doorman-collect", "--once", "--redis-url",
+                     f"redis://doorman:{password}@127.0.0.1:{redis_server.port}/0")
+        [snap] = records(result.stdout)
+        assert snap["redis_connected"] is True and snap["error"] is None, snap["error"]
+        assert snap["queues"]["waiting"]["pending"] == 2
+        assert [(x["name"], x["responded"]) for x in snap["workers"]] == [(w.name, True)]
+    finally:
+        client.execute_command("ACL", "DELUSER", "doorman")

@@ -176,14 +176,14 @@ def test_receiver_not_listening_is_transient_and_the_error_hides_the_url(session
     scrub = Scrubber(["WEBHOOKSECRET123", HOOK_PATH, url])
     r = WebhookSink(session, url, scrub=scrub, timeout=(0.5, 0.5)).send(alert())
     assert r.outcome == "retry" and r.http_status is None
-    assert r.error.startswith("connection failed")
+    assert r.error == f"cannot connect to {url.split('/')[2]} (connection refused)"
     assert "WEBHOOKSECRET123" not in r.error
 
 
 def test_receiver_that_hangs_times_out(receiver, session):
     receiver.script(HOOK_PATH, Reply(200, delay=3))
     r = WebhookSink(session, receiver.url(HOOK_PATH), timeout=(0.5, 0.3)).send(alert())
-    assert r.outcome == "retry" and r.error.startswith("timed out")
+    assert r.outcome == "retry" and r.error.endswith("did not answer within 0.3 s")
 
 
 def test_retry_after_accepts_seconds_and_http_dates():

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol, TypedDict
+from typing import TYPE_CHECKING, Literal, Protocol, TypedDict, runtime_checkable
 
 if TYPE_CHECKING:
     from doorman.settings import Config, Setting
@@ -80,15 +80,26 @@ class WorkerEvent(_EventHost, total=False):
     type: str
     freq: object
     active: object
+    processed: object
+
+
+class UnackedMessage(TypedDict):
+    """One of the oldest unacknowledged messages: who it is and when it was delivered."""
+
+    task_id: str | None
+    task_name: str | None
+    delivered_at: float  # epoch seconds
 
 
 @dataclass(frozen=True)
 class Unacked:
     """Messages delivered to a worker and not acknowledged yet."""
 
-    count: int
+    count: int | None  # None when the broker cannot tell (RabbitMQ without its management API)
     oldest: float | None  # epoch seconds the oldest was delivered, when the broker knows
     visibility_timeout: float | None  # after which the broker redelivers it, if it does
+    overdue: int | None = None  # how many are older than the visibility timeout, when known
+    messages: tuple[UnackedMessage, ...] = ()  # the oldest few, oldest first, when known
 
 
 @dataclass(frozen=True)
@@ -148,6 +159,90 @@ class Broker(Protocol):
 
     def close(self) -> None:
         """Release the connections; never raises."""
+        ...
+
+
+class BrokerHealth(TypedDict):
+    """The broker server's own figures (`broker_health` in the snapshot); null when unknown."""
+
+    server: str  # "redis" | "rabbitmq"
+    version: str | None
+    used_memory_bytes: int | None
+    max_memory_bytes: int | None  # None or 0: no limit
+    eviction_policy: str | None
+    evicted_keys: int | None  # since the server started
+    oom_errors: int | None  # writes refused for lack of memory, since the server started
+    connected_clients: int | None
+    keyspace: dict[str, dict[str, int]] | None  # {"db0": {"keys": n, "expires": m}}
+    alarms: list[str] | None
+
+
+@runtime_checkable
+class HealthReading(Protocol):
+    """Optional: a broker that can read its server's health (memory, eviction, OOM) and can tell a
+    write refused for a full memory, so a full broker still reports what its reads see."""
+
+    def health(self) -> BrokerHealth: ...
+
+    def write_refused(self, error: Exception) -> bool:
+        """Whether `error` is a write the broker refused while its reads still work (OOM)."""
+        ...
+
+
+class BeatState(TypedDict):
+    """What the broker shows of celery beat (`beat` in the snapshot); each source null when not read."""
+
+    canary: dict[str, object] | None  # key, present, value, age_seconds
+    redbeat: dict[str, object] | None  # prefix, lock_present, lock_ttl_seconds, entries, overdue...
+
+
+@runtime_checkable
+class BeatReading(Protocol):
+    """Optional: a broker that can read celery beat's traces (a canary key, RedBeat's keys)."""
+
+    def beat(self, now: float) -> BeatState | None: ...
+
+
+@dataclass(frozen=True)
+class ConnectionTable:
+    """The broker's own table of client connections, as far as it shows Celery's (issue 12)."""
+
+    clients: int  # every connection listed
+    consumers: frozenset[int]  # ids of connections consuming tasks (a blocking pop on Redis)
+    subscribers: frozenset[int]  # ids of connections subscribed to a channel (pidbox, events)
+    by_host: dict[str, dict[str, int]]  # client host -> {"consumers": n, "subscribers": n}, bounded
+    hosts_truncated: bool = False
+
+
+@runtime_checkable
+class ConnectionReading(Protocol):
+    """Optional: a broker that can read its connection table and ping chosen workers, so a dead
+    worker is noticed when its connections vanish (the kernel closes them at once on kill -9)."""
+
+    def connections(self) -> ConnectionTable:
+        """The table now; raises like any read (`failure` says "refused" when it is not allowed)."""
+        ...
+
+    def ping(self, names: Sequence[str], timeout: float) -> set[str]:
+        """Which of `names` answer a pidbox ping within `timeout` seconds."""
+        ...
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """What one worker says of itself over the control channel; None when it did not say."""
+
+    queues: tuple[str, ...] | None  # its `active_queues`
+    concurrency: int | None  # its pool size
+    processed: int | None  # tasks it has run since it started
+
+
+@runtime_checkable
+class WorkerInfoReading(Protocol):
+    """Optional: a broker that can ask every worker which queues it consumes and its pool size."""
+
+    def worker_info(self, timeout: float) -> dict[str, WorkerInfo]:
+        """{worker: info} of the workers that answered within `timeout` seconds."""
         ...
 
 

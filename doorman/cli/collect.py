@@ -46,15 +46,21 @@ def main(config_path: str | None, redis_url: str | None, once: bool, interval: f
     wake = threading.Event()
     stopping = threading.Event()
     install_stop_handlers(stopping, wake)
-    collect(cfg, lambda snap, n: emit(snap, n, human), once=once, count=count, stopping=stopping, wake=wake)
+    memory = None
+    if human:  # one memory for the run: workers' last-seen times, hints said once
+        from doorman.collect.human import Memory
+
+        memory = Memory(forget_after=cfg.thresholds.worker_forget_seconds)
+    collect(cfg, lambda snap, n: emit(snap, n, memory), once=once, count=count, stopping=stopping, wake=wake)
     sys.exit(0)
 
 
-def emit(snap: dict[str, Any], n: int, human: bool) -> None:
-    if human:
+def emit(snap: dict[str, Any], n: int, memory: Any) -> None:
+    """`memory`: the `--human` view's (None: NDJSON)."""
+    if memory is not None:
         from doorman.collect.human import render
 
-        sys.stdout.write(render(snap) + "\n")
+        sys.stdout.write(render(snap, memory=memory) + "\n")
         sys.stdout.flush()
     else:
         write_record(snap)

@@ -36,14 +36,15 @@ def setting_help(key: str) -> str:
 
 
 def redis_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--redis-url", metavar="URL", help=setting_help("broker_url"))(fn)
+    # --broker-url, and --redis-url as before: both set `broker_url` (the function's `redis_url`)
+    return click.option("--broker-url", "--redis-url", "redis_url", metavar="URL", help=setting_help("broker_url"))(fn)
 
 
 def state_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--state", "state_path", metavar="FILE", help="State file (cooldowns, first-seen times).")(fn)
 
 
-FLAG_NAMES = {"check_interval": "--interval", "broker_url": "--redis-url"}  # config keys whose flag is spelled differently
+FLAG_NAMES = {"check_interval": "--interval", "broker_url": "--broker-url"}  # config keys whose flag is spelled differently
 
 
 def load(prog: str, path: str | None, **overrides: Any) -> Config:

@@ -6,11 +6,14 @@ import os
 import sys
 
 import click
+from click.core import ParameterSource
 
 from doorman.cli.options import CONTEXT, command_body, config_option, load
 from doorman.simulate.scenario import Options, problems
 
 PROG = "doorman-simulate"
+LOST_TASKS = ("redelivery", "stranded", "eviction", "oom", "beat-killed", "results")  # doorman.simulate.lost_tasks
+LIVENESS = ("unconsumed", "cancelled-consumer", "ghost", "kill9")  # doorman.simulate.liveness
 
 
 @click.command(context_settings={**CONTEXT, "allow_interspersed_args": False})
@@ -28,6 +31,9 @@ PROG = "doorman-simulate"
 @click.option("--stop-redis-after", type=click.FloatRange(min=0), metavar="S",
               help="Stop the broker S seconds after the first check.")
 @click.option("--port", type=click.IntRange(1, 65535), default=6399, show_default=True, metavar="PORT", help="Port of the simulated redis-server.")
+@click.option("--broker", type=click.Choice(["redis", "rabbitmq"]), default="redis", show_default=True,
+              help="rabbitmq: a throw-away vhost on the RabbitMQ at 127.0.0.1:--port (default 5672), or a "
+                   "private rabbitmq-server started there when none answers.")
 @click.option("--interval", type=float, default=1.0, show_default=True, metavar="SECONDS",
               help="Seconds between checks.")
 @click.option("--checks", type=click.IntRange(min=1), default=3, show_default=True, metavar="N",
@@ -35,18 +41,43 @@ PROG = "doorman-simulate"
 @click.option("--forever", is_flag=True, help="Keep checking until Ctrl-C.")
 @click.option("--json", "json_out", is_flag=True,
               help="stdout gets only the alerts (NDJSON); the human view goes to stderr.")
+@click.option("--serve", "serve_listen", is_flag=False, flag_value="127.0.0.1:9808", default=None,
+              metavar="[HOST:PORT]", help="Also show the run live in doorman-serve's dashboard "
+                                          "(default 127.0.0.1:9808; with --forever to keep it up).")
+@click.option("--scenario", type=click.Choice(["autoscale", *LOST_TASKS, *LIVENESS]), metavar="NAME",
+              help="autoscale: a burst (--enqueue, default 300; --task-seconds, default 1) drained by one "
+                   "worker, then by workers doorman-scale --exec starts and stops; prints both drain times. "
+                   "Tasks lost in silence, each until its alert comes (exit 1 if it does not): redelivery, "
+                   "stranded, eviction, oom, beat-killed, results. What heartbeats never show: unconsumed, "
+                   "cancelled-consumer, ghost, kill9.")
 @config_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- COMMAND...]")
 @command_body(PROG)
-def main(workers, enqueue, task_seconds, zombie, kill_after, critical_queue, stop_redis_after, port,
-         interval, checks, forever, json_out, config_path, command):
+def main(workers, enqueue, task_seconds, zombie, kill_after, critical_queue, stop_redis_after, port, broker,
+         interval, checks, forever, json_out, scenario, config_path, command,
+         serve_listen=None):
     """Start redis-server, N Celery workers and M tasks; watch them with
     doorman-collect | doorman-analyze | doorman-notify --dry-run, or run COMMAND against them.
     Everything started is stopped on exit."""
+    if scenario == "autoscale":
+        from doorman.simulate.autoscale import scenario as autoscale
+
+        given = click.get_current_context().get_parameter_source("task_seconds") != ParameterSource.DEFAULT
+        sys.exit(autoscale(enqueue or None, task_seconds if given else None, port, interval))
+    if scenario in LIVENESS:
+        from doorman.simulate.liveness import scenario as liveness
+
+        sys.exit(liveness(scenario, port, interval, alerts=sys.stdout, talk=sys.stderr))
+    if scenario in LOST_TASKS:
+        from doorman.simulate.lost_tasks import scenario as lost
+
+        sys.exit(lost(scenario, port, interval, alerts=sys.stdout, talk=sys.stderr))
+    if broker == "rabbitmq" and click.get_current_context().get_parameter_source("port") == ParameterSource.DEFAULT:
+        port = 5672
     opts = Options(workers=workers, enqueue=enqueue, task_seconds=task_seconds, zombie=zombie,
                    kill_after=kill_after, critical_queue=critical_queue, stop_redis_after=stop_redis_after,
-                   port=port, interval=interval, checks=checks, forever=forever, json=json_out,
-                   config_path=config_path, command=tuple(command))
+                   port=port, broker=broker, interval=interval, checks=checks, forever=forever, json=json_out,
+                   config_path=config_path, command=tuple(command), serve=serve_listen)
     for problem in problems(opts):
         raise click.UsageError(problem)
     load(PROG, config_path)  # the stages read the same file and environment: refuse them up front

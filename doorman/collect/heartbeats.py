@@ -33,6 +33,7 @@ class _Seen(TypedDict):
     freq: float
     offline: bool
     active: int | None
+    processed: int | None
 
 
 class Beat(TypedDict):
@@ -42,6 +43,9 @@ class Beat(TypedDict):
     last_heartbeat: str
     freq: float
     active: int | None
+    processed: int | None  # tasks it has run since it started (the heartbeat's `processed`)
+    offline: bool  # it said goodbye (`worker-offline`): a clean departure
+    last: float  # epoch seconds the last heartbeat was received
 
 
 class HeartbeatTracker:
@@ -95,13 +99,16 @@ class HeartbeatTracker:
                 return
             if name not in self._workers and len(self._workers) >= MAX_WORKERS:
                 self._forget(received)
-                if len(self._workers) >= MAX_WORKERS:  # all recent: drop the stalest
-                    stalest = min(self._workers, key=lambda n: self._workers[n]["last"])
-                    del self._workers[stalest]
-                    self._reported_dead.discard(stalest)
-            active = event.get("active")
+                if len(self._workers) >= MAX_WORKERS:  # all recent: drop the stalest tenth at once, so
+                    # a flood of spoofed names costs O(1) per event, not a scan of 10,000 each
+                    by_age = sorted(self._workers, key=lambda n: self._workers[n]["last"])
+                    for stalest in by_age[: max(1, MAX_WORKERS // 10)]:
+                        del self._workers[stalest]
+                        self._reported_dead.discard(stalest)
+            active, processed = event.get("active"), event.get("processed")
             self._workers[name] = {"last": received, "freq": freq, "offline": False,
-                                   "active": active if isinstance(active, int) else None}
+                                   "active": active if isinstance(active, int) else None,
+                                   "processed": processed if isinstance(processed, int) else None}
             self._reported_dead.discard(name)
         if not known:
             self.wake.set()
@@ -135,6 +142,7 @@ class HeartbeatTracker:
             self._forget(now)
             return {
                 n: {"alive": not w["offline"] and now < w["last"] + EXPIRE_FACTOR * w["freq"],
-                    "last_heartbeat": iso(w["last"]), "freq": w["freq"], "active": w["active"]}
+                    "last_heartbeat": iso(w["last"]), "freq": w["freq"], "active": w["active"],
+                    "processed": w.get("processed"), "offline": w["offline"], "last": w["last"]}
                 for n, w in self._workers.items()
             }

@@ -8,8 +8,10 @@ from collections.abc import Callable
 
 from doorman import brokers
 from doorman.collect.heartbeats import HeartbeatTracker
+from doorman.collect.liveness import ConnectionWatch, WorkerDirectory
 from doorman.collect.schedule import SYSTEM_CLOCK, Clock, Wait, run, wait_event
 from doorman.collect.snapshot import Collector, Snapshot
+from doorman.ndjson import warn
 from doorman.settings import Config
 
 
@@ -22,11 +24,26 @@ def collect(cfg: Config, emit: Callable[[Snapshot, int], None], *, once: bool = 
     wake = wake if wake is not None else threading.Event()
     broker = brokers.connect(cfg)
     tracker = None if once else HeartbeatTracker(broker, wake, clock.wall).start()
-    collector = Collector(cfg, broker, clock=clock.wall, heartbeats=tracker)
+
+    def believed_alive() -> list[str]:
+        """Workers to ping when a consumer connection vanishes: alive by heartbeat, or silent but
+        holding their connections."""
+        beats = tracker.workers(clock.wall()) if tracker else {}
+        return sorted(n for n, b in beats.items()
+                      if b["alive"] or (not b["offline"] and watch.holds(b["last"])))
+
+    watch = ConnectionWatch(broker, cfg.liveness_confirm_seconds, believed_alive,
+                            lambda message: warn("doorman-collect", message), clock.wall,
+                            departed=lambda: [n for n, b in (tracker.workers(clock.wall()) if tracker else {}).items()
+                                              if b["offline"]])
+    directory = WorkerDirectory(broker, cfg.inspect_timeout, max_age=0.0 if once else cfg.check_interval * 0.9,
+                                clock=clock.wall)
+    collector = Collector(cfg, broker, clock=clock.wall, heartbeats=tracker, watch=watch, directory=directory)
     try:
         return run(collector.snapshot, emit, interval=cfg.check_interval, count=1 if once else count,
                    trigger="once" if once else "interval", wake=wake, stopping=stopping,
-                   heartbeats=tracker, clock=clock, wait=wait)
+                   heartbeats=tracker, clock=clock, wait=wait,
+                   liveness=None if once else watch, poll_every=cfg.liveness_poll_seconds)
     finally:
         if tracker:
             tracker.stop()

@@ -42,12 +42,24 @@ class Expiries(Protocol):
     def pop_overdue(self, now: float) -> list[str]: ...
 
 
+class Poller(Protocol):
+    """The connection-table watch (`doorman.collect.liveness.ConnectionWatch`): True when a worker's
+    loss was just confirmed."""
+
+    def poll(self) -> bool: ...
+
+
+EXTRA = ("heartbeat", "connection_lost")  # event-driven snapshots: they do not move the interval's ticks
+
+
 def run(take: Callable[[str], Snapshot], emit: Callable[[Snapshot, int], None], *, interval: float,
         count: int | None, trigger: str, wake: threading.Event, stopping: threading.Event,
-        heartbeats: Expiries | None = None, clock: Clock = SYSTEM_CLOCK, wait: Wait = wait_event) -> int:
+        heartbeats: Expiries | None = None, clock: Clock = SYSTEM_CLOCK, wait: Wait = wait_event,
+        liveness: Poller | None = None, poll_every: float = 0.5) -> int:
     """Take a snapshot (`take(trigger)`) and hand it to `emit(snapshot, number)` on schedule, until
-    `stopping` is set or `count` snapshots were taken; the first has trigger `trigger`. Returns how
-    many were taken."""
+    `stopping` is set or `count` snapshots were taken; the first has trigger `trigger`. Between
+    snapshots `liveness.poll()` runs every `poll_every` seconds; when it returns True a snapshot
+    with trigger `connection_lost` is taken at once. Returns how many were taken."""
     n = 0
     next_at = last = clock.monotonic()
     while not stopping.is_set():
@@ -59,17 +71,19 @@ def run(take: Callable[[str], Snapshot], emit: Callable[[Snapshot, int], None], 
         emit(snap, n)
         if count and n >= count:
             break
-        if trigger != "heartbeat":  # an extra, event-driven snapshot does not move the schedule
+        if trigger not in EXTRA:  # an extra, event-driven snapshot does not move the schedule
             next_at = max(next_at + interval, clock.monotonic())
-        trigger = _sleep(next_at, wake, stopping, heartbeats, clock, wait)
+        trigger = _sleep(next_at, wake, stopping, heartbeats, clock, wait, liveness, poll_every)
     return n
 
 
 def _sleep(next_at: float, wake: threading.Event, stopping: threading.Event, heartbeats: Expiries | None,
-           clock: Clock, wait: Wait) -> str:
-    """Until the next tick ("interval"), a heartbeat change ("heartbeat") or `stopping`."""
+           clock: Clock, wait: Wait, liveness: Poller | None = None, poll_every: float = 0.5) -> str:
+    """Until the next tick ("interval"), a heartbeat change ("heartbeat"), a confirmed loss of a
+    worker's connections ("connection_lost") or `stopping`."""
+    poll_at = clock.monotonic() + poll_every
     while not stopping.is_set():
-        wake_at = next_at
+        wake_at = next_at if liveness is None else min(next_at, poll_at)
         expiry = heartbeats.next_expiry() if heartbeats else None
         if expiry is not None:
             wake_at = min(wake_at, clock.monotonic() + max(0.0, expiry - clock.wall()) + EXPIRY_SLACK)
@@ -80,6 +94,10 @@ def _sleep(next_at: float, wake: threading.Event, stopping: threading.Event, hea
                 return "heartbeat"
         if heartbeats and heartbeats.pop_overdue(clock.wall()):
             return "heartbeat"
+        if liveness is not None and clock.monotonic() >= poll_at:
+            poll_at = clock.monotonic() + poll_every
+            if liveness.poll():
+                return "connection_lost"
         if clock.monotonic() >= next_at:
             break
     return "interval"

@@ -13,8 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from doorman import SCHEMA_VERSION
-from doorman.brokers.base import ActiveTask, Broker, display
+from doorman.bounds import bound_snapshot, cap_queues
+from doorman.brokers.base import ActiveTask, ActiveTasks, BeatReading, Broker, HealthReading, display
 from doorman.collect.heartbeats import HeartbeatTracker
+from doorman.collect.liveness import ConnectionWatch, WorkerDirectory, annotate
 from doorman.redact import Scrubber, redact_url
 from doorman.settings import Config
 from doorman.timefmt import iso
@@ -24,11 +26,13 @@ Snapshot = dict[str, Any]  # an NDJSON record, schema v1 (README: "Snapshot")
 
 class Collector:
     def __init__(self, cfg: Config, broker: Broker, clock: Callable[[], float] = time.time,
-                 heartbeats: HeartbeatTracker | None = None):
+                 heartbeats: HeartbeatTracker | None = None, watch: ConnectionWatch | None = None,
+                 directory: WorkerDirectory | None = None):
         self.cfg = cfg
         self.broker = broker
         self.clock = clock
         self.heartbeats = heartbeats
+        self.watch, self.directory = watch, directory  # liveness from the connection table (optional)
         self.scrub = Scrubber(cfg.secrets())
         self.seq = 0
 
@@ -51,7 +55,11 @@ class Collector:
             "error": None,
         }
         try:
-            snap.update(self._read(now))
+            data = self._read(now)
+            if self.watch is not None or self.directory is not None:
+                beats = self.heartbeats.workers(now) if self.heartbeats else {}
+                annotate(data, beats, self.watch, self.directory, now)
+            snap.update(data)
         except Exception as e:  # noqa: BLE001 - odd data must never blind the monitor: report it
             failure = self.broker.failure(e)
             if failure is None:
@@ -59,8 +67,19 @@ class Collector:
                                              f"({type(e).__name__}: {e})"), connected=True))
             else:
                 snap.update(_down(self.scrub(f"{type(e).__name__}: {e}"), connected=failure == "refused"))
+        snap = bound_snapshot(snap)  # whatever the broker holds, the line stays small and flat (doorman.bounds)
         snap["collect_ms"] = round((time.perf_counter() - started) * 1000, 2)
         return snap
+
+    def _optional(self, read: Callable[[], Any]) -> Any:
+        """An optional reading, or None when the broker refuses it (an ACL without INFO): a missing
+        extra must not blind the core checks. A broker that does not answer still fails the snapshot."""
+        try:
+            return read()
+        except Exception as e:
+            if self.broker.failure(e) != "refused":
+                raise
+            return None
 
     def _read(self, now: float) -> dict[str, Any]:
         cfg = self.cfg
@@ -68,33 +87,49 @@ class Collector:
         sources: dict[str, str] = {q: "config" for q in cfg.monitored_queues}
         for q, how in topo.queues.items():
             sources.setdefault(q, how)
+        sources, unread = cap_queues(sources)  # any client can bind queues: read a bounded number
         states = self.broker.queues(list(sources), now)
         queues = {display(q): {**states[q], "source": how} for q, how in sources.items()}
-        asked = self.broker.active_tasks(cfg.inspect_timeout, now)
+        broker = self.broker
+        health = self._optional(broker.health) if isinstance(broker, HealthReading) else None
+        beat = self._optional(lambda: broker.beat(now)) if isinstance(broker, BeatReading) else None
+        asked: ActiveTasks | None = None
+        inspect_error = None
+        try:  # inspect: false (read-only): never ask; liveness from heartbeats (daemon) or unknown
+            asked = self.broker.active_tasks(cfg.inspect_timeout, now) if cfg.inspect else None
+        except Exception as e:
+            # a full broker (OOM) refuses the request's write but still answers reads: what was
+            # read stands, liveness comes from heartbeats (daemon) or is unknown (null)
+            if not (isinstance(self.broker, HealthReading) and self.broker.write_refused(e)):
+                raise
+            inspect_error = self.scrub(f"{type(e).__name__}: {e}")[:300]
 
-        replied = asked.replies
+        replied = asked.replies if asked else {}
         beats = self.heartbeats.workers(now) if self.heartbeats else {}
         names = sorted(set(topo.workers) | set(replied) | set(beats))
         workers = []
         active: list[ActiveTask] = []
         for name in names:
             tasks = replied.get(name)
-            beat = beats.get(name)
-            alive = tasks is not None or bool(beat and beat["alive"])
+            hb = beats.get(name)
+            alive: bool | None = tasks is not None or bool(hb and hb["alive"])
+            if asked is None and not hb:
+                alive = None  # not asked (the broker refused the request's write), no heartbeat seen
             workers.append({
                 "name": display(name),
                 "alive": alive,
                 "responded": tasks is not None,
-                "active": len(tasks) if tasks is not None else (beat["active"] if beat else None),
-                "last_heartbeat": beat["last_heartbeat"] if beat else None,
-                "heartbeat_freq": beat["freq"] if beat else None,
+                "active": len(tasks) if tasks is not None else (hb["active"] if hb else None),
+                "last_heartbeat": hb["last_heartbeat"] if hb else None,
+                "heartbeat_freq": hb["freq"] if hb else None,
             })
             active.extend(tasks or [])
         unacked = topo.unacked
+        unknown = asked is None and any(w["alive"] is None for w in workers)
         return {
             "pending_tasks": sum(q["pending"] for q in queues.values()),
             "queues": queues,
-            "alive_workers": sum(1 for w in workers if w["alive"]),
+            "alive_workers": None if unknown else sum(1 for w in workers if w["alive"]),
             "workers": workers,
             "active_tasks": len(active),
             "active": active,
@@ -103,8 +138,17 @@ class Collector:
                 "oldest_delivered_at": iso(unacked.oldest) if unacked.oldest else None,
                 "oldest_age_seconds": round(max(0.0, now - unacked.oldest), 3) if unacked.oldest else None,
                 "visibility_timeout": unacked.visibility_timeout,
+                "overdue": unacked.overdue,
+                "oldest": [{"task_id": m["task_id"], "task_name": m["task_name"],
+                            "delivered_at": iso(m["delivered_at"]),
+                            "age_seconds": round(max(0.0, now - m["delivered_at"]), 3)}
+                           for m in unacked.messages],
             },
-            "workers_subscribed": asked.asked,
+            "workers_subscribed": asked.asked if asked else None,
+            "inspect_error": inspect_error,
+            "broker_health": dict(health) if health is not None else None,
+            "beat": dict(beat) if beat is not None else None,
+            "truncated": unread,
         }
 
 
@@ -120,4 +164,8 @@ def _down(reason: str, connected: bool = False) -> dict[str, Any]:
         "active": [],
         "unacked": None,
         "workers_subscribed": None,
+        "inspect_error": None,
+        "broker_health": None,
+        "beat": None,
+        "connections": None,
     }

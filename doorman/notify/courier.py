@@ -37,6 +37,11 @@ def attempt(sink: Sink, group: list[Alert]) -> Callable[[], Result]:
     return functools.partial(sink.send, group[0])
 
 
+def seconds(value: float) -> str:
+    """`0.5 s`, `30 s`: a delay as a person reads it."""
+    return f"{max(0.0, value):.1f} s" if value < 10 else f"{value:.0f} s"
+
+
 def fingerprints(group: Sequence[Alert]) -> str:
     return ", ".join(a["fingerprint"][:8] for a in group[:5]) + (", …" if len(group) > 5 else "")
 
@@ -51,6 +56,7 @@ class Courier:
         self.stop, self.clock, self.rng, self.wait = stop, clock, rng, wait
         self.pacers: dict[str, Pacer] = {}
         self.fresh: set[str] = set()  # spool ids journaled by the batch in hand (not "from_spool")
+        self.retry_note = "will retry on the next run"  # the Replayer says when a streaming run retries
 
     def pacer(self, sink: Sink) -> Pacer:
         if sink.name not in self.pacers:
@@ -68,14 +74,25 @@ class Courier:
                 return
             mine = entries[index:index + len(group)] if entries is not None else None
             index += len(group)
+            earlier = max((e.get("attempts", 0) for e in mine), default=0) if mine else 0
             sent = send_with_retry(attempt(sink, group), self.policy, self.wait, self.clock, self.rng,
-                                   self.pacer(sink))
+                                   self.pacer(sink), self.retrying(sink.name, earlier))
             self.finish(sink, group, mine, sent)
             if sent.result.outcome == "retry":
                 if index < len(alerts):
                     self.hold(sink, alerts, entries, index,
                               f"queued behind an alert {sink.name} did not take ({sent.result.error})")
                 return
+
+    def retrying(self, name: str, earlier: int) -> Callable[[Result, int, float], None]:
+        """One line per failed attempt that is retried now, counting attempts as the record does
+        (earlier runs' included): `webhook: cannot connect to …; will retry in 0.5 s (attempt 1 of 3)`."""
+        last = earlier + self.policy.attempts
+
+        def say(r: Result, n: int, delay: float) -> None:
+            self.warn(f"{name}: {r.error}; will retry in {seconds(delay)} (attempt {earlier + n} of {last})")
+
+        return say
 
     def hold(self, sink: Sink, alerts: Sequence[Alert], entries: list[Entry] | None, index: int,
              reason: str) -> None:
@@ -90,14 +107,16 @@ class Courier:
         if self.spool is not None:
             self.journal(self.spool, sink.name, group, entries, sent)
         summary_of = len(group) if summary and len(group) > 1 else None
+        total = 0
         for i, a in enumerate(group):
             entry = entries[i] if entries else None
             earlier = entry.get("attempts", 0) if entry else 0
+            total = max(total, earlier + sent.attempts)
             self.ledger.delivery(sink.name, a, RESULT[r.outcome], http_status=r.http_status,
                                  attempts=earlier + sent.attempts, error=r.error,
                                  from_spool=entry is not None and entry.get("id") not in self.fresh,
                                  summary_of=summary_of)
-        self.report(sink.name, group, sent)
+        self.report(sink.name, group, sent, total)
 
     def journal(self, spool: Spool, name: str, group: list[Alert], entries: list[Entry] | None,
                 sent: Sent) -> None:
@@ -126,16 +145,23 @@ class Courier:
                 current = [e for e in current if not (e.get("id") in ids and e.get("destination") == name)]
             spool.save(current)
 
-    def report(self, name: str, group: list[Alert], sent: Sent) -> None:
-        """One warning per failed message, naming where the alerts are kept."""
+    def report(self, name: str, group: list[Alert], sent: Sent, total: int) -> None:
+        """One warning per failed message, naming where the alerts are kept. `total` counts the
+        attempts as the delivery record does (earlier runs' included), so the two agree."""
         r, fp = sent.result, fingerprints(group)
         if r.outcome == "permanent":
             where = self.spool.dead_path if self.spool else "nowhere (no spool)"
             self.warn(f"{name}: refused {len(group)} alert(s) [{fp}] for good: {r.error}; not retried, kept in {where}")
         elif r.outcome == "retry" and sent.attempts:
-            where = self.spool.path if self.spool else "nowhere (no spool)"
-            self.warn(f"{name}: could not deliver {len(group)} alert(s) [{fp}] after {sent.attempts} "
-                      f"attempt(s): {r.error}; spooled in {where}, retried later")
+            if self.spool is None:
+                later = "not kept (no spool)"
+            elif sent.not_before:
+                later = (f"kept in {self.spool.path}; will retry in "
+                         f"{seconds(sent.not_before - self.clock.wall())} (the receiver's Retry-After)")
+            else:
+                later = f"kept in {self.spool.path}; {self.retry_note}"
+            self.warn(f"{name}: {r.error}; {len(group)} alert(s) [{fp}] not delivered after {total} "
+                      f"attempt(s), {later}")
 
     def give_up(self, sink: Sink, alerts: Sequence[Alert], reason: str) -> None:
         """Without a spool, alerts not sent because we are stopping are lost: say so in the records."""

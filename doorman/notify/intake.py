@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
-from doorman.ndjson import read_records
+from doorman.ndjson import json_type, read_records
 from doorman.severity import SEVERITIES
 
 BATCH_WINDOW = 0.2  # seconds to gather lines that arrive together into one batch
@@ -87,7 +87,7 @@ class Intake:
 def stream_alerts(stream: IO[bytes], report: Callable[[str], None],
                   name: str = "<stdin>") -> Iterator[dict[str, Any]]:
     """Good alerts from an NDJSON stream; each bad line is reported with its number and skipped."""
-    for lineno, obj in read_records(stream, name, report):
+    for lineno, obj in read_records(stream, name, report, what="alert"):
         problem = alert_problem(obj)
         if problem:
             report(f"{name}:{lineno}: {problem}; skipped")
@@ -98,7 +98,7 @@ def stream_alerts(stream: IO[bytes], report: Callable[[str], None],
 def alert_problem(obj: Any) -> str | None:
     """Why this line is not an alert we can deliver (None: it is)."""
     if not isinstance(obj, dict):
-        return f"expected a JSON object, got {type(obj).__name__}"
+        return f"expected a JSON object (an alert), got {json_type(obj)}"
     if obj.get("kind") != "alert":
         return f"not an alert (kind is {obj.get('kind')!r})"
     if obj.get("v", 1) != 1:

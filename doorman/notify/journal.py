@@ -19,7 +19,15 @@ from typing import Any
 
 import orjson
 
-from doorman.atomicfile import FileLock, append_durable, write_atomic
+from doorman.atomicfile import (
+    FileLock,
+    append_durable,
+    make_parent,
+    open_private,
+    read_private,
+    sweep_temps,
+    write_atomic,
+)
 from doorman.timefmt import iso, parse_iso
 
 Entry = dict[str, Any]
@@ -68,6 +76,17 @@ class Spool:
         self.lock = FileLock(path + ".lock")
         self._cache: tuple[tuple[int, int, int], Counter[str]] | None = None
 
+    def check(self) -> None:
+        """At start: create the directory 0700 (or check it), and refuse (`UnsafePath`, one line) a
+        spool, dead-letter or lock file another user could have planted, forged or linked."""
+        make_parent(self.path)
+        for path in (self.path, self.dead_path, self.lock.path):
+            try:
+                os.close(open_private(path, os.O_RDONLY))
+            except FileNotFoundError:
+                pass
+        sweep_temps(self.path)
+
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Exclusive across processes; re-entrant within this one."""
@@ -87,8 +106,7 @@ class Spool:
 
     def _parse(self, report: bool) -> tuple[list[Entry], list[Entry]]:
         try:
-            with open(self.path, "rb") as f:
-                data = f.read()
+            data = read_private(self.path)
         except FileNotFoundError:
             return [], []
         out, bad = [], []

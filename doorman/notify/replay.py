@@ -28,6 +28,7 @@ class Replayer:
         self.spool, self.courier, self.ledger, self.stop = spool, courier, ledger, stop
         self.wall, self.retry_seconds = wall, retry_seconds
         self.next_replay: dict[str, float] = {}
+        courier.retry_note = f"will retry in {retry_seconds:g} s, or on the next run if this one ends first"
 
     def deliver(self, plan: Plan) -> None:
         """Journal the whole batch, then let each destination send its spool. The lock is held

@@ -61,9 +61,11 @@ class Sent:
 
 def send_with_retry(attempt: Callable[[], Result], policy: RetryPolicy, wait: Callable[[float], bool],
                     clock: Clock = REAL_TIME, rng: random.Random | None = None,
-                    pace: Callable[[], None] = lambda: None) -> Sent:
+                    pace: Callable[[], None] = lambda: None,
+                    on_retry: Callable[[Result, int, float], None] = lambda r, n, delay: None) -> Sent:
     """Retry transient failures within the policy's attempts and time. `wait(seconds)` returns
-    True when doorman-notify is stopping: the retry ends there and the alert is spooled."""
+    True when doorman-notify is stopping: the retry ends there and the alert is spooled.
+    `on_retry(result, attempt, delay)` is told of each failed attempt that will be retried."""
     rng = rng or random.Random()
     start = clock.monotonic()
     n = 0
@@ -80,6 +82,7 @@ def send_with_retry(attempt: Callable[[], Result], policy: RetryPolicy, wait: Ca
             delay = max(delay, r.retry_after)
         if n >= policy.attempts or clock.monotonic() - start + delay > policy.max_seconds:
             return Sent(r, n, clock.wall() + r.retry_after if r.retry_after else None)
+        on_retry(r, n, delay)
         if wait(delay):
             return Sent(r, n)
 

@@ -82,8 +82,9 @@ class Output:
 class Reader:
     """The good alerts of a stream, counting those read and the lines refused (for the exit status)."""
 
-    def __init__(self, stream: IO[bytes], say: Callable[[str], None]):
-        self.stream, self.say = stream, say
+    def __init__(self, stream: IO[bytes], say: Callable[[str], None],
+                 on_first: Callable[[], None] = lambda: None):
+        self.stream, self.say, self.on_first = stream, say, on_first
         self.received = self.bad = 0
 
     def report(self, message: str) -> None:
@@ -93,6 +94,8 @@ class Reader:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for a in stream_alerts(self.stream, self.report):
             self.received += 1
+            if self.received == 1:
+                self.on_first()
             yield a
 
 
@@ -104,15 +107,20 @@ def open_sinks(cfg: Config, scrub: Callable[[str], str], dry_run: bool, say: Cal
     sinks = build_sinks(cfg, ctx)
     if sinks:
         return sinks
-    if not dry_run:
-        say(f"{no_destination()}: alerts are checked but delivered nowhere")
+    if not dry_run:  # said once, when the first alert arrives (`nowhere`): nothing to say before
         return sinks
     say(f"{no_destination()}: showing what each destination would get, with placeholder addresses")
     return build_sinks(cfg, dataclasses.replace(ctx, placeholder=True))
 
 
+def nowhere(say: Callable[[str], None]) -> None:
+    """Why the alerts of this run go nowhere, and why it will exit 1: said once, at the first alert."""
+    say(f"{no_destination()}: alerts are read but delivered nowhere (exit status 1)")
+
+
 def open_spool(cfg: Config, sinks: list[Sink], say: Callable[[str], None]) -> Spool:
     spool = Spool(cfg.spool_path or default_path(), on_error=say)
+    spool.check()
     names = {s.name for s in sinks}
     for dest, n in sorted(spool.counts().items()):
         if dest not in names:
@@ -132,7 +140,7 @@ def run_notify(cfg: Config, stdin: IO[bytes], stdout: IO[bytes], warn: Callable[
 
     sinks = open_sinks(cfg, scrub, dry_run, say)
     spool = None if dry_run else open_spool(cfg, sinks, say)
-    reader = Reader(stdin, say)
+    reader = Reader(stdin, say, lambda: nowhere(say) if not sinks and not dry_run else None)
     dispatcher = Dispatcher(sinks, Output(stdout, shutdown.event), say, spool, RetryPolicy.from_config(cfg),
                             shutdown.event, dry_run=dry_run, spool_retry_seconds=cfg.spool_retry_seconds)
     run(reader, dispatcher, shutdown.event, on_intake=shutdown.intakes.append)

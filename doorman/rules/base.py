@@ -42,6 +42,14 @@ class AlertType:
     subject: str  # "cluster", "queue:<name>" or "worker:<name>"
     summary: str
     inhibited_by: frozenset[str] = frozenset()
+    # a worker-side alert: held for thresholds.reconnect_grace_seconds after the broker comes back
+    # (and at a daemon's start while known workers have not answered yet), since workers need a
+    # moment to reconnect; and never sent on its own for a worker whose fate an inhibiting
+    # incident already told (it goes into that incident's resolution instead)
+    reconnect_grace: bool = False
+    # False: told once while it holds, no reminders (a standing setting, not an ongoing incident);
+    # a change shows as a new subject, so it is told again
+    reminders: bool = True
 
 
 class Rule(Protocol):
@@ -95,6 +103,20 @@ def duration(seconds: float) -> str:
     if s < 7200:
         return f"{s // 60}m"
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def over_limit(value: float, limit: float) -> tuple[str, str]:
+    """(value, limit) as a message shows them, the value visibly above the limit: `1.4 s` and
+    `1 s`, not `1s` and `1s`. Long spans read as `12m` / `10m` when that already tells them apart;
+    otherwise seconds, with as many decimals (up to 3) as it takes."""
+    if duration(value) != duration(limit) and value >= 120:
+        return duration(value), duration(limit)
+    text = f"{value:.0f}"
+    for places in range(4):
+        text = f"{value:.{places}f}"
+        if float(text) > limit:
+            break
+    return f"{text} s", f"{limit:g} s"
 
 
 def plural(n: int, word: str) -> str:

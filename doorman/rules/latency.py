@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from doorman.rules.base import OUTAGE, AlertType, BaseRule, Condition, Snapshot, State, condition, duration
+from doorman.rules.base import OUTAGE, AlertType, BaseRule, Condition, Snapshot, State, condition, over_limit
 from doorman.settings import THRESHOLDS, Config, Setting, queue_names
 from doorman.shapes import is_num, map_of
 
@@ -100,10 +100,11 @@ class Latency(BaseRule):
                 continue
             estimated = source == "head_first_seen"
             severity = "critical" if name in th.critical_queues else "warning"
+            waited, most = over_limit(age, limit)
             out.append(condition(
                 "high_latency", severity, f"queue:{name}", f"High latency in {name}",
-                f"Oldest task in queue {name} has waited {'at least ' if estimated else ''}{duration(age)} "
-                f"(limit {limit:g}s); {q['pending']} pending.",
+                f"Oldest task in queue {name} has waited {'at least ' if estimated else ''}{waited} "
+                f"(limit {most}); {q['pending']} pending.",
                 {"queue": name, "age_seconds": round(age, 3), "threshold": limit, "pending": q["pending"],
                  "task_id": head.get("task_id"), "task_name": head.get("task_name"),
                  "priority": head.get("priority"), "age_source": source, "estimated": estimated},

@@ -13,19 +13,39 @@ from typing import Any
 from doorman.rules.base import OUTAGE, AlertType, BaseRule, Condition, Snapshot, State, condition, duration
 from doorman.settings import THRESHOLDS, Config, Setting
 from doorman.shapes import is_num, map_of
+from doorman.timefmt import parse_iso
 
 MAX_WORKERS = 1000
+AGGREGATE_OVER = 5  # more workers lost at once than this: one alert "N workers lost", never N alerts
+NAMES_LISTED = 20  # names listed in that alert's details
+
+
+def _last_alive(w: dict[str, Any], now: float) -> float | None:
+    """The worker's last sign of life: a reply in this check is now; else its last heartbeat."""
+    if w.get("responded") is True:
+        return now
+    try:
+        beat = parse_iso(w["last_heartbeat"]) if isinstance(w.get("last_heartbeat"), str) else None
+    except (ValueError, OverflowError, OSError):
+        beat = None
+    if beat is not None:
+        return min(beat, now)
+    return now if w.get("alive") is True else None
 
 
 def _alive(snapshot: dict[str, Any]) -> set[str]:
     return {w["name"] for w in snapshot.get("workers") or () if w.get("alive") is True}
 
 
+def _departed(snapshot: dict[str, Any]) -> set[str]:
+    return {w["name"] for w in snapshot.get("workers") or () if w.get("departed") is True}
+
+
 class WorkerLost(BaseRule):
     name = "worker_lost"
     alert_types = (AlertType("worker_lost", ("warning",), "worker:<name>",
                              "A worker that was alive stopped answering while others still run.",
-                             inhibited_by=OUTAGE | {"celery_disconnected"}),)
+                             inhibited_by=OUTAGE | {"celery_disconnected"}, reconnect_grace=True),)
     settings = (
         Setting("worker_forget_seconds", "float", 3600.0, ("WORKER_FORGET_SECONDS",),
                 "A lost worker gone this long is forgotten (its worker_lost alert resolves).",
@@ -43,8 +63,12 @@ class WorkerLost(BaseRule):
     def observe(self, snapshot: Snapshot, state: State, config: Config, now: float) -> None:
         seen = state.setdefault("workers", {})
         alive = _alive(snapshot)
-        for name in alive:
-            seen[name] = now
+        for name in _departed(snapshot):  # stopped warm (worker-offline): a clean departure, not a loss
+            seen.pop(name, None)
+        for w in snapshot.get("workers") or ():
+            last = _last_alive(w, now)
+            if last is not None and (w["name"] in alive or w["name"] in seen):
+                seen[w["name"]] = max(seen.get(w["name"], last), last)
         forgotten = {}
         if len(seen) > len(alive):
             forget = config.thresholds.worker_forget_seconds
@@ -59,9 +83,22 @@ class WorkerLost(BaseRule):
     def evaluate(self, snapshot: Snapshot, state: State, config: Config, now: float) -> list[Condition]:
         seen = state.get("workers", {})
         alive = _alive(snapshot)
+        # a worker whose liveness is unknown (null: a full broker refused the check's request) is not lost
+        alive |= {w["name"] for w in snapshot.get("workers") or () if w.get("alive", False) is None}
         lost = [(n, t) for n, t in seen.items() if n not in alive] if len(seen) > len(alive) else []
         bound = {w["name"] for w in snapshot.get("workers") or ()} if lost else set()
+        if (snapshot.get("truncated") or {}).get("workers"):
+            lost = [(n, t) for n, t in lost if n in bound]  # not shown (a cut list) is not lost
         out = []
+        if len(lost) > AGGREGATE_OVER:  # a burst (spoofed heartbeats, a whole fleet): one alert
+            lost.sort(key=lambda nt: (-nt[1], nt[0]))
+            out.append(condition(
+                "worker_lost", "warning", "workers:many", f"{len(lost)} workers lost",
+                f"{len(lost)} workers stopped answering (the last {duration(now - lost[0][1])} ago); "
+                f"{len(alive)} other worker(s) alive.",
+                {"lost": len(lost), "workers": [n for n, _ in lost[:NAMES_LISTED]], "alive_workers": len(alive)},
+            ))
+            lost = []
         for name, last in lost:
             out.append(condition(
                 "worker_lost", "warning", f"worker:{name}", f"Worker {name} lost",

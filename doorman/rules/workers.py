@@ -19,14 +19,17 @@ def alive_count(snapshot: dict[str, Any]) -> int:
 class Workers(BaseRule):
     name = "workers"
     alert_types = (
-        AlertType("workers_down", ("emergency",), "cluster", "No worker is alive and tasks are pending."),
+        AlertType("workers_down", ("emergency",), "cluster", "No worker is alive and tasks are pending.",
+                  reconnect_grace=True),
         AlertType("celery_disconnected", ("warning",), "cluster", "No worker is alive; the queues are empty.",
-                  inhibited_by=OUTAGE),
+                  inhibited_by=OUTAGE, reconnect_grace=True),
     )
 
     def evaluate(self, snapshot: Snapshot, state: State, config: Config, now: float) -> list[Condition]:
         if alive_count(snapshot):
             return []
+        if snapshot.get("alive_workers") is None and any(w.get("alive") is None for w in snapshot.get("workers") or ()):
+            return []  # liveness unknown (a full broker refused the check's request): not down
         pending = snapshot.get("pending_tasks") or 0
         known = sorted(w["name"] for w in snapshot.get("workers") or ())
         if pending > 0:

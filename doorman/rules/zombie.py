@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition, plural
+from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition, over_limit, plural
 from doorman.settings import THRESHOLDS, Config, Setting
 
 LISTED = 50
@@ -28,10 +28,11 @@ class Zombie(BaseRule):
                  for t in slow[:LISTED]]
         first = tasks[0]
         more = f" and {len(slow) - 1} more" if len(slow) > 1 else ""
+        ran, most = over_limit(first["runtime_seconds"], limit)
         return [condition(
             "zombie_tasks", "warning", "cluster", "Zombie tasks",
-            f"{plural(len(slow), 'task')} running longer than {limit:g}s: {first['task_name']} "
-            f"{first['task_id']} on {first['worker']} for {first['runtime_seconds']:.0f}s{more}.",
+            f"{plural(len(slow), 'task')} running longer than {most}: {first['task_name']} "
+            f"{first['task_id']} on {first['worker']} for {ran}{more}.",
             {"count": len(slow), "threshold": limit, "tasks": tasks},
         )]
 

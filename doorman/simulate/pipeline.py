@@ -15,7 +15,7 @@ from typing import IO, Any
 
 import orjson
 
-from doorman.collect.human import render
+from doorman.collect.human import Memory, render
 from doorman.simulate.procs import command, spawn, stop, threads_ignore_stop_signals
 
 STAGES = ("doorman-collect", "doorman-analyze", "doorman-notify")
@@ -30,6 +30,7 @@ class View:
         self.checks = 0
         self.alert_lines: list[dict[str, Any]] = []
         self.deliveries = 0
+        self.memory = Memory()  # one --human memory for the demo's run: each hint said once
 
     def _write(self, stream: IO[str], text: str) -> None:
         with self.lock:
@@ -44,7 +45,7 @@ class View:
 
     def snapshot(self, snap: dict[str, Any]) -> None:
         self.checks += 1
-        self._write(self.human, render(snap))
+        self._write(self.human, render(snap, memory=self.memory))
 
     def alert(self, line: bytes, obj: dict[str, Any] | None) -> None:
         if obj is not None:

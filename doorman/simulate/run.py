@@ -19,7 +19,9 @@ from doorman.simulate.broker import RedisProcess
 from doorman.simulate.enqueue import publish
 from doorman.simulate.pipeline import Pipeline, View
 from doorman.simulate.procs import STOP_SIGNALS, child_env, threads_ignore_stop_signals
+from doorman.simulate.rabbit import RabbitVhost
 from doorman.simulate.scenario import Options, plan
+from doorman.simulate.serve import ServeBeside
 from doorman.simulate.workers import WorkerPool
 
 
@@ -58,20 +60,28 @@ class Simulation:
         self.opts, self.say = opts, say
         self.plan = plan(opts, env, file_data)
         self.workdir = Path(tempfile.mkdtemp(prefix="doorman-simulate-"))
-        self.redis = RedisProcess(opts.port, self.workdir)
+        self.redis: RedisProcess | RabbitVhost = (RabbitVhost(opts.port, self.workdir) if opts.broker == "rabbitmq"
+                                                  else RedisProcess(opts.port, self.workdir))
         self.pool: WorkerPool | None = None
         self.timers: list[threading.Timer] = []
         self.env = child_env(dict(env), {**self.plan.settings, "REDIS_URL": self.redis.url})
 
     def start(self) -> None:
         o = self.opts
-        proc = self.redis.start().proc
-        self.say(f"redis-server on 127.0.0.1:{o.port} (pid {proc.pid if proc else '?'})")
+        if isinstance(self.redis, RabbitVhost):
+            self.say(f"RabbitMQ: {self.redis.start().where}")
+            self.env.update(self.redis.env)  # a private node's management port is known only now
+        else:
+            proc = self.redis.start().proc
+            self.say(f"redis-server on 127.0.0.1:{o.port} (pid {proc.pid if proc else '?'})")
         self.pool = WorkerPool(self.redis.url, self.workdir, dict(os.environ))
-        self.pool.add(o.workers).wait_ready()
+        self.pool.add(o.workers).wait_ready(
+            listening=self.redis.listening if isinstance(self.redis, RabbitVhost) else None)
         if o.workers:
             self.say(f"{o.workers} worker(s) ready: {', '.join(w.name for w in self.pool.workers)}")
         n = publish(self.redis.url, self.plan.tasks)
+        if isinstance(self.redis, RabbitVhost):
+            self.redis.settle(n)
         if n:
             kinds = sorted({f"{t.name}{t.args!r} -> {t.queue}" for t in self.plan.tasks})
             self.say(f"enqueued {n} task(s): {'; '.join(kinds)}")
@@ -100,7 +110,10 @@ class Simulation:
 
     def _stop_redis(self) -> None:
         self.redis.stop()
-        self.say(f"redis-server on 127.0.0.1:{self.opts.port} stopped")
+        if isinstance(self.redis, RabbitVhost):
+            self.say(f"RabbitMQ vhost {self.redis.vhost} deleted: the broker is gone for every client in it")
+        else:
+            self.say(f"redis-server on 127.0.0.1:{self.opts.port} stopped")
 
     def close(self) -> None:
         for t in self.timers:
@@ -114,7 +127,8 @@ class Simulation:
 def watch(sim: Simulation, alerts: IO[str], human: IO[str]) -> int:
     """The real pipeline against the simulated broker; returns 0, or 1 if a stage failed."""
     o = sim.opts
-    view = View(alerts, human)
+    served = ServeBeside(sim.workdir, o.serve, sim.env, sim.say) if o.serve else None
+    view = served.view(alerts, human) if served else View(alerts, human)
     pipe = Pipeline(sim.env, view, o.interval, None if o.forever else o.checks,
                     str(sim.workdir / "state.json"), o.config_path, on_snapshot=lambda _: sim.arm_timers())
     sim.say(f"watching {sim.redis.url}: {pipe.shown}")
@@ -123,6 +137,8 @@ def watch(sim: Simulation, alerts: IO[str], human: IO[str]) -> int:
         codes = pipe.wait()
     finally:
         pipe.stop()
+        if served:
+            served.close()
     sim.say(f"{view.checks} check(s), {len(view.alert_lines)} alert(s), {view.deliveries} delivery record(s)")
     failed = {name: code for name, code in codes.items() if code != 0}
     for name, code in failed.items():

@@ -39,12 +39,14 @@ class Options:
     critical_queue: str | None = None
     stop_redis_after: float | None = None
     port: int = 6399
+    broker: str = "redis"  # or "rabbitmq": a throw-away vhost (doorman/simulate/rabbit.py)
     interval: float = 1.0
     checks: int = 3
     forever: bool = False
     json: bool = False
     config_path: str | None = None
     command: tuple[str, ...] = ()
+    serve: str | None = None  # --serve HOST:PORT: doorman-serve shows the run (doorman/simulate/serve.py)
 
 
 @dataclass(frozen=True)

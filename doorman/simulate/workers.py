@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from doorman.errors import StartupFailed
@@ -43,28 +44,33 @@ class WorkerPool:
             self.workers.append(WorkerProcess(len(self.workers) + 1, self.url, self.workdir, self.env))
         return self
 
-    def wait_ready(self, timeout: float = 60) -> None:
-        """Ready = bound to the pidbox and subscribed to the control channel, so it answers checks."""
+    def wait_ready(self, timeout: float = 60, listening: Callable[[list[str]], bool] | None = None) -> None:
+        """Ready = bound to the pidbox and subscribed to the control channel, so it answers checks.
+        `listening(names)` tells it on another broker than Redis (RabbitMQ's `RabbitVhost.listening`)."""
         if not self.workers:
             return
-        import redis
+        client = None
+        if listening is None:
+            import redis
 
-        from doorman.brokers.redis.keys import Keys
-        from doorman.brokers.redis.pidbox import listening
+            from doorman.brokers.redis.keys import Keys
+            from doorman.brokers.redis.pidbox import listening as on_redis
 
-        client = redis.Redis.from_url(self.url, socket_timeout=5)
+            client = redis.Redis.from_url(self.url, socket_timeout=5)
+            listening = lambda names: on_redis(client, Keys(), names)  # noqa: E731
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
                 for w in self.workers:
                     if w.proc.poll() is not None:
                         raise StartupFailed(f"worker {w.name} exited with {w.proc.returncode}: {log_tail(w.log)}")
-                if listening(client, Keys(), [w.name for w in self.workers]):
+                if listening([w.name for w in self.workers]):
                     time.sleep(0.3)
                     return
                 time.sleep(0.1)
         finally:
-            client.close()
+            if client is not None:
+                client.close()
         names = ", ".join(w.name for w in self.workers)
         raise StartupFailed(f"workers {names} not ready after {timeout:.0f}s: {log_tail(self.workers[-1].log)}")
 

@@ -12,6 +12,7 @@ from doorman.redact import redact_key
 from doorman.settings import Config, Setting
 from doorman.sinks.base import Alert, SinkClass, SinkContext
 from doorman.sinks.http import HttpSink, Request
+from doorman.textsafe import one_line
 
 if TYPE_CHECKING:
     import requests
@@ -23,7 +24,8 @@ PLACEHOLDER_KEY = "R0UTINGKEY-PLACEHOLDER-00000000"
 
 
 def summary(alert: Alert) -> str:
-    text = f"{alert['title']}: {alert['message']}" if alert.get("message") else alert["title"]
+    """One line, control characters shown escaped (the title and message quote broker names)."""
+    text = one_line(f"{alert['title']}: {alert['message']}" if alert.get("message") else alert["title"])
     return text if len(text) <= SUMMARY_MAX else text[:SUMMARY_MAX - 1] + "…"
 
 
@@ -67,10 +69,10 @@ class PagerDutySink(HttpSink):
             body["client"] = "Celery Doorman"
             body["payload"] = {
                 "summary": summary(alert),
-                "source": alert.get("cluster") or "celery",
+                "source": one_line(alert.get("cluster") or "celery")[:SUMMARY_MAX],
                 "severity": SEVERITY.get(alert["severity"], "error"),
                 "timestamp": alert["ts"],
-                "component": alert.get("subject") or "cluster",
+                "component": one_line(alert.get("subject") or "cluster")[:SUMMARY_MAX],
                 "group": alert.get("cluster") or "celery",
                 "class": alert["alert_type"],
                 "custom_details": alert.get("details") or {},

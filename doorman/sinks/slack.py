@@ -13,6 +13,7 @@ from typing import Any
 from doorman.severity import rank as severity_rank
 from doorman.sinks.base import Alert, Result, SinkClass
 from doorman.sinks.http import Request, UrlSink, url_settings
+from doorman.textsafe import printable
 
 EMOJI = {"info": "ℹ️", "warning": "⚠️", "critical": "🔴", "emergency": "🚨"}
 RESOLVED = "✅"
@@ -23,8 +24,14 @@ PLACEHOLDER_URL = "https://hooks.slack.com/services/T00000000/B00000000/PLACEHOL
 
 
 def esc(text: Any) -> str:
-    """Slack mrkdwn treats &, < and > as control characters."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Slack mrkdwn treats &, < and > as control characters: escaped, `<!channel>`, `<@U123>` and
+    `<https://x|y>` from a broker name arrive as inert text. Control characters are shown escaped."""
+    return printable(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def plain(text: Any) -> str:
+    """For `plain_text` objects, which show entities literally: look-alike angle brackets instead."""
+    return printable(text).replace("<", "\u2039").replace(">", "\u203a")
 
 
 def cut(text: str, n: int) -> str:
@@ -70,7 +77,8 @@ def title(alert: Alert) -> str:
 
 
 def one_line(alert: Alert) -> str:
-    return f"{badge(alert)}: {title(alert)} — {alert.get('message', '')} [{alert.get('cluster', '')}]"
+    """The top-level `text` (notifications, fallback): mrkdwn too, so escaped like the blocks."""
+    return esc(f"{badge(alert)}: {title(alert)} — {alert.get('message', '')} [{alert.get('cluster', '')}]")
 
 
 class SlackSink(UrlSink):
@@ -88,7 +96,7 @@ class SlackSink(UrlSink):
         fields = flatten(alert.get("details") or {})
         blocks: list[dict[str, Any]] = [
             {"type": "header", "text": {"type": "plain_text", "emoji": True,
-                                        "text": cut(f"{badge(alert)} · {title(alert)}", 150)}},
+                                        "text": cut(plain(f"{badge(alert)} · {title(alert)}"), 150)}},
             {"type": "section", "text": {"type": "mrkdwn", "text": cut(esc(alert.get("message", "")), 3000)}},
         ]
         if fields:
@@ -116,7 +124,7 @@ class SlackSink(UrlSink):
         lines = [cut(f"{badge(a)} *{esc(title(a))}* — {esc(a.get('message', ''))} ({esc(a.get('subject', ''))})",
                      400) for a in alerts]
         blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "emoji": True,
-                                                                    "text": cut(head, 150)}}]
+                                                                    "text": cut(plain(head), 150)}}]
         chunk: list[str] = []
         for line in lines:
             if chunk and len("\n".join([*chunk, line])) > 3000:
@@ -126,7 +134,7 @@ class SlackSink(UrlSink):
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(chunk)}})
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text":
                        f"{len(alerts)} alerts arrived at once: one summary instead of {len(alerts)} messages."}]})
-        text = head + "\n" + "\n".join(one_line(a) for a in alerts)
+        text = esc(head) + "\n" + "\n".join(one_line(a) for a in alerts)
         return Request(self.url, {"text": cut(text, 3000), "blocks": blocks})
 
     def summarize(self, alerts: Sequence[Alert]) -> Result:

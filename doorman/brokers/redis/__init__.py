@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from doorman.brokers.redis.keys import PRIORITY_STEPS, SEP
 from doorman.settings import TRANSPORT, Config, Setting
+from doorman.urlcheck import query_problem
 
 if TYPE_CHECKING:
     from doorman.brokers.base import BrokerPlugin
@@ -67,6 +68,9 @@ class RedisBroker:
             db = p.path.strip("/")
             if p.scheme in ("redis", "rediss", "sentinel") and db and not db.isdigit():
                 return f"the database must be a number (redis://host:6379/0), got /{db}"
+            problem = query_problem(part)  # ?db=abc, ?max_connections=-1: one line, never a traceback
+            if problem:
+                return problem
         return None
 
     def config_problem(self, cfg: Config) -> tuple[str, str] | None:

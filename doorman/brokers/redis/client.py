@@ -30,6 +30,9 @@ def connect(cfg: Config) -> tuple[redis.Redis, int]:
         "socket_connect_timeout": cfg.redis_timeout,
         "retry_on_timeout": False,
         "client_name": "celery-doorman",
+        # names read from the broker are str decoded with surrogateescape (doorman.brokers.base):
+        # sending one back (LLEN of a non-UTF-8 queue name) must give back the same bytes, not fail
+        "encoding_errors": "surrogateescape",
     }
     scheme = scheme_of(url)
     if scheme == "sentinel":

@@ -12,6 +12,7 @@ from typing import cast
 
 import redis
 
+from doorman.bounds import MAX_EVENT_BYTES
 from doorman.brokers.base import WorkerEvent, WorkerEventListener
 from doorman.brokers.redis.keys import Keys
 from doorman.brokers.redis.wire import UNREADABLE, unwrap
@@ -22,7 +23,7 @@ POLL = 0.5  # seconds between looks at `stop` while no event arrives
 def parse_event(raw: bytes) -> WorkerEvent | None:
     """The event dict inside a kombu envelope, or None for anything unreadable."""
     try:
-        _msg, event = unwrap(raw)
+        _msg, event = unwrap(raw, MAX_EVENT_BYTES)  # refused before parsing when oversized
     except UNREADABLE:
         return None
     ok = isinstance(event, dict) and isinstance(event.get("hostname"), str)

@@ -91,3 +91,8 @@ class Keys:
     @property
     def unacked_index(self) -> str:
         return f"{self.prefix}unacked_index"
+
+    @property
+    def unacked(self) -> str:
+        """kombu's hash of unacknowledged messages: delivery tag -> [message, exchange, routing key]."""
+        return f"{self.prefix}unacked"

@@ -17,10 +17,13 @@ from typing import Any
 
 import redis
 
+from doorman.bounds import MAX_ACTIVE, MAX_WORKERS
 from doorman.brokers.base import ActiveTask, ActiveTasks, decode, encode
 from doorman.brokers.redis.keys import REPLY_EXCHANGE, Keys
 from doorman.brokers.redis.wire import UNREADABLE, envelope, mapping, unwrap
 from doorman.timefmt import iso, sane_epoch
+
+MAX_REPLIES = 2 * MAX_WORKERS  # nodes kept from one request's replies
 
 
 def _decode_reply(raw: bytes | str) -> tuple[str | None, dict[str, Any]]:
@@ -33,15 +36,26 @@ def _decode_reply(raw: bytes | str) -> tuple[str | None, dict[str, Any]]:
         return None, {}
 
 
+def _request(client: redis.Redis, keys: Keys, oid: str, body: dict[str, Any], timeout: float,
+             transaction: bool) -> int:
+    """Bind our reply queue and publish the request; the number of workers subscribed."""
+    pipe = client.pipeline(transaction=transaction)
+    pipe.sadd(keys.reply_binding, keys.reply_member(oid))
+    pipe.publish(keys.pidbox_channel, envelope(body, time.time() + timeout))
+    return int(pipe.execute()[1] or 0)
+
+
 def broadcast(client: redis.Redis, keys: Keys, method: str, timeout: float,
-              arguments: dict[str, Any] | None = None, block_max: float = 1.0) -> tuple[int, dict[str, Any]]:
+              arguments: dict[str, Any] | None = None, block_max: float = 1.0,
+              destination: Sequence[str] | None = None) -> tuple[int, dict[str, Any]]:
     """Send one control request to all workers; return (workers subscribed, {node: reply}).
 
     `block_max` keeps each BRPOP shorter than the connection's socket timeout, so a worker that
     is slow to answer is never mistaken for a broker that does not answer."""
     oid, ticket = str(uuid.uuid4()), str(uuid.uuid4())
     body = {
-        "method": method, "arguments": arguments or {}, "destination": None, "pattern": None,
+        "method": method, "arguments": arguments or {},
+        "destination": list(destination) if destination is not None else None, "pattern": None,
         "matcher": None, "ticket": ticket,
         "reply_to": {"exchange": REPLY_EXCHANGE, "routing_key": oid},
     }
@@ -49,11 +63,15 @@ def broadcast(client: redis.Redis, keys: Keys, method: str, timeout: float,
     replies: dict[str, Any] = {}
     deadline = time.monotonic() + timeout
     try:
-        pipe = client.pipeline(transaction=False)
-        pipe.sadd(keys.reply_binding, keys.reply_member(oid))
-        pipe.publish(keys.pidbox_channel, envelope(body, time.time() + timeout))
-        receivers = int(pipe.execute()[1] or 0)
-        while len(replies) < receivers:
+        # MULTI/EXEC: a full broker refuses the SADD (OOM) and then sends nothing at all, so
+        # workers never get a request they could not answer; collect goes on with its reads.
+        # An ACL written before MULTI was needed refuses it: send the two commands plainly then.
+        try:
+            receivers = _request(client, keys, oid, body, timeout, transaction=True)
+        except redis.exceptions.NoPermissionError:
+            receivers = _request(client, keys, oid, body, timeout, transaction=False)
+        expected = receivers if destination is None else min(receivers, len(destination))
+        while len(replies) < expected:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -62,7 +80,8 @@ def broadcast(client: redis.Redis, keys: Keys, method: str, timeout: float,
                 continue
             got_ticket, data = _decode_reply(item[1])
             if got_ticket == ticket:
-                replies.update(data)
+                # one node per real reply; a forged one may name 200k: keep a bounded number
+                replies.update(list(data.items())[: max(0, MAX_REPLIES - len(replies))])
         return receivers, replies
     finally:
         pipe = client.pipeline(transaction=False)
@@ -80,7 +99,7 @@ def active_tasks(client: redis.Redis, keys: Keys, timeout: float, now: float,
         if not isinstance(tasks, list):
             workers[decode(node)] = []
             continue
-        workers[decode(node)] = [_task(node, t, now) for t in tasks if isinstance(t, dict)]
+        workers[decode(node)] = [_task(node, t, now) for t in tasks[:MAX_ACTIVE] if isinstance(t, dict)]
     return ActiveTasks(receivers, workers)
 
 

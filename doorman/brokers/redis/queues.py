@@ -9,12 +9,14 @@ headers are read, never a body, so pickle or garbage items cannot hurt.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 import redis
 
+from doorman.bounds import MAX_HEAD_BYTES, MAX_QUEUES
 from doorman.brokers.base import MessageHead, QueueState, Topology, Unacked, decode
+from doorman.brokers.redis import bounded, unacked
 from doorman.brokers.redis.keys import Keys
 from doorman.brokers.redis.wire import mapping
 from doorman.timefmt import iso, sane_epoch
@@ -35,35 +37,50 @@ def discover_exchanges(client: redis.Redis, keys: Keys) -> list[str]:
         name = decode(raw)[len(head):]
         if name and not keys.internal(name):
             found.add(name)
+            if len(found) >= MAX_QUEUES:  # any client can bind: the configured exchanges are always read
+                break
     return sorted(found)
 
 
 def read_topology(client: redis.Redis, keys: Keys, exchanges: Sequence[str],
-                  visibility_timeout: float) -> Topology:
-    """Queues bound to `exchanges`, worker nodes known from pidbox bindings, unacked stats."""
+                  visibility_timeout: float, now: float | None = None,
+                  names: unacked.Names | None = None) -> Topology:
+    """Queues bound to `exchanges`, worker nodes known from pidbox bindings, unacked stats (with
+    `now`: how many are past the visibility timeout; with `names`: who the oldest few are)."""
+    # binding sets can be grown by any client: read within a budget (doorman.brokers.redis.bounded)
+    sets = bounded.set_members(client, [*(keys.binding(e) for e in exchanges), keys.pidbox_binding])
     pipe = client.pipeline(transaction=False)
-    for exchange in exchanges:
-        pipe.smembers(keys.binding(exchange))
-    pipe.smembers(keys.pidbox_binding)
+    if now is not None:
+        pipe.zcount(keys.unacked_index, "-inf", now - visibility_timeout)
     pipe.zcard(keys.unacked_index)
-    pipe.zrange(keys.unacked_index, 0, 0, withscores=True)
-    replies = pipe.execute()
+    pipe.zrange(keys.unacked_index, 0, (unacked.OLDEST if names else 1) - 1, withscores=True)
+    replies = pipe.execute(raise_on_error=False)
+    for i, r in enumerate(replies):  # only the newer, optional reads may be refused by an older ACL
+        if isinstance(r, Exception) and not (now is not None and i == len(replies) - 3
+                                             and isinstance(r, redis.exceptions.NoPermissionError)):
+            raise r
 
     queues: dict[str, str] = {}
-    for members in replies[: len(exchanges)]:
+    for members in sets[:-1]:
         for m in sorted(members or ()):
             q = keys.binding_queue(decode(m))
             if q and q not in queues:
                 queues[q] = "binding"
     nodes = []
-    for m in sorted(replies[len(exchanges)] or ()):
+    for m in sorted(sets[-1]):
         q = keys.binding_queue(decode(m))
         node = keys.pidbox_node(q) if q else None
         if node is not None:
             nodes.append(node)
     count, oldest = replies[-2], replies[-1]
     oldest_at = sane_epoch(float(oldest[0][1])) if oldest else None
-    return Topology(queues, nodes, Unacked(int(count or 0), oldest_at, visibility_timeout))
+    overdue = int(replies[-3] or 0) if now is not None and not isinstance(replies[-3], Exception) else None
+    entries = [(t, at) for t, score in oldest or () if (at := sane_epoch(float(score))) is not None]
+    try:
+        named = unacked.messages(names, client, keys, entries) if names and entries else ()
+    except redis.exceptions.NoPermissionError:  # an ACL without HMGET/HSTRLEN: the names are unknown
+        named = ()
+    return Topology(queues, nodes, Unacked(int(count or 0), oldest_at, visibility_timeout, overdue, named))
 
 
 class Parsed(NamedTuple):
@@ -77,7 +94,10 @@ UNPARSEABLE = Parsed(None, None, None, True)
 
 
 def parse_message(raw: bytes | str, header: str) -> Parsed:
-    """Task id, name and publish stamp of a queued message; never raises."""
+    """Task id, name and publish stamp of a queued message; never raises. A message over the byte
+    budget (doorman.bounds.MAX_HEAD_BYTES) is not parsed at all: unparseable."""
+    if not isinstance(raw, (bytes, str)) or len(raw) > MAX_HEAD_BYTES:
+        return UNPARSEABLE
     try:
         msg = orjson.loads(raw)
     except (orjson.JSONDecodeError, TypeError):
@@ -101,6 +121,34 @@ def _head(step: int, m: Parsed, now: float) -> MessageHead:
     return head
 
 
+# The head of a list within a byte budget: LINDEX inside the server, and only its size comes back
+# when it is over the budget (a list item has no GETRANGE). Redis still copies the item once
+# (as a plain LINDEX does into its reply); the client never receives more than the budget.
+HEAD_SCRIPT = """
+local v = redis.call('LINDEX', KEYS[1], -1)
+if not v then return false end
+if string.len(v) > tonumber(ARGV[1]) then return string.len(v) end
+return v
+"""
+
+
+def _heads_fallback(client: redis.Redis, layout: list[tuple[str, Any]], replies: list[Any]) -> list[Any]:
+    """Where EVAL_RO was refused (Redis < 7, scripting disabled, an ACL without +eval_ro), read
+    those heads with a plain LINDEX: whole, as before (docs/security.md says what that costs)."""
+    keys = [key for _q, lists in layout for _step, key in lists]
+    refused = [n for n in range(1, len(replies), 2) if isinstance(replies[n], redis.ResponseError)]
+    for n, r in enumerate(replies):
+        if isinstance(r, Exception) and n not in refused:
+            raise r
+    if refused:
+        pipe = client.pipeline(transaction=False)
+        for n in refused:
+            pipe.lindex(keys[n // 2], -1)
+        for n, item in zip(refused, pipe.execute(), strict=True):
+            replies[n] = item
+    return replies
+
+
 def read_queues(client: redis.Redis, keys: Keys, names: Sequence[str], header: str,
                 now: float) -> dict[str, QueueState]:
     """Depth per priority and the waiting head of every non-empty list, in one pipelined round trip."""
@@ -111,8 +159,8 @@ def read_queues(client: redis.Redis, keys: Keys, names: Sequence[str], header: s
         layout.append((q, lists))
         for _step, key in lists:
             pipe.llen(key)
-            pipe.lindex(key, -1)
-    replies = pipe.execute()
+            pipe.execute_command("EVAL_RO", HEAD_SCRIPT, 1, key, MAX_HEAD_BYTES)
+    replies = _heads_fallback(client, layout, pipe.execute(raise_on_error=False))
 
     out: dict[str, QueueState] = {}
     i = 0

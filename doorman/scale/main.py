@@ -1,0 +1,65 @@
+"""`doorman-scale` as one library call: config in, the stage run over the inputs, the exit code out."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import IO, Any
+
+from doorman.ndjson import write_record
+from doorman.redact import Scrubber
+from doorman.scale.actuate import Executor
+from doorman.scale.policy import Policy
+from doorman.scale.settings import Pool
+from doorman.scale.stage import Stage, locked, run
+from doorman.settings import Config
+
+
+def policy_of(cfg: Config) -> Policy:
+    s = cfg.scale
+    return Policy(stabilization=float(s.stabilization_seconds), rate_window=float(s.rate_window_seconds),
+                  stale_after=float(s.stale_after_seconds))
+
+
+def scale(cfg: Config, pools: list[Pool], files: Sequence[str], every: int, say: Callable[[str], None],
+          write: Callable[[dict[str, Any]], None] = write_record, stdin: IO[bytes] | None = None) -> int:
+    """Decide over every file in turn (`-`: stdin); 1 if a file could not be read, else 0."""
+    out = locked(write)
+    executor = None
+    if cfg.scale.exec_command:
+        executor = Executor(cfg.scale.exec_command, _quiet(out), timeout=float(cfg.scale.exec_timeout_seconds),
+                            scrub=Scrubber(cfg.secrets()))
+    stage = Stage(pools, policy_of(cfg), out, say, executor, every)
+    failed = False
+    try:
+        for name in files or ("-",):
+            if name == "-":
+                stream = stdin or sys.stdin.buffer
+            else:
+                try:
+                    stream = open(name, "rb")  # noqa: SIM115 - closed below
+                except OSError as e:
+                    say(f"error: cannot read {name}: {e.strerror}")
+                    failed = True
+                    continue
+            try:
+                run(stage, stream, "<stdin>" if name == "-" else name, say)
+            finally:
+                if name != "-":
+                    stream.close()
+    finally:
+        if executor is not None:  # the last change still gets its command, within its timeout
+            executor.close(wait=float(cfg.scale.exec_timeout_seconds) + 5)
+    return 1 if failed else 0
+
+
+def _quiet(write: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """The command thread's writer: a reader gone away ends the reading loop, not this thread noisily."""
+
+    def out(obj: dict[str, Any]) -> None:
+        try:
+            write(obj)
+        except (OSError, ValueError):
+            pass
+
+    return out

@@ -1,0 +1,1 @@
+"""doorman-serve: /metrics, /healthz and a history dashboard, reading beside the pipeline."""

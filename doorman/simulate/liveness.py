@@ -1,0 +1,108 @@
+"""`doorman-simulate --scenario NAME`: what heartbeats alone never show, staged with real parts and
+watched by the real `doorman-collect | doorman-analyze` until its alert comes.
+
+- `unconsumed`: tasks sent to `reports` while the workers consume only `celery`: `queue_unconsumed`.
+- `cancelled-consumer`: `celery control cancel_consumer celery`, then tasks in `celery`:
+  `queue_unconsumed`.
+- `ghost`: the worker's pool process is stopped (SIGSTOP) while its main process heartbeats on;
+  tasks wait in its queue, it has a free slot, its `processed` count is flat: `ghost_worker`.
+- `kill9`: three workers; one is `kill -9`ed, then the other two: `worker_lost` and `workers_down`
+  from the connection table, each a second or less after the kill (printed).
+
+Each runs on its own redis-server (`--port`) with small thresholds (2 s), and everything is
+stopped on exit (a stopped pool process is killed with its worker).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from doorman.simulate.enqueue import Task, publish
+from doorman.simulate.lost_tasks import Stage, staged, wait
+
+SCENARIOS = ("unconsumed", "cancelled-consumer", "ghost", "kill9")
+CONFIG = "thresholds:\n  unconsumed_after_seconds: 2\n  ghost_after_seconds: 2\n"
+
+
+def children_of(pid: int) -> list[int]:
+    """Child processes of `pid` (field 4 of /proc/<pid>/stat is the parent)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 1 and fields[1] == str(pid):
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _unconsumed(s: Stage) -> bool:
+    s.workers(1)
+    publish(s.url, [Task("demo.add", (2, 3), "reports")] * 3)
+    s.say("3 tasks sent to `reports`; the worker consumes only `celery`")
+    watch = s.pipeline(CONFIG)
+    return bool(wait(lambda: watch.first("queue_unconsumed")))
+
+
+def _cancelled(s: Stage) -> bool:
+    s.workers(1)
+    done = subprocess.run([sys.executable, "-m", "celery", "-A", "doorman.demoapp", "control", "cancel_consumer",
+                           "celery"], env={**s.env, "REDIS_URL": s.url}, capture_output=True, timeout=60)
+    s.say(f"celery control cancel_consumer celery: exit {done.returncode}")
+    publish(s.url, [Task("demo.add", (2, 3), "celery")] * 3)
+    s.say("3 tasks sent to `celery`, which nobody consumes any more")
+    watch = s.pipeline(CONFIG)
+    return bool(wait(lambda: watch.first("queue_unconsumed")))
+
+
+def _ghost(s: Stage) -> bool:
+    pool = s.workers(1)
+    for pid in children_of(pool.workers[0].proc.pid):
+        os.kill(pid, signal.SIGSTOP)
+    s.say(f"the pool process of {pool.workers[0].name} is stopped; its main process heartbeats on")
+    publish(s.url, [Task("demo.add", (2, 3), "celery")] * 8)
+    s.say("8 tasks sent to `celery`")
+    watch = s.pipeline(CONFIG)
+    return bool(wait(lambda: watch.first("ghost_worker")))
+
+
+def _kill9(s: Stage) -> bool:
+    pool = s.workers(3)
+    publish(s.url, [Task("demo.add", (2, 3), "nobody")] * 5)
+    watch = s.pipeline("monitored_queues: [celery, nobody]\n")
+    time.sleep(3)  # the collector follows their heartbeats and connections
+    at = time.monotonic()
+    pool.workers[0].kill9()
+    s.say(f"kill -9 {pool.workers[0].name}")
+    lost = wait(lambda: watch.first("worker_lost"), 30)
+    if lost:
+        s.say(f"worker_lost {time.monotonic() - at:.2f} s after the kill")
+    at = time.monotonic()
+    for w in pool.workers[1:]:
+        w.kill9()
+    s.say("kill -9 the other two")
+    down = wait(lambda: watch.first("workers_down"), 30)
+    if down:
+        s.say(f"workers_down {time.monotonic() - at:.2f} s after the kills")
+    return bool(lost and down)
+
+
+RUN: dict[str, Callable[[Stage], bool]] = {
+    "unconsumed": _unconsumed, "cancelled-consumer": _cancelled, "ghost": _ghost, "kill9": _kill9,
+}
+
+
+def scenario(name: str, port: int, interval: float, alerts: IO[str], talk: IO[str]) -> int:
+    """Stage `name`; 0 when its alert came as expected, 1 when not."""
+    with staged(port, interval, alerts, talk) as s:
+        ok = RUN[name](s)
+        s.say(f"scenario {name}: " + ("the expected alert came" if ok else "the expected alert did NOT come"))
+    return 0 if ok else 1

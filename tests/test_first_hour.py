@@ -1,0 +1,316 @@
+"""A new user's first hour (issue 18): the README's cron and Nagios lines work as printed, `--human`
+shows what matters, and every message reads like a sentence.
+
+Each test runs the commands as the README shows them: real processes, a real redis-server of the
+suite's own, a real port with nothing listening for the unreachable webhook.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.notify_support import alert, ndjson, notify_env, read_ndjson
+from tests.support import BIN, ROOT, cli, enqueue, free_port, records
+
+TS = "2026-11-30T12:00:00.000Z"
+
+
+def snapshot(**over) -> dict:
+    """A snapshot as doorman-collect writes it: 5 tasks waiting, one worker alive."""
+    snap = {"v": 1, "kind": "snapshot", "ts": TS, "cluster": "default", "broker": "redis://127.0.0.1:6379/0",
+            "seq": 1, "trigger": "once", "redis_connected": True, "error": None, "pending_tasks": 5,
+            "queues": {"celery": {"pending": 5, "by_priority": {"0": 5}, "oldest": None, "heads": [],
+                                  "source": "config"}},
+            "alive_workers": 1,
+            "workers": [{"name": "w1@vm", "alive": True, "responded": True, "active": 0,
+                         "last_heartbeat": None, "heartbeat_freq": None}],
+            "active_tasks": 0, "active": [], "unacked": None, "workers_subscribed": 1, "collect_ms": 1.0}
+    snap.update(over)
+    return snap
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def lines(*snaps: dict) -> bytes:
+    return b"".join(orjson.dumps(s) + b"\n" for s in snaps)
+
+
+def workers_down() -> dict:
+    return snapshot(alive_workers=0, workers=[], workers_subscribed=0)
+
+
+# 1. The printed cron and Nagios lines work as printed ------------------------------------------
+
+def test_cron_line_creates_the_missing_state_directory_0700_and_keeps_cooldowns(tmp_path):
+    state = tmp_path / "var" / "lib" / "doorman" / "state.json"  # a fresh machine: nothing there yet
+    first = cli("doorman-analyze", "--state", str(state), input=lines(workers_down()), env={"DOORMAN_CONFIG": ""})
+    assert first.returncode == 0 and first.stderr == b"", first.stderr.decode()
+    assert [a["alert_type"] for a in records(first.stdout)] == ["workers_down"]
+    assert stat.S_IMODE(state.parent.stat().st_mode) == 0o700 and state.is_file()
+
+    again = cli("doorman-analyze", "--state", str(state), input=lines(workers_down()), env={"DOORMAN_CONFIG": ""})
+    assert again.returncode == 0 and again.stdout == b""  # the next minute's run remembers: no repeat
+
+
+@pytest.mark.parametrize("check", [False, True])
+def test_a_state_directory_that_cannot_be_created_stops_the_run_with_one_line(tmp_path, check):
+    (tmp_path / "file").write_text("not a directory")
+    state = tmp_path / "file" / "doorman" / "state.json"
+    args = ["--check"] if check else []
+    p = cli("doorman-analyze", *args, "--state", str(state), input=lines(workers_down()), env={"DOORMAN_CONFIG": ""})
+    err = p.stderr.decode()
+    if check:  # Nagios: a check that cannot run is UNKNOWN
+        assert p.returncode == 3 and p.stdout.decode().startswith("DOORMAN UNKNOWN - cannot create the state directory")
+    else:
+        assert p.returncode == 1 and p.stdout == b""
+        assert err.count("\n") == 1 and "cannot create the state directory" in err and str(state.parent) in err, err
+    assert "Traceback" not in err and "going on without the lock" not in err
+
+
+def test_notify_without_a_destination_says_why_once_when_alerts_arrive(tmp_path):
+    quiet = cli("doorman-notify", input=b"", env=notify_env(tmp_path))
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, b"", b"")  # nothing read, nothing to say
+
+    p = cli("doorman-notify", input=ndjson(alert(1), alert(2)), env=notify_env(tmp_path))
+    assert p.returncode == 1 and p.stdout == b""
+    [line] = p.stderr.decode().splitlines()
+    assert "no destination configured (set " in line and "GENERIC_WEBHOOK_URL" in line
+    assert line.endswith("alerts are read but delivered nowhere (exit status 1)")
+
+
+# 2. --human shows what matters -------------------------------------------------------------------
+
+def test_human_view_shows_down_workers_unacked_tasks_and_unknown_ages():
+    from doorman.collect.human import Memory, render
+
+    dead = {"name": "w2@vm", "alive": False, "responded": False, "active": None,
+            "last_heartbeat": "2026-11-30T11:59:15.000Z", "heartbeat_freq": 2.0}
+    stale = {"name": "w3@vm", "alive": False, "responded": False, "active": None,
+             "last_heartbeat": None, "heartbeat_freq": None}
+    q = {"pending": 5, "by_priority": {"0": 5}, "heads": [], "source": "config",
+         "oldest": {"task_id": "t1", "task_name": "demo.sleep", "priority": 0, "published_at": None,
+                    "age_seconds": None}}
+    snap = snapshot(workers=[snapshot()["workers"][0], dead, stale], queues={"celery": q},
+                    unacked={"count": 5, "oldest_delivered_at": None, "oldest_age_seconds": 12.0,
+                             "visibility_timeout": 3600})
+    memory = Memory(forget_after=600)
+    text = render(snap, memory=memory)
+    assert "None" not in text
+    assert "worker w2@vm: DOWN since 11:59:15 UTC (45 s ago)" in text
+    assert "worker w3@vm: DOWN, last seen unknown" in text
+    assert "Held by workers (unacked): 5, oldest 12 s" in text
+    assert "queue celery: 5, oldest: waiting time unknown*" in text and "doorman.hook.install(app)" in text
+    assert "redis-cli SREM _kombu.binding.celery.pidbox" in text
+
+    later = render({**snap, "ts": "2026-11-30T12:20:00.000Z"}, memory=memory)  # 20 min on: both forgotten
+    assert "w2@vm" not in later and "w3@vm" not in later
+    assert "(2 more worker(s) down for over 600 s, no longer listed)" in later
+    assert "redis-cli" not in later and "doorman.hook" not in later  # each hint said once per run
+
+
+def test_human_view_of_a_real_broker_with_unstamped_tasks_and_a_dead_workers_binding(redis_server):
+    """Tasks published without the hook, and the pidbox binding a kill -9'd worker leaves behind."""
+    enqueue_unstamped(redis_server.url, 3)
+    import redis
+
+    r = redis.Redis(port=redis_server.port)
+    r.sadd("_kombu.binding.celery.pidbox", b"\x06\x16\x06\x16ghost@vm.celery.pidbox")
+    p = cli("doorman-collect", "--once", "--human", "--redis-url", redis_server.url)
+    out = p.stdout.decode()
+    assert p.returncode == 0, p.stderr
+    assert "None" not in out, out
+    assert "queue celery: 3, oldest: waiting time unknown*" in out and "doorman.hook.install(app)" in out
+    assert "Held by workers (unacked): 0" in out
+    assert "worker ghost@vm: DOWN, last seen unknown" in out and "redis-cli SREM" in out
+
+
+def enqueue_unstamped(url: str, n: int) -> None:
+    from tests.support import celery_app
+
+    app = celery_app(url, stamp=False)
+    with app.connection_for_write() as conn:
+        for _ in range(n):
+            app.send_task("demo.sleep", args=(60,), queue="celery", connection=conn)
+
+
+# 3. Messages that explain why the alert fired ----------------------------------------------------
+
+def test_messages_show_the_value_visibly_above_the_limit():
+    head = {"task_id": "t1", "task_name": "demo.sleep", "priority": 0, "published_at": TS, "age_seconds": 1.4}
+    late = snapshot(queues={"celery": {"pending": 5, "by_priority": {"0": 5}, "oldest": head, "heads": [head],
+                                       "source": "config"}})
+    p = cli("doorman-analyze", input=lines(late), env={"DOORMAN_CONFIG": "", "MAX_WAIT_TIME": "1"})
+    [latency] = [a for a in records(p.stdout) if a["alert_type"] == "high_latency"]
+    assert "has waited 1.4 s (limit 1 s)" in latency["message"], latency["message"]
+
+    task = {"task_id": "t9", "task_name": "demo.sleep", "worker": "w1@vm", "started_at": TS,
+            "runtime_seconds": 1.4, "queue": "celery", "pid": 42}
+    hung = snapshot(active=[task], active_tasks=1)
+    p = cli("doorman-analyze", input=lines(hung), env={"DOORMAN_CONFIG": "", "MAX_TASK_RUNTIME": "1"})
+    [zombie] = [a for a in records(p.stdout) if a["alert_type"] == "zombie_tasks"]
+    assert "running longer than 1 s: demo.sleep t9 on w1@vm for 1.4 s" in zombie["message"], zombie["message"]
+
+
+# 4. Delivery failures a person can read ----------------------------------------------------------
+
+def test_an_unreachable_webhook_reads_as_a_sentence_and_stderr_counts_attempts_like_the_record(tmp_path):
+    port = free_port()
+    env = notify_env(tmp_path, hook=f"http://127.0.0.1:{port}/hooks/WEBHOOKSECRET123")
+    for run, total in ((1, 3), (2, 6)):  # the second run retries the spooled alert: attempts add up
+        p = cli("doorman-notify", input=ndjson(alert(1)) if run == 1 else b"", env=env)
+        err = p.stderr.decode()
+        assert p.returncode == 1
+        [rec] = [r for r in records(p.stdout) if r["fingerprint"] == alert(1)["fingerprint"]]
+        assert rec["attempts"] == total
+        assert rec["error"] == f"cannot connect to 127.0.0.1:{port} (connection refused)"
+        assert re.search(rf"webhook: cannot connect to 127\.0\.0\.1:{port} \(connection refused\); will retry in "
+                         rf"[0-9.]+ s \(attempt {total - 1} of {total}\)", err), err
+        assert f"not delivered after {total} attempt(s), kept in {tmp_path / 'spool.ndjson'}" in err, err
+        assert "HTTPConnectionPool" not in err and "WEBHOOKSECRET123" not in err
+
+
+def test_a_line_that_is_not_json_says_what_was_expected(tmp_path):
+    p = cli("doorman-notify", input=b'{"v": 1,\nhello\n[1, 2]\n', env=notify_env(tmp_path))
+    assert p.stderr.decode().splitlines() == [
+        "doorman-notify: <stdin>:1: not valid JSON (expected one alert as a JSON object on each line; "
+        "the line ends before the JSON does); skipped",
+        "doorman-notify: <stdin>:2: not valid JSON (expected one alert as a JSON object on each line; "
+        "unexpected 'h' at column 1); skipped",
+        "doorman-notify: <stdin>:3: expected a JSON object (an alert), got a JSON array; skipped",
+    ]
+
+
+# 5. Configuration edge cases ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["file", "env", "env-blank"])
+def test_an_empty_cluster_name_is_refused_with_one_line(tmp_path, how):
+    env = {"DOORMAN_CONFIG": ""}
+    args: list[str] = []
+    if how == "file":
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text('cluster: ""\n')
+        args = ["--config", str(cfg)]
+    else:
+        env["DOORMAN_CLUSTER"] = "" if how == "env" else "  "
+    p = cli("doorman-analyze", *args, input=lines(snapshot()), env=env)
+    err = p.stderr.decode()
+    where = f"{tmp_path / 'c.yaml'}: cluster" if how == "file" else "environment: DOORMAN_CLUSTER"
+    assert p.returncode == 2 and err == f"doorman-analyze: error: {where}: must not be empty " \
+                                       "(it names the cluster in every alert)\n", err
+
+
+def test_a_bad_number_is_echoed_as_written():
+    p = cli("doorman-analyze", input=b"", env={"DOORMAN_CONFIG": "", "ALERT_COOLDOWN_SECONDS": "-1"})
+    assert p.returncode == 2
+    assert p.stderr.decode() == ("doorman-analyze: error: environment: ALERT_COOLDOWN_SECONDS: "
+                                 "must be a finite number >= 0, got '-1'\n")
+
+
+# 6. doorman-run ------------------------------------------------------------------------------------
+
+RUN = ROOT / "bin" / "doorman-run"
+
+
+def run_env(tmp_path: Path, url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("REDIS_URL", "CELERY_BROKER", "DOORMAN_", "SLACK_", "PAGERDUTY_", "GENERIC_"))}
+    env.update(PATH=f"{BIN}:/usr/bin:/bin", HOME=str(tmp_path), REDIS_URL=url,
+               DOORMAN_STATE_DIR=str(tmp_path / "state" / "doorman"), **extra)
+    return env
+
+
+def test_doorman_run_help_prints_its_settings_and_exits_0():
+    p = subprocess.run([str(RUN), "--help"], capture_output=True, timeout=10)
+    assert p.returncode == 0 and p.stderr == b""
+    out = p.stdout.decode()
+    assert out.startswith("doorman-run: the Doorman daemon as one command") and "DOORMAN_STATE_DIR" in out
+
+
+def test_doorman_run_sigterm_with_an_alert_in_the_spool_exits_0_and_keeps_it(redis_server, tmp_path):
+    enqueue(redis_server.url, 5)  # no worker: workers_down, for a webhook that is not listening
+    env = run_env(tmp_path, redis_server.url, DOORMAN_INTERVAL="0.5",
+                  GENERIC_WEBHOOK_URL=f"http://127.0.0.1:{free_port()}/hooks/x",
+                  DOORMAN_DELIVERY_BACKOFF_SECONDS="0.05", DOORMAN_HTTP_CONNECT_TIMEOUT="0.5")
+    proc = subprocess.Popen([str(RUN)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        spool = tmp_path / "state" / "doorman" / "spool.ndjson"
+        wait_for(lambda: any(e.get("attempts") for e in read_ndjson(spool)), 30, "the alert spooled")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, proc.stderr.read().decode()
+        assert [e["alert"]["alert_type"] for e in read_ndjson(spool)] == ["workers_down"]
+        state_dir = tmp_path / "state" / "doorman"
+        assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700  # as docs/run.md promises
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# 7. Docs that match the tool -----------------------------------------------------------------------
+
+PAGES = {"doorman-collect": "collect.md", "doorman-analyze": "analyze.md", "doorman-notify": "notify.md",
+         "doorman-simulate": "simulate.md", "doorman-run": "run.md", "doorman-serve": "serve.md",
+         "doorman-scale": "scale.md"}
+OPTION = re.compile(r"^\s{1,4}((?:-\w, )?--[a-z][\w-]*(?:, --[a-z][\w-]*)*)", re.M)
+
+
+def help_flags(command: str) -> set[str]:
+    """Every flag `COMMAND --help` lists (doorman-run: its environment settings)."""
+    path = RUN if command == "doorman-run" else BIN / command
+    p = subprocess.run([str(path), "--help"], capture_output=True, timeout=30)
+    assert p.returncode == 0, (command, p.stderr)
+    text = p.stdout.decode()
+    if command == "doorman-run":
+        return set(re.findall(r"^\s+(DOORMAN_[A-Z_]+)", text, re.M)) | {"--help"}
+    return {f for m in OPTION.findall(text) for f in re.findall(r"--?[\w-]+", m)}
+
+
+CORE = ("doorman-collect", "doorman-analyze", "doorman-notify", "doorman-simulate", "doorman-run")
+
+
+@pytest.mark.parametrize("command", [c for c in sorted(PAGES) if c in CORE or (ROOT / "docs" / PAGES[c]).exists()])
+def test_every_flag_of_help_is_in_its_docs_page(command):
+    page = ROOT / "docs" / PAGES[command]
+    flags = help_flags(command)
+    assert "--help" in flags
+    if command != "doorman-run":  # click's own -h/--help needs no line; doorman-run's is its own
+        flags -= {"-h", "--help"}
+    text = page.read_text()
+    missing = sorted(f for f in flags if f"`{f}" not in text and f"{f}`" not in text and f" {f} " not in text)
+    assert not missing, f"docs/{page.name} does not document {missing}"
+
+
+def test_make_installs_without_the_editable_installation_warning(tmp_path):
+    """The install recipe's two pip lines, as make runs them, in a throw-away virtualenv (without the
+    dependencies, which the warning has nothing to do with)."""
+    text = (ROOT / "Makefile").read_text()
+    recipe = [line.strip() for line in text.splitlines() if "$(BIN)/pip install" in line]
+    assert len(recipe) == 2, recipe
+    venv = tmp_path / "venv"
+    subprocess.run(["python3", "-m", "venv", str(venv)], check=True, timeout=120)
+    out = b""
+    for line in recipe:
+        command = line.replace("$(BIN)", str(venv / "bin")).replace(" -e ", " --no-deps -e ")
+        p = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, timeout=300)
+        assert p.returncode == 0, p.stderr.decode()[-2000:]
+        out += p.stdout + p.stderr
+    assert b"Editable installation" not in out, out.decode()[-2000:]
+
+
+def test_readme_cron_section_says_what_the_exit_status_means():
+    text = (ROOT / "README.md").read_text()
+    cron = text[text.index("# cron, every minute"):text.index("Destinations come from")]
+    assert "creates the state file's directory" in cron and "exit 1" in cron and "no destination" in cron
