@@ -20,12 +20,12 @@ resolve (unknown is not OK).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from typing import Any
 
-from doorman import SCHEMA_VERSION, flaps, plugins
+from doorman import SCHEMA_VERSION, flaps
 from doorman.contract import snapshot_problem
-from doorman.rules.base import Condition, Rule, duration
+from doorman.rules.base import Condition, duration
+from doorman.ruleset import RuleSet, default_rules
 from doorman.settings import Config
 from doorman.severity import PAGE_AT_ONCE, rank
 from doorman.timefmt import iso, parse_iso
@@ -35,24 +35,6 @@ __all__ = ["Engine", "fingerprint", "new_state", "snapshot_problem"]
 STATE_KIND = "doorman-analyze-state"
 MAX_CLUSTERS = 64
 MAX_ALERTS = 10000
-
-
-
-class RuleSet:
-    """The rules in evaluation order, and what the engine needs to know of their alert types."""
-
-    def __init__(self, rules: Sequence[Rule]):
-        self.rules = tuple(rules)
-        self.blind = tuple(r for r in self.rules if not r.needs_broker)  # the broker could not be read
-        self.inhibited_by = {t.name: t.inhibited_by for r in self.rules for t in r.alert_types}
-        self.alert_types = tuple(self.inhibited_by)
-        self.needing_broker = frozenset(t.name for r in self.rules if r.needs_broker for t in r.alert_types)
-        self.grace_types = frozenset(t.name for r in self.rules for t in r.alert_types if t.reconnect_grace)
-        self.no_reminders = frozenset(t.name for r in self.rules for t in r.alert_types if not t.reminders)
-
-
-def default_rules() -> RuleSet:
-    return RuleSet(plugins.rules())
 
 
 _fingerprints: dict[tuple[str, str, str], str] = {}

@@ -9,6 +9,7 @@ from types import FrameType
 from typing import Any
 
 from doorman.analyze import Engine, snapshot_problem
+from doorman.heartbeat import tick
 from doorman.ndjson import read_objects, write_record
 from doorman.settings import Config
 from doorman.state import StateFile, StateUnavailable
@@ -41,6 +42,7 @@ def run(cfg: Config, files: Sequence[str], state_path: str | None, check: bool,
         sys.stdout.flush()
         return 3
     engine = Engine(cfg, loaded)
+    ticks = bool(cfg.heartbeat_url) and not check  # the dead-man's switch: notify pings once per tick
     stop = Stop()
     signal.signal(signal.SIGTERM, stop)
     failed = False
@@ -68,6 +70,8 @@ def run(cfg: Config, files: Sequence[str], state_path: str | None, check: bool,
                         for alert in alerts:
                             write(alert)
                         unwritten = False
+                        if ticks:
+                            write(tick(snap, len(alerts)))
                     if store:
                         store.save(engine.state, urgent=bool(alerts))
                     stop.busy = False

@@ -1,136 +1,25 @@
 """One configuration for every command: defaults < YAML file < environment < flags.
 
-The keys every command shares are declared here (`CORE`); rules, sinks and brokers declare their
-own next to their code (`settings`), plugins' included. `schema()` gathers them all, and the
-loader, `config.example.yaml`, `docs/configuration.md` and `--help` are made from it. A bad value
-is a `BadConfig` naming the file (or `environment` / `--flag`) and the key; the CLIs print it on
-one line and exit 2.
+The keys every command shares are declared in doorman.config_schema (`CORE`); rules, sinks and
+brokers declare their own next to their code (`settings`), plugins' included. `schema()` gathers
+them all, and the loader, `config.example.yaml`, `docs/configuration.md` and `--help` are made
+from it. A bad value is a `BadConfig` naming the file (or `environment` / `--flag`) and the key;
+the CLIs print it on one line and exit 2.
 """
 
 from __future__ import annotations
 
 import difflib
-import functools
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from doorman import config_warnings, plugins
+from doorman.config_schema import all_settings, schema, sections
 from doorman.config_values import coerce, plain_http_problem
-from doorman.errors import BadConfig, DoormanError
+from doorman.errors import BadConfig
 from doorman.redact import url_secrets, webhook_secrets
-from doorman.settings import THRESHOLDS, TOP, TRANSPORT, Config, Section, Setting, Thresholds, queue_names
-
-CORE: tuple[Setting, ...] = (
-    Setting("broker_url", "broker_url", "redis://127.0.0.1:6379/0", ("REDIS_URL", "CELERY_BROKER_URL", "BROKER_URL"),
-            "Broker URL, as in the Celery app (redis://, rediss://, unix://, sentinel://, amqp://, amqps://).",
-            secret=True,
-            aliases=("redis_url",)),
-    Setting("cluster", "str", "default", ("DOORMAN_CLUSTER",),
-            "Name stamped on every snapshot and alert, to tell merged streams apart.",
-            check=lambda v: None if v.strip() else "must not be empty (it names the cluster in every alert)"),
-    Setting("http_connect_timeout", "float", 3.05, ("DOORMAN_HTTP_CONNECT_TIMEOUT",),
-            "Seconds to open a connection to a destination.", positive=True),
-    Setting("http_read_timeout", "float", 10.0, ("DOORMAN_HTTP_READ_TIMEOUT",),
-            "Seconds to wait for a destination's answer.", positive=True),
-    Setting("delivery_max_attempts", "int", 3, ("DOORMAN_DELIVERY_MAX_ATTEMPTS",),
-            "HTTP attempts per alert and destination before it is spooled.", positive=True),
-    Setting("delivery_max_seconds", "float", 10.0, ("DOORMAN_DELIVERY_MAX_SECONDS",),
-            "No retry starts later than this after the first attempt.", positive=True),
-    Setting("delivery_backoff_seconds", "float", 0.5, ("DOORMAN_DELIVERY_BACKOFF_SECONDS",),
-            "First retry delay; doubles per attempt, with jitter."),
-    Setting("spool_path", "str", None, ("DOORMAN_SPOOL",),
-            "Undelivered alerts (default $XDG_STATE_HOME/celery-doorman/spool.ndjson)."),
-    Setting("spool_retry_seconds", "float", 30.0, ("DOORMAN_SPOOL_RETRY_SECONDS",),
-            "A streaming run retries the spool this often.", positive=True),
-    Setting("allow_insecure_webhooks", "bool", False, ("DOORMAN_ALLOW_INSECURE_WEBHOOKS",),
-            "Allow http:// webhooks to hosts other than loopback."),
-    Setting("check_interval", "float", 30.0, ("CHECK_INTERVAL",), "Seconds between checks in daemon mode.",
-            positive=True),
-    Setting("alert_cooldown_seconds", "float", 300.0, ("ALERT_COOLDOWN_SECONDS",),
-            "An unchanged alert is not repeated within this many seconds."),
-    Setting("flap_window_seconds", "float", None, ("DOORMAN_FLAP_WINDOW_SECONDS",),
-            "A problem back within this long of its resolution flaps: one firing per window, one resolution "
-            "when stable this long (default: alert_cooldown_seconds)."),
-    Setting("state_lock_timeout", "float", 30.0, ("DOORMAN_STATE_LOCK_TIMEOUT",),
-            "Seconds doorman-analyze waits for another run's lock on the state file."),
-    Setting("monitored_queues", "list", ["celery"], ("MONITORED_QUEUES",),
-            "Queues always checked (more are discovered from the broker).", convert=queue_names),
-    Setting("inspect_timeout", "float", 1.0, ("DOORMAN_INSPECT_TIMEOUT",),
-            "Seconds to wait for workers' replies to the active-tasks request.", positive=True),
-    Setting("inspect", "bool", True, ("DOORMAN_INSPECT",),
-            "false: strictly read-only (no PUBLISH, no pidbox writes); liveness from heartbeats and the "
-            "connection table only, no active tasks (docs/security.md)."),
-    Setting("publish_time_header", "str", "x_doorman_published_at", ("DOORMAN_PUBLISH_TIME_HEADER",),
-            "Message header holding the publish time (epoch seconds), set by doorman.hook."),
-    Setting("tls_ca_file", "str", None, ("DOORMAN_TLS_CA_FILE",),
-            "CA bundle to verify the broker's TLS certificate (default: the system's)."),
-    Setting("tls_insecure", "bool", False, ("DOORMAN_TLS_INSECURE",),
-            "Skip TLS certificate verification of the broker (warned about at every start)."),
-    Setting(THRESHOLDS, "map", None, (), "Alert thresholds; each is declared by the rule that uses it."),
-    Setting(TRANSPORT, "map", None, (),
-            "The same options as your Celery app's broker_transport_options (only these are read)."),
-    Setting("queues", "map", None, (), "Per-queue overrides: {queue: {key: value}} of the per-queue keys.",
-            section=THRESHOLDS),
-    Setting("reconnect_grace_seconds", "float", 20.0, ("RECONNECT_GRACE_SECONDS",),
-            "Worker alerts wait this long after the broker comes back (and when a daemon starts while known "
-            "workers have not answered yet).", section=THRESHOLDS),
-)
-
-
-@functools.cache
-def owners(builtin_only: bool = False) -> dict[str, str]:
-    """{key path: who declares it ("doorman", "sink slack", "rule latency", "broker redis")}."""
-    out: dict[str, str] = {}
-    for owner, settings in _declarations(builtin_only):
-        for s in settings:
-            if s.path in out:
-                raise DoormanError(f"{owner} declares the configuration key {s.path}, already declared by "
-                                   f"{out[s.path]}")
-            out[s.path] = owner
-    return out
-
-
-@functools.cache
-def schema(builtin_only: bool = False) -> dict[str, dict[str, Setting]]:
-    """Every key by section: the core's, then each sink's, rule's and broker's, in load order.
-    `builtin_only`: Doorman's own keys, whatever plugins are installed (the generated docs)."""
-    out: dict[str, dict[str, Setting]] = {TOP: {}}
-    owners(builtin_only)  # refuses a key declared twice
-    for _owner, settings in _declarations(builtin_only):
-        for s in settings:
-            out.setdefault(s.section, {})[s.name] = s
-    for section in out:
-        if section and out[TOP].get(section, Setting(section, "str")).type != "map":
-            raise DoormanError(f"the configuration section {section} has no top-level `map` setting to document it")
-    return out
-
-
-def sections() -> list[str]:
-    """The named sections (`thresholds`, `broker_transport_options`, plugins' own), in order."""
-    return [s for s in schema() if s]
-
-
-def _declarations(builtin_only: bool) -> Iterable[tuple[str, Iterable[Setting]]]:
-    yield "doorman", CORE
-    from doorman.collect.liveness import SETTINGS as LIVENESS  # doorman-collect's connection-table watch
-
-    yield "doorman-collect liveness", LIVENESS
-    from doorman.scale.settings import SETTINGS as SCALE  # the doorman-scale command's section
-
-    yield "doorman-scale", SCALE
-    for kind, group in (("sink", "doorman.sinks"), ("rule", "doorman.rules"), ("broker", "doorman.brokers")):
-        for p in plugins.builtins(group) if builtin_only else plugins.load(group):
-            yield f"{kind} {p.name}", p.settings
-
-
-def all_settings(builtin_only: bool = False) -> list[Setting]:
-    return [s for section in schema(builtin_only).values() for s in section.values()]
-
-
-def setting(path: str) -> Setting:
-    section, _, name = path.rpartition(".")
-    return schema()[section][name]
+from doorman.settings import THRESHOLDS, TOP, Config, Section, Setting, Thresholds
 
 
 def _suggest(key: str, section: str) -> str:

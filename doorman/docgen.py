@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from doorman.config import owners, schema
+from doorman.config_schema import owners, schema
 from doorman.settings import THRESHOLDS, TOP, Setting
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -30,8 +30,11 @@ BUILTIN: dict[str, tuple[str, ...]] = {
                       "doorman.rules.broker_memory:RULE", "doorman.rules.broker_errors:RULE",
                       "doorman.rules.results_growing:RULE", "doorman.rules.beat:RULE",
                       # issue 14: RabbitMQ's own risks
-                      "doorman.rules.broker_alarm:RULE", "doorman.rules.consumer_timeout:RULE"),
-    "doorman.sinks": ("doorman.sinks.pagerduty:SINK", "doorman.sinks.webhook:SINK", "doorman.sinks.slack:SINK"),
+                      "doorman.rules.broker_alarm:RULE", "doorman.rules.consumer_timeout:RULE",
+                      # issue 16: the opt-in always-firing alert for dead-man receivers
+                      "doorman.rules.watchdog:RULE"),
+    "doorman.sinks": ("doorman.sinks.pagerduty:SINK", "doorman.sinks.webhook:SINK", "doorman.sinks.slack:SINK",
+                      "doorman.sinks.alertmanager:SINK"),
     "doorman.brokers": ("doorman.brokers.redis:BROKER", "doorman.brokers.rabbitmq:BROKER"),
 }
 

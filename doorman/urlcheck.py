@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Callable
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 LOOPBACK_HOSTS = ("localhost", "::1")
 
@@ -29,6 +29,20 @@ def webhook_parts(url: str) -> tuple[str, str, int | None]:
         raise ValueError("malformed URL") from None
     host = (p.host or "").strip("[]")
     return (p.scheme or "").lower(), host, port
+
+
+def split_broker_url(url: str, schemes: tuple[str, ...]) -> SplitResult:
+    """`url` split, its port checked and its scheme one of `schemes`; else ValueError saying what
+    is wrong, never quoting the URL or the parser's message (either can hold the password)."""
+    try:
+        p = urlsplit(url)
+        p.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise ValueError("malformed URL (check the host and port, and URL-encode special characters such "
+                         "as # / ? @ in the password)") from None
+    if p.scheme not in schemes:
+        raise ValueError(f"unsupported scheme {p.scheme!r}; use one of {', '.join(schemes)}")
+    return p
 
 
 def is_loopback(host: str | None) -> bool:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.receiver import Receiver
 from tests.support import RedisServer, Worker
 
 
@@ -10,6 +11,23 @@ def shared_redis():
     server = RedisServer().start()
     yield server
     server.cleanup()
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP receiver on 127.0.0.1, closed after the test."""
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def session():
+    """A requests session for the sinks under test, closed after the test."""
+    import requests
+
+    with requests.Session() as s:
+        yield s
 
 
 @pytest.fixture

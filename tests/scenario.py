@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 
+import orjson
+
 from doorman.analyze import Engine, snapshot_problem
 from doorman.config import make_config
 from doorman.settings import Config
@@ -83,3 +85,15 @@ def feed(engine: Engine, snapshots: list[dict]) -> list[dict]:
     for s in snapshots:
         out += engine.process(copy.deepcopy(s))
     return out
+
+
+def snapshot_line(ts: str, pending: int = 5, alive: int = 0) -> bytes:
+    """One snapshot as doorman-collect writes it (a line of NDJSON): `pending` tasks in `celery`."""
+    return orjson.dumps({
+        "v": 1, "kind": "snapshot", "ts": ts, "cluster": "c1", "broker": "redis://h/0", "seq": 1,
+        "trigger": "once", "redis_connected": True, "error": None, "pending_tasks": pending,
+        "queues": {"celery": {"pending": pending, "by_priority": {"0": pending}, "oldest": None, "heads": [],
+                              "source": "config"}},
+        "alive_workers": alive, "workers": [], "active_tasks": 0, "active": [], "unacked": None,
+        "workers_subscribed": 0, "collect_ms": 1.0,
+    }) + b"\n"

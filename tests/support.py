@@ -23,6 +23,7 @@ import redis
 
 from doorman.brokers.redis.keys import Keys
 from doorman.brokers.redis.pidbox import listening
+from doorman.simulate.lost_tasks import wait
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -190,14 +191,17 @@ def collect_once(url: str | None, *args: str, env: dict[str, str] | None = None)
     return snap
 
 
+def collect_with_config(cfg: Path, mode: int) -> subprocess.CompletedProcess:
+    """`doorman-collect --once --config CFG`, the file's permissions set to `mode` first."""
+    cfg.chmod(mode)
+    return cli("doorman-collect", "--once", "--config", str(cfg))
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     """Poll until `predicate()` is truthy; return its value. Fails the test after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
+    value = wait(predicate, timeout)
+    if value:
+        return value
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 

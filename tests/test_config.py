@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from doorman import docgen, plugins
-from doorman.config import all_settings, load_config, make_config, owners, schema, setting
+from doorman.config import load_config, make_config
+from doorman.config_schema import all_settings, owners, schema, setting
 from doorman.errors import BadConfig
 from doorman.settings import TOP
 

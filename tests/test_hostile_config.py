@@ -6,7 +6,7 @@ import pytest
 
 from doorman.redact import Scrubber
 from tests.notify_support import alert, ndjson, notify_env, read_ndjson
-from tests.support import cli, free_port, records
+from tests.support import cli, collect_with_config, free_port, records
 
 
 def one_line_exit_2(p) -> str:
@@ -84,8 +84,6 @@ def test_world_writable_config_is_warned_about(tmp_path):
     """PoC: a world-writable config that holds secrets raised no warning."""
     cfg = tmp_path / "doorman.yaml"
     cfg.write_text(f"redis_url: redis://:pw-W@127.0.0.1:{free_port()}/0\n")
-    cfg.chmod(0o602)
-    loud = cli("doorman-collect", "--once", "--config", str(cfg))
+    loud = collect_with_config(cfg, 0o602)
     assert f"{cfg} is writable by every user".encode() in loud.stderr
-    cfg.chmod(0o600)
-    assert b"writable" not in cli("doorman-collect", "--once", "--config", str(cfg)).stderr
+    assert b"writable" not in collect_with_config(cfg, 0o600).stderr

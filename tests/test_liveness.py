@@ -11,28 +11,15 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import orjson
 
+from doorman.simulate.procs import children_of
 from tests.daemon_pipeline import DaemonPipeline
 from tests.receiver import Receiver
 from tests.support import BIN, ROOT, cli, enqueue, records, wait_for
 
 HOOK = "/hooks/doorman"
-
-
-def children_of(pid: int) -> list[int]:
-    """Child processes of `pid`, from /proc (field 4 of /proc/<pid>/stat is the parent)."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
 
 
 def consumer_ids(client) -> set[str]:
@@ -69,10 +56,12 @@ def test_kill9_one_of_three_then_the_rest_pages_from_the_connection_table(redis_
     firing = [(a["alert_type"], a["subject"]) for a in posts if a["status"] == "firing"]
     assert firing[:2] == [("worker_lost", "worker:w1@live"), ("workers_down", "cluster")], firing
     assert ("worker_lost", "worker:w2@live") not in firing and ("worker_lost", "worker:w3@live") not in firing
-    # Each came from a snapshot the connection table triggered, not from a heartbeat going overdue.
+    # The single death came from a snapshot the connection table triggered, not from a heartbeat
+    # going overdue. Two workers killed back to back can race the confirming ping (both silent,
+    # one connection gone yet): then whichever of the two paths is first raises workers_down.
     by_ts = {s["ts"]: s for s in pipe.snapshots()}
-    for alert in posts[:2]:
-        assert by_ts[alert["ts"]]["trigger"] == "connection_lost", alert
+    assert by_ts[posts[0]["ts"]]["trigger"] == "connection_lost", posts[0]
+    assert by_ts[posts[1]["ts"]]["trigger"] in ("connection_lost", "heartbeat"), posts[1]
     down = by_ts[posts[1]["ts"]]
     assert down["alive_workers"] == 0 and down["connections"]["consumers"] == 0
     assert posts[1]["details"]["pending_tasks"] == 5

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 
+from doorman.simulate.lost_tasks import fill
 from tests.support import BIN, ROOT, cli, enqueue, records, wait_for
 
 
@@ -123,16 +123,6 @@ def test_unacked_stranded_pages_even_while_workers_down_fires(redis_server, work
 # ---------------------------------------------------------------- memory, eviction, OOM
 
 
-def fill(client: redis.Redis, n: int = 4000) -> int:
-    """Write 1 KB keys until `n` or the broker refuses; return how many went in."""
-    for i in range(n):
-        try:
-            client.set(f"filler:{i}", b"x" * 1024)
-        except redis.exceptions.OutOfMemoryError:
-            return i
-    return n
-
-
 def test_allkeys_lru_really_evicts_and_doorman_says_so(make_redis, conf, tmp_path):
     server = make_redis(extra=["--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru"])
     client = server.client()
@@ -143,7 +133,7 @@ def test_allkeys_lru_really_evicts_and_doorman_says_so(make_redis, conf, tmp_pat
     assert brief(alerts) == [("broker_eviction_policy", "warning", "firing"), ("celery_disconnected", "warning", "firing")]
     assert "noeviction" in alerts[0]["message"] + alerts[1]["message"]
 
-    assert fill(client) == 4000  # never refused: Redis evicts instead
+    assert fill(server.url) == 4000  # never refused: Redis evicts instead
     snap, alerts = once(server.url, cfg, state)
     evicted = snap["broker_health"]["evicted_keys"]
     assert evicted > 0 and client.dbsize() < 4000
@@ -161,7 +151,7 @@ def test_noeviction_full_broker_refuses_publishes_and_is_broker_oom_not_redis_do
     _, alerts = once(server.url, cfg, state)
     assert alerts == []
 
-    assert fill(client) < 4000
+    assert fill(server.url) < 4000
     # keep it full whatever the clients' buffers do meanwhile (the test's CONFIG, never Doorman's)
     client.config_set("maxmemory", int(client.info("memory")["used_memory"] * 0.9))
     with pytest.raises(Exception, match="maxmemory"):  # a real publish fails: the task never exists

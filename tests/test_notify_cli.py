@@ -51,7 +51,7 @@ def test_dry_run_with_nothing_configured_shows_every_destination_and_sends_nothi
     out = records(p.stdout)
     assert [(r["destination"], r["status"]) for r in out] == [
         ("pagerduty", "firing"), ("pagerduty", "resolved"), ("webhook", "firing"), ("webhook", "resolved"),
-        ("slack", "firing"), ("slack", "resolved")]
+        ("slack", "firing"), ("slack", "resolved"), ("alertmanager", "firing"), ("alertmanager", "resolved")]
     assert all(r["result"] == "dry_run" and r["placeholder"] for r in out)
     assert out[0]["payload"]["event_action"] == "trigger" and out[0]["payload"]["routing_key"] == "***0000"
     assert out[2]["payload"] == alert(1)

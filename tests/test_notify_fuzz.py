@@ -73,6 +73,6 @@ def test_a_valid_alert_reaches_every_destination_in_dry_run():
              "title": "No workers", "message": "No workers responding but 5 tasks are pending!",
              "details": {"pending_tasks": 5, "queues": {"celery": 5}}}
     records, problems = dry_run(orjson.dumps(alert) + b"\nnot json\n")
-    assert sorted(r["destination"] for r in records) == ["pagerduty", "slack", "webhook"]
+    assert sorted(r["destination"] for r in records) == ["alertmanager", "pagerduty", "slack", "webhook"]
     [problem] = problems
     assert problem.startswith("<stdin>:2: not valid JSON (") and problem.endswith("); skipped")

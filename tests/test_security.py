@@ -12,7 +12,16 @@ import pytest
 import redis
 
 from doorman.brokers.redis.keys import Keys
-from tests.support import ROOT, RedisServer, cli, collect_once, enqueue, free_port, records
+from tests.support import (
+    ROOT,
+    RedisServer,
+    cli,
+    collect_once,
+    collect_with_config,
+    enqueue,
+    free_port,
+    records,
+)
 
 KEYS = Keys()
 # The exact rule docs/security.md documents ("A least-privilege Redis user"): read anything, write
@@ -169,13 +178,10 @@ def test_plain_http_webhooks_only_to_loopback_or_when_allowed(tmp_path):
 def test_world_readable_config_with_secrets_is_warned_about(tmp_path):
     cfg = tmp_path / "doorman.yaml"
     cfg.write_text(f"redis_url: redis://:pw-SECRET-1@127.0.0.1:{free_port()}/0\n")
-    cfg.chmod(0o644)
-    loud = cli("doorman-collect", "--once", "--config", str(cfg))
+    loud = collect_with_config(cfg, 0o644)
     assert f"{cfg} holds secrets and is readable by other users".encode() in loud.stderr
     assert b"pw-SECRET-1" not in loud.stdout + loud.stderr
-    cfg.chmod(0o600)
-    quiet = cli("doorman-collect", "--once", "--config", str(cfg))
-    assert b"readable by other users" not in quiet.stderr
+    assert b"readable by other users" not in collect_with_config(cfg, 0o600).stderr
 
 
 # The rule an earlier release documented: no INFO, MULTI, CLIENT LIST... Upgrading must not turn

@@ -26,7 +26,7 @@ def config_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def setting_help(key: str) -> str:
     """An option's help, from the key's declaration: its doc, default and environment variables."""
-    from doorman.config import setting
+    from doorman.config_schema import setting
 
     s = setting(key)
     env = ", ".join(f"${v}" for v in s.env)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
+from doorman.heartbeat import tick_problem
 from doorman.ndjson import json_type, read_records
 from doorman.severity import SEVERITIES
 
@@ -85,9 +86,18 @@ class Intake:
 
 
 def stream_alerts(stream: IO[bytes], report: Callable[[str], None],
-                  name: str = "<stdin>") -> Iterator[dict[str, Any]]:
-    """Good alerts from an NDJSON stream; each bad line is reported with its number and skipped."""
+                  name: str = "<stdin>", ticks: bool = False) -> Iterator[dict[str, Any]]:
+    """Good alerts from an NDJSON stream; each bad line is reported with its number and skipped.
+    With `ticks`, doorman-analyze's `tick` records (a cycle went through: `doorman.heartbeat`) come
+    through too, in stream order, for the heartbeat; they never reach a destination."""
     for lineno, obj in read_records(stream, name, report, what="alert"):
+        if ticks and isinstance(obj, dict) and obj.get("kind") == "tick" and obj.get("v", 1) == 1:
+            problem = tick_problem(obj)
+            if problem:
+                report(f"{name}:{lineno}: {problem}; skipped")
+            else:
+                yield obj
+            continue
         problem = alert_problem(obj)
         if problem:
             report(f"{name}:{lineno}: {problem}; skipped")

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
+from doorman.heartbeat import Pinger
 from doorman.ndjson import write_record
 from doorman.notify.dispatch import Dispatcher
 from doorman.notify.intake import BATCH_WINDOW, Intake, stream_alerts
@@ -25,22 +26,28 @@ from doorman.sinks import Sink, SinkContext, build_sinks, no_destination
 
 
 def run(alerts: Iterable[Any], dispatcher: Dispatcher, stop: threading.Event, window: float = BATCH_WINDOW,
-        on_intake: Callable[[Intake], None] = lambda i: None) -> None:
-    """Drive the dispatcher from an iterator of alerts until EOF or stop; spool what is left on stop."""
+        on_intake: Callable[[Intake], None] = lambda i: None,
+        on_ticks: Callable[[list[dict[str, Any]]], None] = lambda ticks: None) -> None:
+    """Drive the dispatcher from an iterator of alerts until EOF or stop; spool what is left on stop.
+    The `tick` records of a batch go to `on_ticks` once its alerts are handed over (the heartbeat)."""
     dispatcher.replay()
     intake = Intake(alerts)
     on_intake(intake)
     while not stop.is_set():
         due = dispatcher.next_replay_in()
         batch, eof = intake.batch(due, window)
+        ticks = [a for a in batch if a.get("kind") == "tick"]
+        batch = [a for a in batch if a.get("kind") != "tick"] if ticks else batch
         if batch:
             dispatcher.handle(batch)
         elif not eof and not stop.is_set():
             dispatcher.replay()
+        if ticks:
+            on_ticks(ticks)
         if eof:
             break
     if stop.is_set():
-        left = intake.drain()
+        left = [a for a in intake.drain() if a.get("kind") != "tick"]
         if left:
             dispatcher.handle(left)
 
@@ -92,7 +99,10 @@ class Reader:
         self.say(message)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for a in stream_alerts(self.stream, self.report):
+        for a in stream_alerts(self.stream, self.report, ticks=True):
+            if a.get("kind") == "tick":
+                yield a
+                continue
             self.received += 1
             if self.received == 1:
                 self.on_first()
@@ -128,6 +138,13 @@ def open_spool(cfg: Config, sinks: list[Sink], say: Callable[[str], None]) -> Sp
     return spool
 
 
+def heartbeat(cfg: Config, say: Callable[[str], None]) -> Pinger | None:
+    """The dead-man's switch, when `heartbeat_url` is set (`doorman.heartbeat`)."""
+    if not cfg.heartbeat_url:
+        return None
+    return Pinger(cfg.heartbeat_url, cfg.heartbeat_fail_suffix, cfg.heartbeat_timeout_seconds, say)
+
+
 def run_notify(cfg: Config, stdin: IO[bytes], stdout: IO[bytes], warn: Callable[[str], None],
                dry_run: bool = False, shutdown: Shutdown | None = None) -> int:
     """Deliver every alert of `stdin`, records to `stdout`, diagnostics (scrubbed) to `warn`.
@@ -143,7 +160,11 @@ def run_notify(cfg: Config, stdin: IO[bytes], stdout: IO[bytes], warn: Callable[
     reader = Reader(stdin, say, lambda: nowhere(say) if not sinks and not dry_run else None)
     dispatcher = Dispatcher(sinks, Output(stdout, shutdown.event), say, spool, RetryPolicy.from_config(cfg),
                             shutdown.event, dry_run=dry_run, spool_retry_seconds=cfg.spool_retry_seconds)
-    run(reader, dispatcher, shutdown.event, on_intake=shutdown.intakes.append)
+    pinger = heartbeat(cfg, say) if not dry_run else None
+    run(reader, dispatcher, shutdown.event, on_intake=shutdown.intakes.append,
+        on_ticks=pinger.ticks if pinger is not None else lambda ticks: None)
+    if pinger is not None:
+        pinger.close(cfg.heartbeat_timeout_seconds)  # a cron run's only ping must not die with the process
     left = sum(spool.counts().values()) if spool is not None else 0
     if spool is not None and left:
         say(f"{left} alert(s) still waiting in {spool.path}; they are retried on the next run")

@@ -9,6 +9,7 @@ application, beat cannot send, and nothing says so in Celery. Hence an emergency
 from __future__ import annotations
 
 from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition
+from doorman.rules.broker_memory import BROKER_DOWN, health
 from doorman.settings import Config
 
 KNOWN = {"mem_alarm": "memory", "disk_free_alarm": "free disk space"}
@@ -19,12 +20,12 @@ class BrokerAlarm(BaseRule):
     alert_types = (
         AlertType("broker_alarm", ("emergency",), "cluster",
                   "RabbitMQ raised a memory or disk alarm: every publisher is blocked.",
-                  inhibited_by=frozenset({"redis_down"})),
+                  inhibited_by=BROKER_DOWN),
     )
 
     def evaluate(self, snapshot: Snapshot, state: State, config: Config, now: float) -> list[Condition]:
-        health = snapshot.get("broker_health")
-        alarms = health.get("alarms") if isinstance(health, dict) else None
+        h = health(snapshot)
+        alarms = h.get("alarms")
         if not isinstance(alarms, list):
             return []
         raised = sorted({a for a in alarms if isinstance(a, str) and a in KNOWN})
@@ -35,8 +36,7 @@ class BrokerAlarm(BaseRule):
             "broker_alarm", "emergency", "cluster", "Broker alarm: publishers blocked",
             f"RabbitMQ raised its {what} alarm ({', '.join(raised)}): every connection that publishes is "
             f"blocked until it clears, so no new task can be sent.",
-            {"alarms": raised, "used_memory_bytes": health.get("used_memory_bytes") if isinstance(health, dict) else None,
-             "max_memory_bytes": health.get("max_memory_bytes") if isinstance(health, dict) else None})]
+            {"alarms": raised, "used_memory_bytes": h.get("used_memory_bytes"), "max_memory_bytes": h.get("max_memory_bytes")})]
 
 
 RULE = BrokerAlarm()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import subprocess
 import tempfile
 import threading
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from doorman import SCHEMA_VERSION
+from doorman.procgroup import kill_group
 from doorman.timefmt import iso
 
 ERROR_CHARS = 400  # tail of the command's output kept in a failure record
@@ -70,11 +70,7 @@ def run_command(argv: list[str], timeout: float) -> Outcome:
         try:
             code = proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            proc.wait()
+            kill_group(proc)
             return Outcome(False, None, f"timed out after {timeout:g} s (killed); output: {_tail(out)}")
         if code == 0:
             return Outcome(True, 0, None)

@@ -24,6 +24,10 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _not_negative(v: float) -> str | None:
+    return "must be 0 or more" if v < 0 else None
+
+
 def pool_problem(name: Any, spec: Any) -> str | None:
     """What is wrong with one pool's own entry (bounds against the section defaults come later)."""
     if not isinstance(name, str) or not POOL_NAME.match(name):
@@ -79,7 +83,7 @@ SETTINGS: tuple[Setting, ...] = (
             section=SECTION, check=pools_problem),
     Setting("min_workers", "int", 1, ("DOORMAN_SCALE_MIN_WORKERS",),
             "Fewest workers of a pool that does not set `min` (0 allows scaling to zero when idle).",
-            section=SECTION, check=lambda v: "must be 0 or more" if v < 0 else None),
+            section=SECTION, check=_not_negative),
     Setting("max_workers", "int", 10, ("DOORMAN_SCALE_MAX_WORKERS",),
             "Most workers of a pool that does not set `max`.", section=SECTION, positive=True),
     Setting("target_wait_seconds", "float", 60.0, ("DOORMAN_SCALE_TARGET_WAIT_SECONDS",),
@@ -87,7 +91,7 @@ SETTINGS: tuple[Setting, ...] = (
             positive=True),
     Setting("stabilization_seconds", "float", 300.0, ("DOORMAN_SCALE_STABILIZATION_SECONDS",),
             "A pool shrinks only after needing fewer workers for this long, and at most once per window.",
-            section=SECTION, check=lambda v: "must be 0 or more" if v < 0 else None),
+            section=SECTION, check=_not_negative),
     Setting("rate_window_seconds", "float", 60.0, ("DOORMAN_SCALE_RATE_WINDOW_SECONDS",),
             "Time constant of the arrival and service rate averages.", section=SECTION, positive=True),
     Setting("stale_after_seconds", "float", 120.0, ("DOORMAN_SCALE_STALE_AFTER_SECONDS",),

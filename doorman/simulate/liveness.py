@@ -21,35 +21,27 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import IO
 
 from doorman.simulate.enqueue import Task, publish
 from doorman.simulate.lost_tasks import Stage, staged, wait
+from doorman.simulate.procs import children_of
 
 SCENARIOS = ("unconsumed", "cancelled-consumer", "ghost", "kill9")
 CONFIG = "thresholds:\n  unconsumed_after_seconds: 2\n  ghost_after_seconds: 2\n"
 
 
-def children_of(pid: int) -> list[int]:
-    """Child processes of `pid` (field 4 of /proc/<pid>/stat is the parent)."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if len(fields) > 1 and fields[1] == str(pid):
-            out.append(int(stat.parent.name))
-    return out
+def _expect(s: Stage, n: int, queue: str, why: str, alert_type: str) -> bool:
+    """Send `n` tasks to `queue`, start the pipeline, and wait for its `alert_type` alert."""
+    publish(s.url, [Task("demo.add", (2, 3), queue)] * n)
+    s.say(f"{n} tasks sent to `{queue}`{why}")
+    watch = s.pipeline(CONFIG)
+    return bool(wait(lambda: watch.first(alert_type)))
 
 
 def _unconsumed(s: Stage) -> bool:
     s.workers(1)
-    publish(s.url, [Task("demo.add", (2, 3), "reports")] * 3)
-    s.say("3 tasks sent to `reports`; the worker consumes only `celery`")
-    watch = s.pipeline(CONFIG)
-    return bool(wait(lambda: watch.first("queue_unconsumed")))
+    return _expect(s, 3, "reports", "; the worker consumes only `celery`", "queue_unconsumed")
 
 
 def _cancelled(s: Stage) -> bool:
@@ -57,10 +49,7 @@ def _cancelled(s: Stage) -> bool:
     done = subprocess.run([sys.executable, "-m", "celery", "-A", "doorman.demoapp", "control", "cancel_consumer",
                            "celery"], env={**s.env, "REDIS_URL": s.url}, capture_output=True, timeout=60)
     s.say(f"celery control cancel_consumer celery: exit {done.returncode}")
-    publish(s.url, [Task("demo.add", (2, 3), "celery")] * 3)
-    s.say("3 tasks sent to `celery`, which nobody consumes any more")
-    watch = s.pipeline(CONFIG)
-    return bool(wait(lambda: watch.first("queue_unconsumed")))
+    return _expect(s, 3, "celery", ", which nobody consumes any more", "queue_unconsumed")
 
 
 def _ghost(s: Stage) -> bool:
@@ -68,10 +57,7 @@ def _ghost(s: Stage) -> bool:
     for pid in children_of(pool.workers[0].proc.pid):
         os.kill(pid, signal.SIGSTOP)
     s.say(f"the pool process of {pool.workers[0].name} is stopped; its main process heartbeats on")
-    publish(s.url, [Task("demo.add", (2, 3), "celery")] * 8)
-    s.say("8 tasks sent to `celery`")
-    watch = s.pipeline(CONFIG)
-    return bool(wait(lambda: watch.first("ghost_worker")))
+    return _expect(s, 8, "celery", "", "ghost_worker")
 
 
 def _kill9(s: Stage) -> bool:

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from doorman.procgroup import kill_group
+
 PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
@@ -52,20 +54,17 @@ def spawn(args: list[str], **kw) -> subprocess.Popen:
     return subprocess.Popen(args, start_new_session=True, preexec_fn=_die_with_parent(), **kw)
 
 
-def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL, timeout: float = 10) -> None:
-    """Signal the child's whole process group and reap the child."""
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
+def children_of(pid: int) -> list[int]:
+    """Child processes of `pid` (field 4 of /proc/<pid>/stat is the parent)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        proc.wait()
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 1 and fields[1] == str(pid):
+            out.append(int(stat.parent.name))
+    return out
 
 
 def stop(proc: subprocess.Popen, timeout: float = 5) -> None:

@@ -12,7 +12,8 @@ All three watch one redis-server started here (127.0.0.1, free port), in the sam
 
 Each trial: a fresh database, one prefork worker busy with a sleep task (queue `busy`), 5 tasks
 pending in `celery`, the kill at a random phase of the 2 s heartbeat. Peers come from
-`make bench-peers`; a missing one is reported with the reason. Nothing is asserted.
+`make bench-peers`; a missing one is reported with the reason. Nothing is asserted. The queue-depth
+part and the peers live in queue_depth.py.
 """
 
 from __future__ import annotations
@@ -26,19 +27,15 @@ import time
 from datetime import datetime
 from typing import Any
 
-import orjson
-
-from doorman.brokers.redis.keys import SEP
 from tests.bench import peers
+from tests.bench.queue_depth import Peers, depth_table, queue_depth
 from tests.daemon_pipeline import DaemonPipeline
 from tests.receiver import Receiver
-from tests.support import RedisServer, Worker, cli, enqueue
+from tests.support import RedisServer, Worker, enqueue
 
 HOOK = "/hooks/bench"
 FLOWER_POLL = 0.2
 CAPS = {"doorman": 60.0, "flower": 60.0, "exporter": 330.0}
-PRIORITIES = (0, 3, 6, 9)
-PER_PRIORITY = 10
 
 
 def spread(values: list[float]) -> dict[str, Any]:
@@ -54,62 +51,6 @@ def fmt_spread(s: dict[str, Any], unit: str = "s", digits: int = 2) -> str:
     if s["n"] == 1:
         return f"{s['median']:.{digits}f} {unit}"
     return f"{s['median']:.{digits}f} {unit} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
-
-
-class Peers:
-    """Flower and the exporter for the whole run, or why one is missing."""
-
-    def __init__(self, url: str):
-        self.running: dict[str, peers.Peer] = {}
-        self.missing: dict[str, str] = {}
-        self.versions: dict[str, str] = {}
-        for name, start in (("flower", lambda: peers.start_flower(url)),
-                            ("exporter", lambda: peers.start_exporter(url, ["celery", "busy"]))):
-            ok, info = peers.installed(name)
-            if not ok:
-                self.missing[name] = info
-                continue
-            self.versions[name] = info
-            try:
-                self.running[name] = start()
-            except RuntimeError as e:
-                self.missing[name] = f"did not start: {e}"
-
-    def stop(self) -> None:
-        for p in self.running.values():
-            p.stop()
-
-
-# ---------------------------------------------------------------- queue depth with priorities
-
-def queue_depth(server: RedisServer, ps: Peers) -> dict[str, Any]:
-    """40 tasks in `celery`, 10 at each kombu priority step; no worker has ever run (Flower then
-    falls back to the default queue; the exporter was given `-Q celery`)."""
-    client = server.client()
-    client.flushdb()
-    for p in PRIORITIES:
-        enqueue(server.url, PER_PRIORITY, task="demo.add", args=(2, 3), queue="celery", priority=p)
-    lists = {key.decode(): client.llen(key) for key in client.scan_iter(match="celery*", _type="list")}
-    truth = sum(lists.values())
-    out: dict[str, Any] = {"truth": truth, "lists": {k.replace(SEP, SEP.encode("unicode_escape").decode()): v
-                                                      for k, v in sorted(lists.items())}}
-    snap = orjson.loads(cli("doorman-collect", "--once", env={"REDIS_URL": server.url}).stdout)
-    out["doorman"] = {"reported": snap["queues"]["celery"]["pending"], "by_priority": snap["queues"]["celery"]["by_priority"],
-                      "how": "`queues.celery.pending` of `doorman-collect --once`"}
-    if "flower" in ps.running:
-        out["flower"] = {"reported": peers.flower_queue_lengths(ps.running["flower"]).get("celery"),
-                         "how": "`/api/queues/length`"}
-    else:
-        out["flower"] = {"reported": None, "how": ps.missing["flower"]}
-    if "exporter" in ps.running:
-        metrics = peers.exporter_metrics(ps.running["exporter"])
-        value = peers.exporter_value(metrics, "celery_queue_length", "queue_name", "celery")
-        out["exporter"] = {"reported": None if value is None else int(value),
-                           "how": '`celery_queue_length{queue_name="celery"}` (`-Q celery`)'}
-    else:
-        out["exporter"] = {"reported": None, "how": ps.missing["exporter"]}
-    client.flushdb()
-    return out
 
 
 # ---------------------------------------------------------------- detection after kill -9
@@ -264,19 +205,6 @@ def detection_table(d: dict[str, Any], ps: Peers) -> str:
         missed = f", {s['missed']} not within {CAPS[key]:g} s" if s.get("missed") else ""
         note = " (one trial only: it takes ~300 s)" if key == "exporter" and s["n"] <= 1 else ""
         rows.append(f"| {label} | {s['how']} | {s['n']}{note}{missed} | {fmt_spread(s)} | no |")
-    return "\n".join(rows)
-
-
-def depth_table(q: dict[str, Any], ps: Peers) -> str:
-    rows = [f"Queue `celery` holds {q['truth']} tasks: {PER_PRIORITY} at each priority {PRIORITIES} "
-            f"(lists: {', '.join(f'`{k}` {v}' for k, v in q['lists'].items())}).", "",
-            "| tool | reads | reports | correct? |", "|---|---|---|---|"]
-    for key, label in (("doorman", "Doorman"), ("flower", f"Flower {ps.versions.get('flower', '')}"),
-                       ("exporter", f"celery-exporter {ps.versions.get('exporter', '')}")):
-        r = q[key]
-        got = r["reported"]
-        verdict = "—" if got is None else ("yes" if got == q["truth"] else f"no (off by {q['truth'] - got})")
-        rows.append(f"| {label} | {r['how']} | {'—' if got is None else got} | {verdict} |")
     return "\n".join(rows)
 
 

@@ -7,6 +7,8 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from doorman.urlcheck import split_broker_url
+
 SCHEMES: tuple[str, ...] = ("amqp", "pyamqp", "amqps")
 AMQP_PORT, AMQPS_PORT = 5672, 5671
 MANAGEMENT_PORT, MANAGEMENT_TLS_PORT = 15672, 15671
@@ -32,13 +34,9 @@ class Target:
 def url_problem(url: str) -> str | None:
     """What is wrong with an amqp(s) URL, or None; never quotes the URL (it may hold a password)."""
     try:
-        p = urlsplit(url)
-        p.port  # noqa: B018 - raises on a malformed port
-    except ValueError:
-        return ("malformed URL (check the host and port, and URL-encode special characters such "
-                "as # / ? @ in the password)")
-    if p.scheme not in SCHEMES:
-        return f"unsupported scheme {p.scheme!r}; use one of {', '.join(SCHEMES)}"
+        p = split_broker_url(url, SCHEMES)
+    except ValueError as e:
+        return str(e)
     if not p.hostname:
         return "malformed URL: no host"
     if ";" in url:

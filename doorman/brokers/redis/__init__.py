@@ -7,11 +7,10 @@ imported only by `connect`.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from doorman.brokers.redis.keys import PRIORITY_STEPS, SEP
 from doorman.settings import TRANSPORT, Config, Setting
-from doorman.urlcheck import query_problem
+from doorman.urlcheck import query_problem, split_broker_url
 
 if TYPE_CHECKING:
     from doorman.brokers.base import BrokerPlugin
@@ -53,14 +52,9 @@ class RedisBroker:
     def url_problem(self, url: str) -> str | None:
         for part in url.split(";"):
             try:
-                p = urlsplit(part)
-                p.port  # noqa: B018 - raises on a malformed port
-            except ValueError:
-                # never quote the parser's message: it can contain a piece of the password
-                return ("malformed URL (check the host and port, and URL-encode special characters such "
-                        "as # / ? @ in the password)")
-            if p.scheme not in SCHEMES:
-                return f"unsupported scheme {p.scheme!r}; use one of {', '.join(SCHEMES)}"
+                p = split_broker_url(part, SCHEMES)
+            except ValueError as e:
+                return str(e)
             if p.scheme in ("redis", "rediss", "sentinel") and not p.hostname:
                 return "malformed URL: no host"
             if p.scheme in ("unix", "redis+socket") and not p.path:

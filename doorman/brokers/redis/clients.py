@@ -29,6 +29,31 @@ def _host(host: bytes) -> str:
     return host.decode("ascii", "backslashreplace")[:64] or "?"
 
 
+class _Tally:
+    """Consumer and subscriber connections by id, and their counts per host (at most MAX_HOSTS)."""
+
+    def __init__(self) -> None:
+        self.ids: tuple[set[int], set[int]] = (set(), set())  # consumers, subscribers
+        self.by_host: dict[bytes, list[int]] = {}  # host -> [consumers, subscribers]
+        self.truncated = False
+
+    def add(self, cid: int, addr: bytes, kind: int) -> None:
+        """One connection of `kind` (0 consumer, 1 subscriber) from `addr` (host:port)."""
+        self.ids[kind].add(cid)
+        host = addr.rpartition(b":")[0] if b":" in addr else addr
+        counts = self.by_host.get(host)
+        if counts is None:
+            if len(self.by_host) >= MAX_HOSTS:
+                self.truncated = True
+                return
+            counts = self.by_host[host] = [0, 0]
+        counts[kind] += 1
+
+    def table(self, clients: int) -> ConnectionTable:
+        hosts = {_host(h): {"consumers": c[0], "subscribers": c[1]} for h, c in self.by_host.items()}
+        return ConnectionTable(clients, frozenset(self.ids[0]), frozenset(self.ids[1]), hosts, self.truncated)
+
+
 _CONSUMING = tuple(b" cmd=" + c + b" " for c in sorted(CONSUMER_COMMANDS))
 _NOT_SUBSCRIBED = b" sub=0 psub=0 "
 
@@ -40,10 +65,7 @@ def _parse_lines(raw: bytes) -> ConnectionTable:
     spaces, and no value holds a space (CLIENT SETNAME refuses one), so ` cmd=brpop ` cannot be
     forged by a client name."""
     own = b" name=" + DOORMAN_NAME.encode() + b" "
-    consumers: set[int] = set()
-    subscribers: set[int] = set()
-    by_host: dict[bytes, list[int]] = {}  # host -> [consumers, subscribers]
-    truncated = False
+    tally = _Tally()
     clients = 0
     for line in raw.split(b"\n"):
         if not line.startswith(b"id="):
@@ -51,9 +73,9 @@ def _parse_lines(raw: bytes) -> ConnectionTable:
         clients += 1
         line += b" "
         if b" cmd=b" in line and any(c in line for c in _CONSUMING):
-            kind, ids = 0, consumers
+            kind = 0
         elif _NOT_SUBSCRIBED not in line and b" psub=" in line:
-            kind, ids = 1, subscribers
+            kind = 1
         else:
             continue
         if own in line:
@@ -62,18 +84,8 @@ def _parse_lines(raw: bytes) -> ConnectionTable:
         start = line.find(b" addr=") + 6
         if not cid.isdigit() or start < 6:
             continue
-        ids.add(int(cid))
-        addr = line[start:line.find(b" ", start)]
-        host = addr.rpartition(b":")[0] if b":" in addr else addr
-        counts = by_host.get(host)
-        if counts is None:
-            if len(by_host) >= MAX_HOSTS:
-                truncated = True
-                continue
-            counts = by_host[host] = [0, 0]
-        counts[kind] += 1
-    hosts = {_host(h): {"consumers": c[0], "subscribers": c[1]} for h, c in by_host.items()}
-    return ConnectionTable(clients, frozenset(consumers), frozenset(subscribers), hosts, truncated)
+        tally.add(int(cid), line[start:line.find(b" ", start)], kind)
+    return tally.table(clients)
 
 
 # One pass over the whole reply per field. Each pattern starts with a space (or the line's start),
@@ -93,30 +105,18 @@ def parse_client_list(raw: bytes) -> ConnectionTable:
     if not len(ids) == len(names) == len(subs) == len(cmds) == lines:
         return _parse_lines(raw)
     own = DOORMAN_NAME.encode()
-    consumers: set[int] = set()
-    subscribers: set[int] = set()
-    by_host: dict[bytes, list[int]] = {}  # host -> [consumers, subscribers]
-    truncated = False
+    tally = _Tally()
     for (cid, addr), name, sp, cmd in zip(ids, names, subs, cmds, strict=True):
         if cmd in CONSUMER_COMMANDS:
-            kind, found = 0, consumers
+            kind = 0
         elif sp != _NO_SUBS:
-            kind, found = 1, subscribers
+            kind = 1
         else:
             continue
         if name == own:
             continue
-        found.add(int(cid))
-        host = addr.rpartition(b":")[0] if b":" in addr else addr
-        counts = by_host.get(host)
-        if counts is None:
-            if len(by_host) >= MAX_HOSTS:
-                truncated = True
-                continue
-            counts = by_host[host] = [0, 0]
-        counts[kind] += 1
-    hosts = {_host(h): {"consumers": c[0], "subscribers": c[1]} for h, c in by_host.items()}
-    return ConnectionTable(lines, frozenset(consumers), frozenset(subscribers), hosts, truncated)
+        tally.add(int(cid), addr, kind)
+    return tally.table(lines)
 
 
 _NO_SUBS = (b"0", b"0")
