@@ -35,12 +35,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def require_redis_server() -> str:
-    path = shutil.which("redis-server")
+def require(binary: str, package: str) -> str:
+    """The path of a program the suite runs for real; missing, the test fails (never skips)."""
+    path = shutil.which(binary)
     if not path:
-        pytest.fail("redis-server is not installed: run `make install` (installs the Debian package "
-                    "redis-server). Tests never skip for a missing server.", pytrace=False)
+        pytest.fail(f"{binary} is not installed: run `make install` (installs the Debian package "
+                    f"{package}). Tests never skip for a missing server.", pytrace=False)
     return path
+
+
+def require_redis_server() -> str:
+    return require("redis-server", "redis-server")
 
 
 class RedisServer:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 import urllib.request
@@ -21,8 +20,7 @@ import pytest
 
 from doorman.timefmt import iso
 from tests.notify_support import notify_env
-from tests.receiver import Receiver
-from tests.support import BIN, free_port, records, wait_for
+from tests.support import BIN, free_port, records, require, wait_for
 
 AM_SECRET = "AMPATHSECRET0042"  # an instance URL's path is a secret like any webhook's
 GENERATOR = "http://127.0.0.1:8099/"
@@ -42,24 +40,15 @@ receivers:
 """
 
 
-def require_alertmanager() -> str:
-    path = shutil.which("prometheus-alertmanager")
-    if not path:
-        pytest.fail("prometheus-alertmanager is not installed: run `make install` (installs the Debian package "
-                    "prometheus-alertmanager). Tests never skip for a missing server.", pytrace=False)
-    return path
-
-
 @pytest.fixture
-def hook():
-    r = Receiver()
-    yield r
-    r.close()
+def hook(receiver):
+    """Alertmanager's own webhook notifications arrive here."""
+    return receiver
 
 
 @pytest.fixture
 def alertmanager(tmp_path, hook):
-    binary = require_alertmanager()
+    binary = require("prometheus-alertmanager", "prometheus-alertmanager")
     port = free_port()
     conf = tmp_path / "alertmanager.yml"
     conf.write_text(AM_CONFIG.format(hook=hook.url("/am")))

@@ -5,26 +5,20 @@ and the shape of deploy/kubernetes-keda.yaml."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 
-import pytest
 import requests
 import yaml
 
-from tests.support import ROOT, cli, free_port, records
+from tests.support import ROOT, cli, free_port, records, require
 from tests.test_scale_cli import burst_lines
 
 DEPLOY = ROOT / "deploy"
 
 
 def need(binary: str) -> str:
-    path = shutil.which(binary)
-    if not path:
-        pytest.fail(f"{binary} is not installed: run `make install`. Tests never skip for a missing tool.",
-                    pytrace=False)
-    return path
+    return require(binary, {"promtool": "prometheus"}.get(binary, binary))
 
 
 def test_textfile_gauge_reaches_prometheus_format_through_node_exporter(tmp_path):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import stat
 import subprocess
 import time
@@ -25,14 +24,11 @@ from doorman.serve.history import History, Reader
 from doorman.serve.metrics import exposition_maker
 from doorman.serve.state import Limits, State
 from tests.serve_support import XSS, Serve, alert, lines, snapshot
-from tests.support import BIN, wait_for
+from tests.support import BIN, require, wait_for
 
 
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if not path:
-        pytest.fail("promtool is not installed: run `make install` (Debian package prometheus).", pytrace=False)
-    return path
+    return require("promtool", "prometheus")
 
 
 # --- following files --------------------------------------------------------------------------

@@ -7,7 +7,6 @@ no console error (a CSP violation would be one). A screenshot is kept in test-ar
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 
@@ -19,16 +18,13 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.serve_support import XSS, Serve, alert, lines, snapshot
-from tests.support import ROOT, wait_for
+from tests.support import ROOT, require, wait_for
 
 ARTIFACTS = ROOT / "test-artifacts"
 
 
 def chromium() -> webdriver.Chrome:
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not browser or not driver:
-        pytest.fail("chromium / chromedriver are not installed: run `make install` (Debian packages chromium, "
-                    "chromium-driver).", pytrace=False)
+    browser, driver = require("chromium", "chromium"), require("chromedriver", "chromium-driver")
     opts = webdriver.ChromeOptions()
     opts.binary_location = browser
     for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

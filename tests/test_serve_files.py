@@ -5,27 +5,22 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 
 from doorman.serve.metrics import exposition_maker
 from doorman.serve.state import State
 from tests.serve_support import alert, snapshot
-from tests.support import ROOT
+from tests.support import ROOT, require
 
 PROM = ROOT / "deploy" / "prometheus"
 
 
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if not path:
-        pytest.fail("promtool is not installed: run `make install` (Debian package prometheus).", pytrace=False)
-    return path
+    return require("promtool", "prometheus")
 
 
 def served_names() -> set[str]:
@@ -89,9 +84,7 @@ def test_deployments_run_serve_beside_the_daemon_with_probes():
 
 
 def test_serve_unit_verifies(tmp_path):
-    analyze = shutil.which("systemd-analyze")
-    if not analyze:
-        pytest.fail("systemd-analyze missing (Debian package systemd)", pytrace=False)
+    analyze = require("systemd-analyze", "systemd")
     from tests.support import BIN
 
     unit = tmp_path / "celery-doorman-serve.service"

@@ -7,17 +7,15 @@ real Prometheus server scraping serve sees the broker's queue length.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
 
-import pytest
 import requests
 
 from tests.receiver import Receiver
 from tests.serve_support import Serve
-from tests.support import BIN, ROOT, enqueue, free_port, wait_for
+from tests.support import BIN, ROOT, enqueue, free_port, require, wait_for
 
 RUN = ROOT / "bin" / "doorman-run"
 
@@ -81,9 +79,7 @@ def stat_mode(p: Path) -> int:
 
 def test_simulate_serve_shows_the_run_and_a_real_prometheus_scrapes_it(tmp_path):
     """`doorman-simulate --serve`: the demo live in serve; Prometheus' query API sees the demo queue."""
-    prometheus = shutil.which("prometheus")
-    if not prometheus:
-        pytest.fail("prometheus is not installed: run `make install` (Debian package prometheus).", pytrace=False)
+    prometheus = require("prometheus", "prometheus")
     serve_port, prom_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DOORMAN_", "REDIS_URL", "MAX_", "CHECK_"))}
     env.update(XDG_STATE_HOME=str(tmp_path / "xdg"), DOORMAN_CONFIG="")
