@@ -104,17 +104,18 @@ def sections() -> list[str]:
     return [s for s in schema() if s]
 
 
+# Keys of Doorman's own parts that are neither a rule, a sink nor a broker: owner -> module:attribute.
+PARTS = {
+    "doorman-collect liveness": "doorman.collect.liveness:SETTINGS",  # the connection-table watch
+    "doorman-scale": "doorman.scale.settings:SETTINGS",
+    "doorman heartbeat": "doorman.heartbeat:SETTINGS",  # the dead-man's switch (ticks, pings)
+}
+
+
 def _declarations(builtin_only: bool) -> Iterable[tuple[str, Iterable[Setting]]]:
     yield "doorman", CORE
-    from doorman.collect.liveness import SETTINGS as LIVENESS  # doorman-collect's connection-table watch
-
-    yield "doorman-collect liveness", LIVENESS
-    from doorman.scale.settings import SETTINGS as SCALE  # the doorman-scale command's section
-
-    yield "doorman-scale", SCALE
-    from doorman.heartbeat import SETTINGS as HEARTBEAT  # the dead-man's switch (ticks, pings)
-
-    yield "doorman heartbeat", HEARTBEAT
+    for owner, ref in PARTS.items():
+        yield owner, plugins.load_ref(ref)
     for kind, group in (("sink", "doorman.sinks"), ("rule", "doorman.rules"), ("broker", "doorman.brokers")):
         for p in plugins.builtins(group) if builtin_only else plugins.load(group):
             yield f"{kind} {p.name}", p.settings

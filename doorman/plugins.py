@@ -43,13 +43,13 @@ def _warn(message: str) -> None:
     sys.stderr.write(f"doorman: warning: {message}\n")
 
 
-def _load_ref(ref: str) -> Any:
+def load_ref(ref: str) -> Any:
     module, _, attr = ref.partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
 def builtins(group: str) -> tuple[Any, ...]:
-    return tuple(_load_ref(ref) for ref in BUILTIN[group])
+    return tuple(load_ref(ref) for ref in BUILTIN[group])
 
 
 @functools.cache
