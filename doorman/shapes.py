@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -21,3 +22,11 @@ def is_count(v: Any) -> bool:
 def map_of(v: Any, check: Callable[[Any], bool]) -> bool:
     """A dict of str keys whose values all pass `check`."""
     return isinstance(v, dict) and all(isinstance(k, str) and check(x) for k, x in v.items())
+
+
+def finite(v: Any) -> float | None:
+    """A JSON number as a float, or None for anything else (bools, NaN, infinities, text)."""
+    if type(v) not in (int, float):
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None

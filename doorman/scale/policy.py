@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from doorman.scale.settings import Pool
+from doorman.shapes import finite
 from doorman.timefmt import parse_iso
 
 MAX_WINDOW = 4096  # recommendations kept for the stabilization window: bounded whatever the rate
@@ -82,11 +83,7 @@ class Hold:
     reason: str
 
 
-def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    f = float(v)
-    return f if math.isfinite(f) else None
+_num = finite
 
 
 def _count(v: Any) -> int | None:

@@ -7,13 +7,13 @@ named `default` covers every queue in the snapshot.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from doorman.errors import BadConfig
 from doorman.settings import Config, Setting
+from doorman.shapes import finite
 
 SECTION = "scale"
 POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # safe in argv, a k8s name, a unit name
@@ -21,7 +21,7 @@ POOL_KEYS = ("queues", "min", "max", "target_wait_seconds")
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return finite(v) is not None
 
 
 def _not_negative(v: float) -> str | None:
