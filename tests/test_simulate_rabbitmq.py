@@ -57,7 +57,9 @@ def simulate(*args: str) -> tuple[list[tuple[str, str, str]], str]:
     (["--workers", "1", "--checks", "2"], []),
     (["--workers", "0", "--checks", "2"], [("celery_disconnected", "warning", "firing")]),
     (["--workers", "0", "--enqueue", "5", "--checks", "2"], [("workers_down", "emergency", "firing")]),
-    (["--workers", "1", "--enqueue", "20", "--checks", "2"], [("backlog_explosion", "critical", "firing")]),
+    # 40, not Redis's 20: the vhost's set-up and the management API's settling give the worker time to
+    # drain, and 20 left only 11-15 waiting against the threshold of 10
+    (["--workers", "1", "--enqueue", "40", "--checks", "2"], [("backlog_explosion", "critical", "firing")]),
     (["--workers", "1", "--zombie", "--checks", "3"], [("zombie_tasks", "warning", "firing")]),
     (["--workers", "1", "--critical-queue", "payments", "--enqueue", "3", "--checks", "3"],
      [("high_latency", "critical", "firing")]),
