@@ -64,6 +64,8 @@ def run(cfg: Config, files: Sequence[str], state_path: str | None, check: bool,
                     except Exception as e:  # noqa: BLE001 - one bad snapshot must not end a daemon
                         say(f"{label}:{lineno}: cannot analyze this snapshot ({type(e).__name__}: {e}); skipped")
                         stop.busy = False
+                        if stop.requested:  # a stop that came while this snapshot failed is not lost
+                            raise SystemExit(0) from None
                         continue
                     if not check:
                         unwritten = bool(alerts)

@@ -21,9 +21,12 @@ from tests.support import BIN
 
 
 class DaemonPipeline:
-    def __init__(self, redis_url: str, webhook_url: str, interval: float = 30, workdir: str | None = None):
+    def __init__(self, redis_url: str, webhook_url: str, interval: float = 30, workdir: str | None = None,
+                 tee_alerts: bool = False):
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="doorman-daemon-"))
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.snapshots_path = self.dir / "snapshots.ndjson"
+        self.alerts_path = self.dir / "alerts.ndjson" if tee_alerts else None  # analyze's output, as it passes
         self.deliveries_path = self.dir / "deliveries.ndjson"
         self.log_path = self.dir / "stderr.log"
         self.interval = interval
@@ -43,6 +46,7 @@ class DaemonPipeline:
             [str(BIN / "doorman-collect"), "--interval", f"{self.interval:g}"],
             ["tee", str(self.snapshots_path)],
             [str(BIN / "doorman-analyze"), "--state", str(self.dir / "state.json")],
+            *([["tee", "-a", str(self.alerts_path)]] if self.alerts_path else []),
             [str(BIN / "doorman-notify")],
         ]
         stdin: Any = subprocess.DEVNULL
@@ -65,6 +69,10 @@ class DaemonPipeline:
 
     def snapshots(self) -> list[dict[str, Any]]:
         return _read(self.snapshots_path)
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """What analyze wrote (with `tee_alerts`), across restarts on the same workdir."""
+        return _read(self.alerts_path) if self.alerts_path else []
 
     def deliveries(self) -> list[dict[str, Any]]:
         return _read(self.deliveries_path)

@@ -186,6 +186,12 @@ def test_sigterm_or_sigint_to_each_stage_leaves_whole_lines(redis_server, tmp_pa
         procs[victim].send_signal(sig)
         try:
             out, err = procs[-1].communicate(timeout=20)
+        except subprocess.TimeoutExpired:  # say which stage did not end, and what it said
+            alive = [p.args[0].rsplit("/", 1)[-1] for p in procs if p.poll() is None]
+            stop(procs)
+            talk = b"".join(p.stderr.read() for p in procs[:-1] if p.stderr)
+            raise AssertionError(f"{sig!r} to stage {victim}: still running after 20 s: {alive}; "
+                                 f"stderr: {talk.decode(errors='replace')[-1500:]}") from None
         finally:
             stop(procs)
         for line in out.splitlines():
