@@ -5,7 +5,9 @@ A black-holed broker (it accepts the connection and never answers) holds only it
 its own timeouts (`redis_timeout`, `rabbitmq_timeout`), and its snapshots say it is down. Lines
 from every thread go through one lock and are written whole. A stop finishes each cluster's
 snapshot in hand; a cluster whose collector fails outright is reported and started again after
-its interval, the others going on meanwhile.
+its interval, the others going on meanwhile. In a daemon the clusters' schedules are spread evenly
+over the interval (cluster i of n starts i/n of its interval late): a snapshot costs the one
+interpreter a few milliseconds, and 50 of them at the same instant would queue behind each other.
 """
 
 from __future__ import annotations
@@ -45,8 +47,10 @@ class Fleet:
 
     def run(self) -> int:
         """Until stopped (or each cluster's `once`/`count` is done); how many clusters failed."""
-        threads = [threading.Thread(target=self._watch, args=(c,), name=f"collect {c.cluster}", daemon=True)
-                   for c in self.clusters]
+        n = len(self.clusters)
+        threads = [threading.Thread(target=self._watch, args=(c, 0.0 if self.once else i * c.check_interval / n),
+                                    name=f"collect {c.cluster}", daemon=True)
+                   for i, c in enumerate(self.clusters)]
         for t in threads:
             t.start()
         for t in threads:
@@ -56,9 +60,13 @@ class Fleet:
             raise self.pipe_closed  # the reader went away (`| head`): the CLI ends quietly
         return len(self.failed)
 
-    def _watch(self, cfg: Config) -> None:
+    def _watch(self, cfg: Config, offset: float) -> None:
+        """One cluster's schedule, starting `offset` seconds in: the clusters' ticks are spread over
+        the interval, so their snapshots do not all contend for the interpreter at one instant."""
         taken = 0
         name = cfg.cluster
+        if self.stopping.wait(offset):
+            return
 
         def emit(snap: Snapshot, n: int) -> None:
             nonlocal taken
