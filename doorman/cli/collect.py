@@ -15,12 +15,15 @@ from doorman.ndjson import warn, write_record
 PROG = "doorman-collect"
 
 
-def install_stop_handlers(stop: Callable[[], object]) -> None:
+def install_stop_handlers(stop: Callable[[], None]) -> None:
     """SIGTERM/SIGINT finish the snapshot in hand, then stop: never half a line. Installed before
     any other thread starts (they inherit the blocked signals)."""
     from doorman.signals import on_stop_signal
 
-    on_stop_signal(lambda signum: stop())
+    def stop_now(signum: int) -> None:  # noqa: ARG001
+        stop()
+
+    on_stop_signal(stop_now)
 
 
 @click.command(context_settings=CONTEXT)
@@ -59,7 +62,12 @@ def main(config_path: str | None, redis_url: str | None, once: bool, interval: f
 
     wake = threading.Event()
     stopping = threading.Event()
-    install_stop_handlers(lambda: (stopping.set(), wake.set()))
+
+    def stop() -> None:
+        stopping.set()
+        wake.set()
+
+    install_stop_handlers(stop)
     collect(cfg, write, once=once, count=count, stopping=stopping, wake=wake)
     sys.exit(0)
 
