@@ -48,7 +48,8 @@ def expand(top: Config, given: Mapping[str, Mapping[str, Any]], listed: list[Any
         if key in origin:
             source, name = origin[key]
             raise BadConfig(source, name, "not used with clusters: (each entry names its own "
-                                          f"{'broker_url' if key == 'broker_url' else 'name'}); remove it")
+                                          f"{'broker_url' if key == 'broker_url' else 'name'}); "
+                                          f"{'unset' if source == 'environment' else 'remove'} it")
     if not listed:
         raise BadConfig(src, "clusters", "must list at least one {name, broker_url} (or leave the key out)")
     if len(listed) > MAX_CLUSTERS:
