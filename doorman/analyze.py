@@ -80,19 +80,26 @@ class Engine:
         self.config = config
         self.rules = rules or default_rules()
         self.state = state if state is not None else new_state()
+        self.configs = {c.cluster: c for c in config.clusters}  # `clusters:`: each one's effective config
+        self.max_clusters = MAX_CLUSTERS + len(self.configs)
+        self._use(config)
+        self.current: list[Condition] = []  # conditions of the last snapshot, not held back
+        self.last_snapshot: dict[str, Any] | None = None
+        self._seen: set[str] = set()  # clusters this engine has had a snapshot of (start-up grace)
+
+    def _use(self, config: Config) -> Config:
+        """Read the timings of the config in force (the snapshot's cluster's)."""
         self.cooldown = config.alert_cooldown_seconds
         window = config.flap_window_seconds
         self.flap_window = self.cooldown if window is None else window
         self.grace = config.thresholds.reconnect_grace_seconds
-        self.current: list[Condition] = []  # conditions of the last snapshot, not held back
-        self.last_snapshot: dict[str, Any] | None = None
-        self._seen: set[str] = set()  # clusters this engine has had a snapshot of (start-up grace)
+        return config
 
     def _cluster(self, name: str) -> dict[str, Any]:
         clusters = self.state["clusters"]
         cs = clusters.get(name)
         if cs is None:
-            if len(clusters) >= MAX_CLUSTERS:
+            if len(clusters) >= self.max_clusters:
                 stalest = min(clusters, key=lambda c: clusters[c]["now"] or 0.0)
                 del clusters[stalest]
             cs = clusters[name] = new_cluster(self.rules)
@@ -116,12 +123,13 @@ class Engine:
         known = bool(snap["redis_connected"] and snap.get("pending_tasks") is not None)
         rules = self.rules.rules if known else self.rules.blind
         slices = cs["rules"]
+        config = self._use(self.configs.get(cluster, self.config)) if self.configs else self.config
         for rule in rules:
-            rule.observe(snap, slices[rule.name], self.config, now)
+            rule.observe(snap, slices[rule.name], config, now)
         fired: dict[str, Condition] = {}
         explicit: dict[str, Condition] = {}
         for rule in rules:
-            for c in rule.evaluate(snap, slices[rule.name], self.config, now):
+            for c in rule.evaluate(snap, slices[rule.name], config, now):
                 fp = fingerprint(cluster, c["alert_type"], c["subject"])
                 (explicit if c["status"] == "resolved" else fired)[fp] = c
         skipped = frozenset() if known else self.rules.needing_broker

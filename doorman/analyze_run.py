@@ -91,8 +91,9 @@ def _check(engine: Engine, cfg: Config) -> int:
     from doorman.check import status_line
 
     snap = engine.last_snapshot
-    cs = engine.state["clusters"].get(snap.get("cluster") or "default", {}) if snap else {}
-    code, line = status_line(snap, engine.current, cs, cfg)
+    cluster = snap.get("cluster") or "default" if snap else "default"
+    cs = engine.state["clusters"].get(cluster, {}) if snap else {}
+    code, line = status_line(snap, engine.current, cs, engine.configs.get(cluster, cfg))  # its thresholds
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
     return code

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from doorman import config_warnings, plugins
+from doorman import config_clusters, config_warnings, plugins
 from doorman.config_schema import all_settings, schema, sections
 from doorman.config_values import coerce, plain_http_problem
 from doorman.errors import BadConfig
@@ -48,14 +48,25 @@ def _merge(raw: Mapping[Any, Any], keys: Mapping[str, Setting], source: str, pre
     return out
 
 
-def _queue_overrides(raw: Mapping[Any, Any], source: str) -> dict[str, dict[str, Any]]:
+def _queue_overrides(raw: Mapping[Any, Any], source: str, prefix: str = "") -> dict[str, dict[str, Any]]:
     keys = {n: s for n, s in schema()[THRESHOLDS].items() if s.per_queue}
     out: dict[str, dict[str, Any]] = {}
     for q, over in raw.items():
         if not isinstance(over, dict):
-            raise BadConfig(source, f"thresholds.queues.{q}", "must be a mapping")
-        out[str(q)] = _merge(over, keys, source, f"thresholds.queues.{q}.", THRESHOLDS)
+            raise BadConfig(source, f"{prefix}thresholds.queues.{q}", "must be a mapping")
+        out[str(q)] = _merge(over, keys, source, f"{prefix}thresholds.queues.{q}.", THRESHOLDS)
     return out
+
+
+def given_values(data: Mapping[Any, Any], src: str, prefix: str = "") -> dict[str, dict[str, Any]]:
+    """A file's (or a `clusters:` entry's) keys, checked, by section; `prefix` goes before every
+    key named in an error (`clusters[3].`)."""
+    keys = schema()
+    top = _merge(data, keys[TOP], src, prefix, TOP)
+    given = {name: _merge(top.pop(name, None) or {}, keys[name], src, f"{prefix}{name}.", name) for name in sections()}
+    given[TOP] = top
+    given[THRESHOLDS]["queues"] = _queue_overrides(given[THRESHOLDS].get("queues") or {}, src, prefix)
+    return given
 
 
 def _read_file(path: str) -> dict[str, Any]:
@@ -107,11 +118,9 @@ def load_config(
     file_data = dict(data) if data is not None else (_read_file(path) if path else {})
     src = path or "config"
     keys = schema()
-
-    top = _merge(file_data, keys[TOP], src, "", TOP)
-    given = {name: _merge(top.pop(name, None) or {}, keys[name], src, f"{name}.", name) for name in sections()}
-    given[TOP] = top
-    given[THRESHOLDS]["queues"] = _queue_overrides(given[THRESHOLDS].get("queues") or {}, src)
+    given = given_values(file_data, src)
+    top = given[TOP]
+    listed = top.pop("clusters", None)  # many brokers: doorman.config_clusters
 
     origin = {k: (src, k) for k in top}
     for section, section_keys in keys.items():
@@ -134,10 +143,22 @@ def load_config(
         given[section][k] = coerce(v, keys[section][k], "command line", flag, from_text=isinstance(v, str))
         origin[k] = ("command line", flag)
 
-    values = _finish(top, keys[TOP])
+    cfg = build(given, src, origin)
+    if listed is not None:
+        cfg = config_clusters.expand(cfg, given, listed, src, origin)
+    extra = config_warnings.notes(cfg, keys[TOP], path, origin)  # secrets as flags, writable file, weak TLS
+    return cfg.replace(notes=tuple(_notes(cfg, path, file_data) + extra))
+
+
+def build(given: Mapping[str, Mapping[str, Any]], src: str, origin: Mapping[str, tuple[str, str]],
+          prefix: str = "") -> Config:
+    """The checked `Config` of values given by section (defaults for the rest)."""
+    keys = schema()
+    values = _finish(dict(given[TOP]), keys[TOP])
     for name in sections():
-        finished = _finish(given[name], keys[name])
+        finished = _finish(dict(given[name]), keys[name])
         values[name] = Thresholds(finished) if name == THRESHOLDS else Section(finished)
+    values["clusters"] = ()
     values["secret_values"] = tuple(_secrets(values))
     values["notes"] = ()
     cfg = Config(values)
@@ -145,9 +166,8 @@ def load_config(
     for broker in plugins.brokers():
         problem = broker.config_problem(cfg)
         if problem:
-            raise BadConfig(src, *problem)
-    extra = config_warnings.notes(cfg, keys[TOP], path, origin)  # secrets as flags, writable file, weak TLS
-    return cfg.replace(notes=tuple(_notes(cfg, path, file_data) + extra))
+            raise BadConfig(src, prefix + problem[0], problem[1])
+    return cfg
 
 
 def _secrets(values: Mapping[str, Any]) -> list[str]:
@@ -169,10 +189,12 @@ def _secrets(values: Mapping[str, Any]) -> list[str]:
 def _notes(cfg: Config, path: str | None, file_data: Mapping[str, Any]) -> list[str]:
     notes = []
     secret_keys = [k for n, s in schema()[TOP].items() if s.secret for k in (n, *s.aliases)]
+    secret_keys.append("clusters")  # each entry holds a broker_url
     if path and cfg.secrets() and _readable_by_others(path) and any(k in file_data for k in secret_keys):
         notes.append(f"warning: {path} holds secrets and is readable by other users (chmod 600 {path})")
     if cfg.tls_insecure:  # URL options that weaken TLS: doorman.config_warnings
         notes.append("warning: TLS certificate verification of the broker is disabled (tls_insecure)")
+    notes += [note for c in cfg.clusters for note in c.notes]  # each cluster's weakened TLS
     return notes
 
 

@@ -22,6 +22,10 @@ CORE: tuple[Setting, ...] = (
     Setting("cluster", "str", "default", ("DOORMAN_CLUSTER",),
             "Name stamped on every snapshot and alert, to tell merged streams apart.",
             check=lambda v: None if v.strip() else "must not be empty (it names the cluster in every alert)"),
+    Setting("clusters", "list", None, (),
+            "Many brokers in one config: a list of {name, broker_url, ...} where each entry may override the "
+            "per-broker keys (thresholds, monitored_queues, check_interval, ...) of the top level; then "
+            "broker_url and cluster come from the entries only (docs/fleet.md)."),
     Setting("http_connect_timeout", "float", 3.05, ("DOORMAN_HTTP_CONNECT_TIMEOUT",),
             "Seconds to open a connection to a destination.", positive=True),
     Setting("http_read_timeout", "float", 10.0, ("DOORMAN_HTTP_READ_TIMEOUT",),

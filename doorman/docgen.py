@@ -38,6 +38,10 @@ when this page, `config.example.yaml` or the loader disagree. How configuration 
 |---|---|---|---|---|---|---|
 """
 
+CLUSTERS_EXAMPLE = ["#   - name: eu-1", "#     broker_url: redis://:secret@redis-eu-1:6379/0",
+                    "#   - name: us-1", "#     broker_url: amqp://doorman:secret@rabbit-us-1:5672/prod",
+                    "#     check_interval: 10", "#     thresholds: {max_queue_size: 5000}"]
+
 
 def _yaml(value: object) -> str:
     text = yaml.safe_dump(value, default_flow_style=True, width=1000)
@@ -73,6 +77,8 @@ def example_yaml() -> str:
             last = who[s.path]
             out += ["", f"# --- {last} ---"]
         out += _entry(s, "")
+        if s.name == "clusters":
+            out += CLUSTERS_EXAMPLE
     for section in (name for name in keys if name):
         out += ["", f"# {keys[TOP][section].doc}", f"{section}:"]
         for s in keys[section].values():

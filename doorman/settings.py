@@ -106,6 +106,7 @@ class Config(Section):
     broker_transport_options: Section
     notes: tuple[str, ...]
     secret_values: tuple[str, ...]
+    clusters: tuple[Config, ...]  # `clusters:`: each cluster's effective config (doorman.config_clusters)
 
     def secrets(self) -> list[str]:
         """Every secret string this config holds, for `redact.Scrubber`."""

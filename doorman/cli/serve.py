@@ -47,9 +47,10 @@ def main(files: tuple[str, ...], listen: str, history: str | None, retention: st
         sys.exit(2)
     path = None if history == "none" else history or default_path(dict(os.environ))
     opts = ServeOptions(files=files, listen=listen, history=path, retention=keep,
-                        check_interval=float(cfg.check_interval),
+                        check_interval=max(float(c.check_interval) for c in cfg.clusters or (cfg,)),
                         token=os.environ.get("DOORMAN_SERVE_TOKEN") or None, no_auth=no_auth,
-                        limits=Limits(max_queues=max_queues, max_workers=max_workers, worker_expiry=worker_expiry))
+                        limits=Limits(max_clusters=max(Limits.max_clusters, len(cfg.clusters)), max_queues=max_queues,
+                                      max_workers=max_workers, worker_expiry=worker_expiry))
     sys.exit(serve(opts, lambda msg: warn(PROG, msg), sys.stdin.buffer))
 
 
