@@ -103,9 +103,9 @@ def test_a_queue_on_an_unknown_exchange_is_found_after_enough_snapshots(make_red
 
 def test_the_per_minute_cap_holds_whatever_the_check_interval(make_redis):
     server, client = filled(make_redis, 200_000)
-    now = [1_000_000.0]
-    scanner = Scanner(client, KEYS, interval=1e9, budget_ms=5, per_minute_ms=10, check_interval=1,
-                      clock=lambda: now[0], timer=ticking(2.0))
+    now, said = [1_000_000.0], []
+    scanner = Scanner(client, KEYS, interval=60, budget_ms=5, per_minute_ms=10, check_interval=1,
+                      clock=lambda: now[0], timer=ticking(2.0), warn=said.append)
     client.config_resetstat()
     scanner.step()
     assert scans(client) == 3  # 2 ms a call: 0, 2, 4 ms spent, then less than a call's worth is left
@@ -118,6 +118,8 @@ def test_the_per_minute_cap_holds_whatever_the_check_interval(make_redis):
     # 6 ms at start, then at most 10 ms a minute (+ one call of overshoot): never one call per snapshot
     assert 45 <= scans(client) <= (6 + 100 + 2) / 2
     assert scanner.report()["pass_seconds"] > 60
+    # said once, naming the knobs: a pass takes longer than discovery_interval
+    assert len(said) == 1 and "discovery_interval=60" in said[0] and "`exchanges`" in said[0]
 
 
 def test_the_cursor_survives_across_once_runs(make_redis, tmp_path):

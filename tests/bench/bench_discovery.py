@@ -2,8 +2,8 @@
 database vs 5,000,000 unrelated keys, discovery cache cold and warm; the old full-SCAN cost for
 comparison; and the Redis time a daemon spends on discovery per minute.
 
-One redis-server started here (DEBUG POPULATE fills it in seconds), no worker. Redis's own time
-comes from INFO commandstats (`cmdstat_scan`). The daemon runs with a 5 s check interval instead
+Two redis-servers started here, one empty and one filled by DEBUG POPULATE (in seconds); no
+worker. Redis's own time comes from INFO commandstats (`cmdstat_scan`). The daemon runs with a 5 s check interval instead
 of the default 30 s (six times the snapshots, so the per-minute cap, not the per-snapshot budget,
 is what binds) for BENCH_DISCOVERY_DAEMON_SECONDS (120), scaled to per minute. Nothing is asserted.
 """
