@@ -47,6 +47,8 @@ def snapshot_problem(obj: dict[str, Any]) -> str | None:
     for name in ("pending_tasks", "alive_workers"):
         if obj.get(name) is not None and not is_count(obj[name]):
             return f"{name} must be a non-negative integer or null"
+    if obj.get("discovery") is not None and not isinstance(obj["discovery"], dict):
+        return "discovery must be an object or null"
     for name in ("error", "broker"):
         if obj.get(name) is not None and not isinstance(obj[name], str):
             return f"{name} must be a string or null"

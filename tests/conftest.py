@@ -6,6 +6,13 @@ from tests.receiver import Receiver
 from tests.support import RedisServer, Worker
 
 
+@pytest.fixture(autouse=True)
+def _own_cache_dir(tmp_path, monkeypatch):
+    """doorman-collect keeps a discovery cache (docs/discovery.md): each test gets its own, so one
+    test's scan never leaks into another's, and nothing lands in the real ~/.cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
 @pytest.fixture(scope="session")
 def shared_redis():
     server = RedisServer().start()

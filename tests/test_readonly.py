@@ -19,7 +19,7 @@ KEYS = Keys()
 READONLY_ACL = (
     "on >{password} resetkeys resetchannels -@all "
     "+ping +hello +auth +client|setname +client|list +select "
-    "+scan +type +smembers +scard +sscan +zcard +zrange +llen +lindex +eval_ro "
+    "+scan +dbsize +type +smembers +scard +sscan +zcard +zrange +llen +lindex +eval_ro "
     "+psubscribe +punsubscribe +info +zcount +zrangebyscore +hstrlen +hmget +get +pttl "
     f"%R~* &{KEYS.worker_events_pattern}"
 )

@@ -31,7 +31,7 @@ UUID_GLOB = "????????-????-????-????-????????????"  # Doorman's reply lists are 
 DOORMAN_ACL = (
     "on >{password} resetkeys resetchannels -@all "
     "+ping +hello +auth +client|setname +client|list +select "
-    "+scan +type +smembers +zcard +zrange +llen +lindex "
+    "+scan +dbsize +type +smembers +zcard +zrange +llen +lindex "
     "+publish +psubscribe +punsubscribe "
     "+multi +exec +info +zcount +zrangebyscore +hstrlen +hmget +get +pttl "
     "+scard +sscan +eval_ro "

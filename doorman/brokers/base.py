@@ -109,6 +109,7 @@ class Topology:
     queues: dict[str, str]  # queue -> how it was found (e.g. "binding"), in reading order
     workers: list[str]  # worker nodes the broker knows of, alive or not
     unacked: Unacked
+    discovery: dict[str, object] | None = None  # how queues were discovered (the snapshot's `discovery`)
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,7 @@ class WorkerInfo:
     queues: tuple[str, ...] | None  # its `active_queues`
     concurrency: int | None  # its pool size
     processed: int | None  # tasks it has run since it started
+    exchanges: tuple[str, ...] = ()  # the exchanges its queues are bound to, when it said
 
 
 @runtime_checkable

@@ -148,6 +148,7 @@ class Collector:
             "inspect_error": inspect_error,
             "broker_health": dict(health) if health is not None else None,
             "beat": dict(beat) if beat is not None else None,
+            "discovery": dict(topo.discovery) if topo.discovery is not None else None,
             "truncated": unread,
         }
 
@@ -167,5 +168,6 @@ def _down(reason: str, connected: bool = False) -> dict[str, Any]:
         "inspect_error": None,
         "broker_health": None,
         "beat": None,
+        "discovery": None,
         "connections": None,
     }

@@ -48,13 +48,16 @@ def worker_info(client: redis.Redis, keys: Keys, timeout: float, block_max: floa
     for node in set(queues) | set(stats):
         listed = queues.get(node)
         names: tuple[str, ...] | None = None
+        exchanges: tuple[str, ...] = ()
         if isinstance(listed, list):
-            names = tuple(sorted({q["name"] for q in listed[:MAX_QUEUES]
-                                  if isinstance(q, dict) and isinstance(q.get("name"), str)}))
+            named = [q for q in listed[:MAX_QUEUES] if isinstance(q, dict) and isinstance(q.get("name"), str)]
+            names = tuple(sorted({q["name"] for q in named}))
+            exchanges = tuple(sorted({x for q in named if isinstance(x := mapping(q.get("exchange")).get("name"), str)
+                                      and x}))
         st = mapping(stats.get(node))
         pool = mapping(st.get("pool"))
         totals = mapping(st.get("total"))
         counts = [v for v in (_int(x) for x in totals.values()) if v is not None]
         processed = sum(counts) if node in stats else None
-        out[decode(node)] = WorkerInfo(names, _int(pool.get("max-concurrency")), processed)
+        out[decode(node)] = WorkerInfo(names, _int(pool.get("max-concurrency")), processed, exchanges)
     return out

@@ -14,32 +14,12 @@ from typing import Any, NamedTuple
 import orjson
 import redis
 
-from doorman.bounds import MAX_HEAD_BYTES, MAX_QUEUES
+from doorman.bounds import MAX_HEAD_BYTES
 from doorman.brokers.base import MessageHead, QueueState, Topology, Unacked, decode
 from doorman.brokers.redis import bounded, unacked
 from doorman.brokers.redis.keys import Keys
 from doorman.brokers.redis.wire import mapping
 from doorman.timefmt import iso, sane_epoch
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
-def discover_exchanges(client: redis.Redis, keys: Keys) -> list[str]:
-    """Exchanges that have kombu binding sets. Celery gives each queue its own exchange by default,
-    so the sets cannot be guessed. SCAN (never KEYS) walks the keyspace in small steps without
-    blocking Redis; its cost grows with the number of keys, not with queue depth, and the daemon
-    caches the answer."""
-    head = keys.binding("")
-    found = set()
-    for raw in client.scan_iter(match=_glob_escape(head) + "*", count=1000):
-        name = decode(raw)[len(head):]
-        if name and not keys.internal(name):
-            found.add(name)
-            if len(found) >= MAX_QUEUES:  # any client can bind: the configured exchanges are always read
-                break
-    return sorted(found)
 
 
 def read_topology(client: redis.Redis, keys: Keys, exchanges: Sequence[str],
