@@ -6,6 +6,25 @@ from tests.receiver import Receiver
 from tests.support import RedisServer, Worker
 
 
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection: a deselected soak is never started
+def pytest_collection_modifyitems(session, config, items):  # noqa: ARG001
+    """The five-minute chaos soak mostly waits: it runs beside the rest of the suite (started here,
+    on its own thread and processes) and its test, placed last, collects the outcome."""
+    chaos = [i for i in items if i.path.name == "test_chaos.py"]
+    if not chaos or config.option.collectonly:
+        return
+    items[:] = [i for i in items if i.path.name != "test_chaos.py"] + chaos
+    chaos[0].module.BACKGROUND.start()  # the module object pytest imported, not another copy
+
+
+def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001
+    """A session that ends without the soak's test (`-x`, Ctrl-C) tears the soak down."""
+    for item in getattr(session, "items", ()):
+        if item.path.name == "test_chaos.py":
+            item.module.BACKGROUND.call_off()
+            return
+
+
 @pytest.fixture(autouse=True)
 def _own_cache_dir(tmp_path, monkeypatch):
     """doorman-collect keeps a discovery cache (docs/discovery.md): each test gets its own, so one

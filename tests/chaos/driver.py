@@ -147,9 +147,15 @@ class Result:
     errors: list[str]
 
 
+class Cancelled(Exception):
+    """The soak was called off (its pytest session ended without it): everything is torn down."""
+
+
 class Soak:
-    def __init__(self, workdir: str | None = None, params: Params | None = None):
+    def __init__(self, workdir: str | None = None, params: Params | None = None,
+                 cancel: threading.Event | None = None):
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="doorman-chaos-"))
+        self.cancel = cancel or threading.Event()  # set: stop at the next wait, tearing everything down
         self.params = params or Params()
         self.log = Log(self.dir / "events.ndjson")
         self.errors: list[str] = []
@@ -220,9 +226,8 @@ class Soak:
             t0 = time.time()
             self.log.add("soak_start", t=t0)
             for step in steps:
-                delay = t0 + step.at - time.time()
-                if delay > 0:
-                    time.sleep(delay)
+                if self.cancel.wait(max(0.0, t0 + step.at - time.time())):
+                    raise Cancelled
                 pipe.check_running()
                 try:
                     self.do(step)
@@ -230,9 +235,8 @@ class Soak:
                     self.errors.append(f"+{time.time() - t0:.1f}s {step.action} {step.args}: {type(e).__name__}: {e}")
                 if progress:
                     progress(f"+{time.time() - t0:7.1f}s {step.action} {step.args}")
-            delay = t0 + duration - time.time()
-            if delay > 0:
-                time.sleep(delay)
+            if self.cancel.wait(max(0.0, t0 + duration - time.time())):
+                raise Cancelled
             end = time.time()
             self.log.add("soak_end", t=end)
             pipe.check_running()

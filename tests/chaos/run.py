@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,9 +57,10 @@ def alert_types() -> frozenset[str]:
 
 
 def run_soak(seed: int, seconds: float, workdir: str | None = None,
-             progress: Callable[[str], None] | None = None, first: tuple[str, ...] | None = None) -> Outcome:
+             progress: Callable[[str], None] | None = None, first: tuple[str, ...] | None = None,
+             cancel: threading.Event | None = None) -> Outcome:
     steps = scenario.plan(seed, seconds, first=first)
-    result = driver.Soak(workdir).run(steps, seconds, progress)
+    result = driver.Soak(workdir, cancel=cancel).run(steps, seconds, progress)
     rules = Rules(interval=driver.INTERVAL, max_wait=driver.MAX_WAIT, alert_types=alert_types())
     sc = score(result.log, result.alerts, rules, result.end)
     replayed = driver.replay(result)
