@@ -75,10 +75,14 @@ class Partition:
         while not self.closed:
             try:
                 down, _ = self.listener.accept()
-                up = socket.create_connection(self.target, timeout=5)
             except OSError:
                 if self.closed:
                     return
+                continue
+            try:
+                up = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                _close(down)  # Redis is not there: the worker sees a refused connection, as without us
                 continue
             up.settimeout(None)
             pair = _Pair(down, up)
