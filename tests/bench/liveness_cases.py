@@ -9,19 +9,22 @@ Each case runs on a fresh database of bench_detection's redis-server, with its p
 * `queue nobody consumes`: the worker runs with `-Q celery`; the tasks go to `reports`.
 
 Then 5 tasks are sent (to `celery`, or `reports`; none in the second ghost case) and every tool is
-watched for WINDOW = 2 × THRESHOLD seconds from the fault. Doorman: the daemon line `collect
---interval 1 | analyze | notify` with GHOST_AFTER_SECONDS and UNCONSUMED_AFTER_SECONDS = THRESHOLD
-and MONITORED_QUEUES `celery,busy,reports` (the names the exporter gets; unnamed, a new queue is
-found by its kombu binding within the daemon's 60 s discovery interval); the time from the fault to
-the alert's POST. With tasks waiting, a ghost with no consumer connection is reported as case b
-(its queue has work and it has a free slot): both hold. Doorman's count of consumer connections
-includes every client whose last command was BRPOP, and Flower (4 such connections here) and the
-exporter (1) hold some from their own inspect replies: with them on the same Redis, case a is
-masked (`missing_consumers` 0), which the case with nothing sent shows. Flower:
-`/api/workers?status=1` and `/api/queues/length`, every 0.5 s. celery-exporter (started with `-Q
-celery,busy,reports`: it learns queue names only from workers' `active_queues` or `-Q`):
-`celery_worker_up`, `celery_queue_length` and `celery_active_worker_count`, scrape after scrape (~2
-s each). What each showed is printed; nothing is asserted.
+watched for WINDOW = 2 × THRESHOLD seconds from the fault:
+
+* Doorman: the daemon line `collect --interval 1 | analyze | notify`, GHOST_AFTER_SECONDS and
+  UNCONSUMED_AFTER_SECONDS = THRESHOLD, MONITORED_QUEUES `celery,busy,reports` (the names the
+  exporter gets; unnamed, a new queue is found by its kombu binding within the daemon's 60 s
+  discovery interval); the time from the fault to the alert's POST. With tasks waiting, a ghost
+  with no consumer connection is reported as case b (both hold). Doorman counts every connection
+  whose last command was BRPOP as a consumer, and the peers hold such connections from their own
+  inspect replies: with them on the same Redis case a is masked, which the case with nothing sent
+  shows (`consumers_listed`).
+* Flower: `/api/workers?status=1` and `/api/queues/length`, every 0.5 s.
+* celery-exporter (started with `-Q celery,busy,reports`: it learns queue names only from workers'
+  `active_queues` or `-Q`): `celery_worker_up`, `celery_queue_length` and
+  `celery_active_worker_count`, scrape after scrape (~2 s each).
+
+What each showed is printed; nothing is asserted.
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ def parse_client_list(raw: bytes) -> ConnectionTable:
         h = head(raw, start)
         if h is None:
             continue
-        if find(_OWN, start, at + 1) >= 0:  # `name` comes before `sub` and `cmd` in every Redis
+        if find(_OWN, start, at + 1) >= 0:  # Redis prints `name` before `sub` and `cmd`
             continue
         host = h[3] if h[2] is None else h[2]
         ids[kind].append(int(h[1]))
