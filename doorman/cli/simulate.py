@@ -13,7 +13,7 @@ from doorman.simulate.scenario import Options, problems
 
 PROG = "doorman-simulate"
 LOST_TASKS = ("redelivery", "stranded", "eviction", "oom", "beat-killed", "results")  # doorman.simulate.lost_tasks
-LIVENESS = ("unconsumed", "cancelled-consumer", "ghost", "kill9")  # doorman.simulate.liveness
+LIVENESS = ("unconsumed", "cancelled-consumer", "ghost", "ghost-no-consumer", "kill9")  # doorman.simulate.liveness
 
 
 @click.command(context_settings={**CONTEXT, "allow_interspersed_args": False})
@@ -49,7 +49,7 @@ LIVENESS = ("unconsumed", "cancelled-consumer", "ghost", "kill9")  # doorman.sim
                    "worker, then by workers doorman-scale --exec starts and stops; prints both drain times. "
                    "Tasks lost in silence, each until its alert comes (exit 1 if it does not): redelivery, "
                    "stranded, eviction, oom, beat-killed, results. What heartbeats never show: unconsumed, "
-                   "cancelled-consumer, ghost, kill9.")
+                   "cancelled-consumer, ghost, ghost-no-consumer, kill9.")
 @config_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- COMMAND...]")
 @command_body(PROG)

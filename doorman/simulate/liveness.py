@@ -5,7 +5,10 @@ watched by the real `doorman-collect | doorman-analyze` until its alert comes.
 - `cancelled-consumer`: `celery control cancel_consumer celery`, then tasks in `celery`:
   `queue_unconsumed`.
 - `ghost`: the worker's pool process is stopped (SIGSTOP) while its main process heartbeats on;
-  tasks wait in its queue, it has a free slot, its `processed` count is flat: `ghost_worker`.
+  tasks wait in its queue, it has a free slot, its `processed` count is flat: `ghost_worker` (case b).
+- `ghost-no-consumer`: the worker reaches Redis through a relay that then leaves its BRPOP
+  connection half-open (doorman/simulate/partition.py): Redis drops the consumer, the worker never
+  hears of it and heartbeats on: `ghost_worker` (case a).
 - `kill9`: three workers; one is `kill -9`ed, then the other two: `worker_lost` and `workers_down`
   from the connection table, each a second or less after the kill (printed).
 
@@ -25,9 +28,11 @@ from typing import IO
 
 from doorman.simulate.enqueue import Task, publish
 from doorman.simulate.lost_tasks import Stage, staged, wait
+from doorman.simulate.partition import Partition
 from doorman.simulate.procs import children_of
+from doorman.simulate.workers import WorkerPool
 
-SCENARIOS = ("unconsumed", "cancelled-consumer", "ghost", "kill9")
+SCENARIOS = ("unconsumed", "cancelled-consumer", "ghost", "ghost-no-consumer", "kill9")
 CONFIG = "thresholds:\n  unconsumed_after_seconds: 2\n  ghost_after_seconds: 2\n"
 
 
@@ -60,6 +65,25 @@ def _ghost(s: Stage) -> bool:
     return _expect(s, 8, "celery", "", "ghost_worker")
 
 
+def _ghost_no_consumer(s: Stage) -> bool:
+    relay = Partition("127.0.0.1", s.redis.port)
+    pool = WorkerPool(relay.url(), s.dir, s.env).add(1)
+    s.pools.append(pool)
+    try:
+        pool.wait_ready()
+        s.say(f"{pool.workers[0].name} ready, connected through a relay")
+        cut = wait(relay.cut_consumers, 10)  # once its consumer has sent BRPOP
+        s.say(f"{cut or 0} consumer connection(s) left half-open: Redis drops it, the worker waits for its "
+              "BRPOP reply and heartbeats on")
+        watch = s.pipeline(CONFIG)
+        return bool(wait(lambda: watch.first("ghost_worker")))
+    finally:
+        if s.watch:
+            s.watch.stop()  # before the relay goes: its end is not the alert this scenario is about
+        pool.stop()
+        relay.close()
+
+
 def _kill9(s: Stage) -> bool:
     pool = s.workers(3)
     publish(s.url, [Task("demo.add", (2, 3), "nobody")] * 5)
@@ -82,7 +106,8 @@ def _kill9(s: Stage) -> bool:
 
 
 RUN: dict[str, Callable[[Stage], bool]] = {
-    "unconsumed": _unconsumed, "cancelled-consumer": _cancelled, "ghost": _ghost, "kill9": _kill9,
+    "unconsumed": _unconsumed, "cancelled-consumer": _cancelled, "ghost": _ghost,
+    "ghost-no-consumer": _ghost_no_consumer, "kill9": _kill9,
 }
 
 

@@ -27,7 +27,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from tests.bench import peers
+from tests.bench import liveness_cases, peers
 from tests.bench.queue_depth import Peers, depth_table, queue_depth
 from tests.daemon_pipeline import DaemonPipeline
 from tests.receiver import Receiver
@@ -209,15 +209,17 @@ def detection_table(d: dict[str, Any], ps: Peers) -> str:
 
 
 def run(server: RedisServer, trials: int, exporter_trials: int) -> tuple[dict[str, Any], Peers]:
-    """Start the peers, measure queue depth first (before any worker exists), then detection."""
+    """Start the peers, measure queue depth first (before any worker exists), then detection, then
+    the ghost and unconsumed cases (liveness_cases.py)."""
     ps = Peers(server.url)
     try:
         depth = queue_depth(server, ps)
         det = detection(server, ps, trials, exporter_trials)
+        cases = liveness_cases.run(server, ps)
         rss = {name: p.rss_mib() for name, p in ps.running.items()}
     finally:
         ps.stop()
-    return {"queue_depth": depth, "detection": det, "peer_rss_mib_at_end": rss,
+    return {"queue_depth": depth, "detection": det, "liveness_cases": cases, "peer_rss_mib_at_end": rss,
             "peer_versions": ps.versions, "peers_missing": ps.missing}, ps
 
 
@@ -231,6 +233,8 @@ def main() -> None:
         server.cleanup()
     print("\nDetection after kill -9 of the last worker (5 tasks pending):\n")
     print(detection_table(res["detection"], ps))
+    print("\nGhost workers and a queue nobody consumes:\n")
+    print(liveness_cases.cases_table(res["liveness_cases"], ps))
     print("\nQueue depth with priorities:\n")
     print(depth_table(res["queue_depth"], ps))
 

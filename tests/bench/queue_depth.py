@@ -16,14 +16,15 @@ PER_PRIORITY = 10
 
 
 class Peers:
-    """Flower and the exporter for the whole run, or why one is missing."""
+    """Flower and the exporter for the whole run, or why one is missing. The exporter is told the
+    queues the benchmarks use (`-Q`): it learns queue names only from workers or from `-Q`."""
 
     def __init__(self, url: str):
         self.running: dict[str, peers.Peer] = {}
         self.missing: dict[str, str] = {}
         self.versions: dict[str, str] = {}
         for name, start in (("flower", lambda: peers.start_flower(url)),
-                            ("exporter", lambda: peers.start_exporter(url, ["celery", "busy"]))):
+                            ("exporter", lambda: peers.start_exporter(url, ["celery", "busy", "reports"]))):
             ok, info = peers.installed(name)
             if not ok:
                 self.missing[name] = info

@@ -5,8 +5,9 @@
     c. collection cost vs queue count and depth
     d. doorman-analyze replay and the daemon's RSS (their own benchmarks, output kept as printed)
     e. queue depth with priorities vs each peer
+    f. ghost workers and a queue nobody consumes vs each peer (liveness_cases.py)
 
-a, b, c and e use one redis-server started here; d and any other tests/bench/bench_*.py run as
+a, b, c, e and f use one redis-server started here; d and any other tests/bench/bench_*.py run as
 their own processes, their output kept verbatim. BENCH_TRIALS (5), BENCH_EXPORTER_TRIALS (1) and
 BENCH_ONESHOT_RUNS (10) set the repetitions. Figures are medians (min–max). Nothing is asserted.
 """
@@ -26,6 +27,7 @@ from typing import Any
 import orjson
 
 from tests.bench import bench_detection as det
+from tests.bench import liveness_cases
 from tests.bench.bench_collect import run_measured, time_snapshots
 from tests.support import BIN, ROOT, RedisServer, Worker, enqueue
 
@@ -223,6 +225,8 @@ def render(r: dict[str, Any], ps: det.Peers) -> str:
     for name, o in r["others"].items():
         parts += [f"`bench_{name}` (exit {o['exit_code']}, {o['seconds']:.0f} s):", "", "```", o["output"], "```", ""]
     parts += ["### e. Queue depth with priorities", "", det.depth_table(r["detection"]["queue_depth"], ps)]
+    parts += ["", "### f. Ghost workers and a queue nobody consumes", "",
+              liveness_cases.cases_table(r["detection"]["liveness_cases"], ps)]
     return "\n".join(parts)
 
 
@@ -233,7 +237,7 @@ def main() -> None:
     report: dict[str, Any] = {"machine": machine()}
     server = RedisServer().start()
     try:
-        print("a+e. detection and queue depth vs the peers", flush=True)
+        print("a+e+f. detection, queue depth, ghost and unconsumed cases vs the peers", flush=True)
         report["detection"], ps = det.run(server, trials, exporter_trials)
         print("b. one-shot healthy check", flush=True)
         report["oneshot"] = oneshot(server, runs)

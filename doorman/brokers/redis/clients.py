@@ -9,14 +9,20 @@ consumer; it stays `brpop` while the worker is busy and not blocked), and two pa
 (the pidbox and gossip/events). So a consumer connection can be counted and followed by `id`, but
 not matched to a worker by name: which worker went away is confirmed with a pidbox ping.
 
-The table is hostile data of unbounded size: it is read with one regular-expression pass per field
-over the whole reply (10,000 clients in milliseconds, see tests/bench/bench_liveness.py), line by
-line when the passes do not line up, and at most `MAX_HOSTS` hosts are reported.
+The table is hostile data of unbounded size (10,000 clients are 2.6 MB). Most lines do not matter
+(a worker's producer and pool connections), so only the lines that do are read: one C-level
+regular-expression pass finds the ` cmd=brpop ` and non-zero ` sub=… psub=…` fields, and only
+those lines' `id`/`addr`/`name` are looked at, in place (no split, no per-line copy, no field
+dict). A field is ` key=value` between spaces and no value holds a space or a newline (CLIENT
+SETNAME refuses them), so a client name cannot forge a field. Ids are read only up to 19 digits,
+hosts are escaped and capped at 64 characters, and at most `MAX_HOSTS` hosts are reported.
+Figures: tests/bench/bench_liveness.py.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 from doorman.brokers.base import ConnectionTable
 
@@ -24,99 +30,58 @@ DOORMAN_NAME = "celery-doorman"  # our own connections' client name (client.conn
 CONSUMER_COMMANDS = frozenset({b"brpop", b"blpop", b"bzpopmin", b"blmove", b"brpoplpush"})
 MAX_HOSTS = 100
 
+# A consumer's ` cmd=…` field (starts with "c"), or a ` sub=` field of a subscribed connection.
+_WANTED = re.compile(rb" (?:cmd=(?:" + b"|".join(sorted(CONSUMER_COMMANDS)) + rb") |sub=(?!0 psub=0 ))")
+_C = ord("c")
+# The head of a line: id, then addr split at its last colon (host, port); an addr with no colon is a host.
+_HEAD = re.compile(rb"id=(\d{1,19}) addr=(?:(\S*):)?(\S*) ")
+_OWN = b" name=" + DOORMAN_NAME.encode() + b" "
+
 
 def _host(host: bytes) -> str:
     return host.decode("ascii", "backslashreplace")[:64] or "?"
 
 
-class _Tally:
-    """Consumer and subscriber connections by id, and their counts per host (at most MAX_HOSTS)."""
-
-    def __init__(self) -> None:
-        self.ids: tuple[set[int], set[int]] = (set(), set())  # consumers, subscribers
-        self.by_host: dict[bytes, list[int]] = {}  # host -> [consumers, subscribers]
-        self.truncated = False
-
-    def add(self, cid: int, addr: bytes, kind: int) -> None:
-        """One connection of `kind` (0 consumer, 1 subscriber) from `addr` (host:port)."""
-        self.ids[kind].add(cid)
-        host = addr.rpartition(b":")[0] if b":" in addr else addr
-        counts = self.by_host.get(host)
-        if counts is None:
-            if len(self.by_host) >= MAX_HOSTS:
-                self.truncated = True
-                return
-            counts = self.by_host[host] = [0, 0]
-        counts[kind] += 1
-
-    def table(self, clients: int) -> ConnectionTable:
-        hosts = {_host(h): {"consumers": c[0], "subscribers": c[1]} for h, c in self.by_host.items()}
-        return ConnectionTable(clients, frozenset(self.ids[0]), frozenset(self.ids[1]), hosts, self.truncated)
-
-
-_CONSUMING = tuple(b" cmd=" + c + b" " for c in sorted(CONSUMER_COMMANDS))
-_NOT_SUBSCRIBED = b" sub=0 psub=0 "
-
-
-def _parse_lines(raw: bytes) -> ConnectionTable:
-    """The table, line by line; lines it cannot read are skipped.
-
-    Only substring tests and two `find`s per line, no split: a field is ` key=value` between
-    spaces, and no value holds a space (CLIENT SETNAME refuses one), so ` cmd=brpop ` cannot be
-    forged by a client name."""
-    own = b" name=" + DOORMAN_NAME.encode() + b" "
-    tally = _Tally()
-    clients = 0
-    for line in raw.split(b"\n"):
-        if not line.startswith(b"id="):
-            continue
-        clients += 1
-        line += b" "
-        if b" cmd=b" in line and any(c in line for c in _CONSUMING):
-            kind = 0
-        elif _NOT_SUBSCRIBED not in line and b" psub=" in line:
-            kind = 1
-        else:
-            continue
-        if own in line:
-            continue
-        cid = line[3:line.find(b" ")]
-        start = line.find(b" addr=") + 6
-        if not cid.isdigit() or start < 6:
-            continue
-        tally.add(int(cid), line[start:line.find(b" ", start)], kind)
-    return tally.table(clients)
-
-
-# One pass over the whole reply per field. Each pattern starts with a space (or the line's start),
-# and no value holds a space or a newline, so a client name cannot forge a field: the passes line
-# up one match per line, which is checked before they are zipped.
-_ID_ADDR = re.compile(rb"\nid=(\d+) addr=(\S*)")  # on the reply after a newline
-_NAME = re.compile(rb" name=(\S*)")
-_SUBS = re.compile(rb" sub=(\d+) psub=(\d+)")
-_CMD = re.compile(rb" cmd=(\S*)")
+def _by_host(seen: list[bytes], hosts: tuple[list[bytes], list[bytes]]) -> tuple[dict[str, dict[str, int]], bool]:
+    """{host: {"consumers": n, "subscribers": n}} for the first MAX_HOSTS hosts of the table, and
+    whether some were left out (`seen`: every counted line's host, in table order)."""
+    distinct = list(dict.fromkeys(seen))
+    consumers, subscribers = Counter(hosts[0]), Counter(hosts[1])
+    out: dict[str, dict[str, int]] = {}
+    for raw_host in distinct[:MAX_HOSTS]:
+        counts = out.setdefault(_host(raw_host), {"consumers": 0, "subscribers": 0})
+        counts["consumers"] += consumers[raw_host]
+        counts["subscribers"] += subscribers[raw_host]
+    return out, len(distinct) > MAX_HOSTS
 
 
 def parse_client_list(raw: bytes) -> ConnectionTable:
-    """The table from the raw `CLIENT LIST` reply; an odd reply is read line by line instead."""
-    ids = _ID_ADDR.findall(b"\n" + raw)
-    names, subs, cmds = _NAME.findall(raw), _SUBS.findall(raw), _CMD.findall(raw)
-    lines = raw.count(b"\nid=") + raw.startswith(b"id=")
-    if not len(ids) == len(names) == len(subs) == len(cmds) == lines:
-        return _parse_lines(raw)
-    own = DOORMAN_NAME.encode()
-    tally = _Tally()
-    for (cid, addr), name, sp, cmd in zip(ids, names, subs, cmds, strict=True):
-        if cmd in CONSUMER_COMMANDS:
-            kind = 0
-        elif sp != _NO_SUBS:
-            kind = 1
-        else:
+    """The table from the raw `CLIENT LIST` reply; lines it cannot read are skipped."""
+    clients = raw.count(b"\nid=") + raw.startswith(b"id=")
+    ids: tuple[list[int], list[int]] = ([], [])  # consumers, subscribers
+    hosts: tuple[list[bytes], list[bytes]] = ([], [])
+    seen: list[bytes] = []
+    rfind, find, head = raw.rfind, raw.find, _HEAD.match
+    line, taken = -1, -1  # the line of the last hit, and what it was counted as (-1: nothing)
+    for m in _WANTED.finditer(raw):
+        at = m.start()
+        start = rfind(b"\n", 0, at) + 1
+        kind = 0 if raw[at + 1] == _C else 1
+        if start == line:  # a second field of the same line: only a consumer beats a subscriber
+            if kind == 1 or taken != 1:
+                continue
+            ids[1].pop()
+            hosts[1].pop()
+        line, taken = start, -1
+        h = head(raw, start)
+        if h is None:
             continue
-        if name == own:
+        if find(_OWN, start, at + 1) >= 0:  # Redis prints `name` before `sub` and `cmd`
             continue
-        tally.add(int(cid), addr, kind)
-    return tally.table(lines)
-
-
-_NO_SUBS = (b"0", b"0")
+        host = h[3] if h[2] is None else h[2]
+        ids[kind].append(int(h[1]))
+        hosts[kind].append(host)
+        seen.append(host)
+        taken = kind
+    by_host, truncated = _by_host(seen, hosts)
+    return ConnectionTable(clients, frozenset(ids[0]), frozenset(ids[1]), by_host, truncated)
