@@ -44,7 +44,7 @@ def run(cfg: Config, files: Sequence[str], state_path: str | None, check: bool,
     engine = Engine(cfg, loaded)
     ticks = bool(cfg.heartbeat_url) and not check  # the dead-man's switch: notify pings once per tick
     stop = Stop()
-    signal.signal(signal.SIGTERM, stop)
+    previous = signal.signal(signal.SIGTERM, stop)  # put back at the end: callers (tests) go on living
     failed = False
     unwritten = False  # alerts decided but not all written: that state must not be saved
     try:
@@ -80,6 +80,7 @@ def run(cfg: Config, files: Sequence[str], state_path: str | None, check: bool,
                     if stop.requested:
                         raise SystemExit(0)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if store:
             store.close(None if unwritten else engine.state)
     if check:

@@ -10,13 +10,14 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import orjson
 
 from tests.notify_support import notify_env
 from tests.receiver import Receiver
 from tests.scenario import snapshot_line
-from tests.support import BIN, cli, enqueue, free_port
+from tests.support import BIN, cli, enqueue, free_port, wait_for
 
 
 class Lines:
@@ -174,6 +175,22 @@ def test_sigkill_of_analyze_mid_stream_never_corrupts_the_state(tmp_path):
     assert after.returncode == 0 and b"corrupt" not in after.stderr and b"Traceback" not in after.stderr
 
 
+def signal_masks(pid: int) -> dict[str, int]:
+    """SigBlk, SigIgn, SigCgt of a process, from /proc (empty once it is gone)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    return {k: int(v, 16) for k, v in (ln.split(":\t") for ln in lines if ln.startswith(("SigBlk", "SigIgn", "SigCgt")))}
+
+
+def stops_handled(pid: int) -> bool:
+    """The stage has set up its SIGTERM handling: a handler (analyze) or blocked for its signal
+    thread (collect, notify). Before that a signal is a start-up kill, not the stop under test."""
+    m = signal_masks(pid)
+    return bool((m.get("SigCgt", 0) | m.get("SigBlk", 0)) & (1 << (signal.SIGTERM - 1)))
+
+
 def test_sigterm_or_sigint_to_each_stage_leaves_whole_lines(redis_server, tmp_path):
     enqueue(redis_server.url, 3, task="demo.add", args=(1, 2))
     env = notify_env(tmp_path)
@@ -182,12 +199,13 @@ def test_sigterm_or_sigint_to_each_stage_leaves_whole_lines(redis_server, tmp_pa
         procs = pipeline([str(BIN / "doorman-collect"), "--redis-url", redis_server.url, "--interval", "0.05"],
                          [str(BIN / "doorman-analyze"), "--state", str(tmp_path / "s.json")],
                          [str(BIN / "doorman-notify"), "--dry-run"], env=env)
-        time.sleep(1.5)
+        wait_for(lambda procs=procs: all(stops_handled(p.pid) for p in procs), 30, "every stage to take its stop signals")
+        time.sleep(0.5)
         procs[victim].send_signal(sig)
         try:
             out, err = procs[-1].communicate(timeout=20)
         except subprocess.TimeoutExpired:  # say which stage did not end, and what it said
-            alive = [p.args[0].rsplit("/", 1)[-1] for p in procs if p.poll() is None]
+            alive = [(p.args[0].rsplit("/", 1)[-1], signal_masks(p.pid)) for p in procs if p.poll() is None]
             stop(procs)
             talk = b"".join(p.stderr.read() for p in procs[:-1] if p.stderr)
             raise AssertionError(f"{sig!r} to stage {victim}: still running after 20 s: {alive}; "

@@ -143,7 +143,8 @@ def test_allkeys_lru_really_evicts_and_doorman_says_so(make_redis, conf, tmp_pat
 
 
 def test_noeviction_full_broker_refuses_publishes_and_is_broker_oom_not_redis_down(make_redis, workers, conf, tmp_path):
-    server = make_redis(extra=["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"])
+    # 3 MiB: room for the clients of a --once run (the worker, the inspect replies) under the 90% memory threshold
+    server = make_redis(extra=["--maxmemory", "3mb", "--maxmemory-policy", "noeviction"])
     client = server.client()
     workers(server.url, "w1@test", client=client, queues="celery,emails")
     enqueue(server.url, 3, task="demo.add", args=(1, 2), queue="waiting")
@@ -168,7 +169,7 @@ def test_noeviction_full_broker_refuses_publishes_and_is_broker_oom_not_redis_do
     assert client.keys("*reply.celery.pidbox*") == []  # nothing of Doorman's left behind
 
     client.delete(*client.keys("filler:*"))  # memory freed: the check works again, the worker answers
-    client.config_set("maxmemory", "2mb")
+    client.config_set("maxmemory", "3mb")
     snap, alerts = once(server.url, cfg, state)
     assert snap["inspect_error"] is None and [w["alive"] for w in snap["workers"]] == [True]
     assert not {a["alert_type"] for a in alerts} & {"redis_down", "workers_down", "worker_lost"}
