@@ -44,12 +44,19 @@ class Lines:
                 return item
 
 
+def interactive_signals() -> None:
+    """The stages as an interactive shell starts them: SIGINT (Ctrl-C) with its default action. A
+    suite run in the background (`nohup … &`) hands its children SIGINT ignored, and a command
+    started with a signal ignored keeps it ignored, as POSIX programs do."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def pipeline(*stages: list[str], env: dict[str, str] | None = None) -> list[subprocess.Popen]:
     procs: list[subprocess.Popen] = []
     stdin = None
     for args in stages:
         p = subprocess.Popen(args, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             env={**os.environ, **(env or {})})
+                             env={**os.environ, **(env or {})}, preexec_fn=interactive_signals)
         if stdin is not None:
             stdin.close()
         stdin = p.stdout
