@@ -8,7 +8,7 @@
     f. ghost workers and a queue nobody consumes vs each peer (liveness_cases.py)
 
 a, b, c, e and f use one redis-server started here; d and any other tests/bench/bench_*.py run as
-their own processes, their output kept verbatim. BENCH_TRIALS (5), BENCH_EXPORTER_TRIALS (1) and
+their own processes, their output kept verbatim. BENCH_TRIALS (10), BENCH_EXPORTER_TRIALS (1) and
 BENCH_ONESHOT_RUNS (10) set the repetitions. Figures are medians (min–max). Nothing is asserted.
 """
 
@@ -231,7 +231,7 @@ def render(r: dict[str, Any], ps: det.Peers) -> str:
 
 
 def main() -> None:
-    trials = int(os.environ.get("BENCH_TRIALS", "5"))
+    trials = int(os.environ.get("BENCH_TRIALS", "10"))
     exporter_trials = int(os.environ.get("BENCH_EXPORTER_TRIALS", "1"))
     runs = int(os.environ.get("BENCH_ONESHOT_RUNS", "10"))
     report: dict[str, Any] = {"machine": machine()}
