@@ -80,7 +80,8 @@ def run(cfg: Config, files: Sequence[str], state_path: str | None, check: bool,
                     if stop.requested:
                         raise SystemExit(0)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous is not None:  # None: a handler set outside Python, which cannot be put back
+            signal.signal(signal.SIGTERM, previous)
         if store:
             store.close(None if unwritten else engine.state)
     if check:

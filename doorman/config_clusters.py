@@ -44,6 +44,10 @@ def expand(top: Config, given: Mapping[str, Mapping[str, Any]], listed: list[Any
     config (the top one and each cluster's) knows every cluster's secrets, for scrubbing."""
     from doorman.config import build, given_values
 
+    if "discovery_cache" in origin:  # one file per broker: a shared path would make them overwrite each other
+        source, name = origin["discovery_cache"]
+        raise BadConfig(source, name, "one file per broker: with clusters: leave it out (each broker gets its "
+                                      "own file under the cache directory) or set it in each entry")
     for key in ("broker_url", "cluster"):
         if key in origin:
             source, name = origin[key]

@@ -17,7 +17,7 @@ from doorman.brokers.redis.discovery import Scanner
 from doorman.brokers.redis.keys import Keys
 from doorman.collect.snapshot import Collector
 from doorman.config import load_config
-from tests.support import collect_once, enqueue
+from tests.support import cli, collect_once, enqueue, records
 
 KEYS = Keys()
 DEBUG = ["--enable-debug-command", "yes"]
@@ -136,3 +136,14 @@ def test_the_cursor_survives_across_once_runs(make_redis, tmp_path):
     assert two["pass_started"] == one["pass_started"]  # the same pass, carried on
     assert two["scanned"] == second["discovery"]["scanned"] > one["scanned"] and two["cursor"] != one["cursor"]
     assert client.dbsize() == before
+
+
+def test_a_broker_without_scan_costs_no_snapshot_only_the_scan(make_redis):
+    """SCAN renamed away (or behind a proxy that lacks it): one warning; configured queues still read."""
+    server = make_redis(extra=["--rename-command", "SCAN", ""])
+    enqueue(server.url, 2, task="demo.add", args=(1, 2))
+    got = cli("doorman-collect", "--once", "--redis-url", server.url)
+    [snap] = records(got.stdout)
+    assert got.returncode == 0 and snap["redis_connected"] is True and snap["error"] is None, got.stderr
+    assert snap["queues"]["celery"]["pending"] == 2
+    assert got.stderr.decode().count("refuses SCAN") == 1

@@ -104,3 +104,21 @@ def test_an_empty_path_disables_it(tmp_path, monkeypatch):
     c = Cache("", "b" * 32, 3600, said.append)
     c.save(saved_state(), ["q"], NOW)
     assert c.load(NOW) == (None, []) and list(tmp_path.iterdir()) == [] and said == []
+
+
+def test_values_that_would_crash_a_scan_are_malformed_not_trusted(tmp_path):
+    """A cache file is data: a cursor Redis refuses, an infinite or zero speed, an absurd time."""
+    path = tmp_path / "d.json"
+    for bad in ({"cursor": 2**70}, {"rate": float("inf")}, {"rate": 0.0}, {"last_pass_at": 1e300},
+                {"pass_started": -1e20}, {"tokens": float("-inf")}, {"tokens_at": float("nan")}):
+        path.write_text(json.dumps({"v": 1, "kind": "doorman-discovery", "broker": "b" * 32, "saved_at": NOW,
+                                    "scan": {**saved_state().as_dict(), **bad}, "workers": []}))
+        said: list[str] = []
+        assert cache(path, said).load(NOW) == (None, []), bad
+        assert len(said) == 1 and "malformed" in said[0], bad
+
+
+def test_two_masters_behind_the_same_sentinels_have_a_file_each():
+    url = "sentinel://:pw@s1:26379/0"
+    assert identity(url, 0, "", "orders") != identity(url, 0, "", "billing")
+

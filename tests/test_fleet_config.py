@@ -77,6 +77,16 @@ def test_broker_url_and_cluster_come_from_the_entries_only():
         make_config(clusters=[])
 
 
+def test_one_discovery_cache_for_every_cluster_is_refused_one_per_entry_is_not():
+    with pytest.raises(BadConfig) as e:
+        load_config(None, env={}, data={"discovery_cache": "/tmp/x.json",
+                                        "clusters": [{"name": "a", "broker_url": A}, {"name": "b", "broker_url": A}]})
+    assert e.value.key == "discovery_cache" and "one file per broker" in e.value.problem
+    cfg = load_config(None, env={}, data={"clusters": [{"name": "a", "broker_url": A, "discovery_cache": "/tmp/a.json"},
+                                                       {"name": "b", "broker_url": A}]})
+    assert [c.discovery_cache for c in cfg.clusters] == ["/tmp/a.json", None]
+
+
 def write(tmp_path: Path, data: dict) -> Path:
     path = tmp_path / "doorman.yaml"
     path.write_text(yaml.safe_dump(data))

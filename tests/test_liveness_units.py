@@ -33,6 +33,15 @@ def test_client_list_counts_consumers_and_subscribers_by_host_never_doorman_itse
     assert t.by_host == {"127.0.0.1": {"consumers": 1, "subscribers": 1}, "10.0.0.2": {"consumers": 1, "subscribers": 0}}
 
 
+def test_client_list_of_redis_5_where_cmd_is_the_last_field():
+    raw = (b"id=5 addr=127.0.0.1:40005 fd=8 name= age=3 idle=0 flags=b db=0 sub=0 psub=0 multi=-1 qbuf=0 "
+           b"qbuf-free=0 obl=0 oll=0 omem=0 events=r cmd=brpop\n"
+           b"id=6 addr=127.0.0.1:40006 fd=9 name= age=3 idle=0 flags=N db=0 sub=0 psub=1 multi=-1 qbuf=0 "
+           b"qbuf-free=0 obl=0 oll=0 omem=0 events=r cmd=psubscribe\n")
+    t = parse_client_list(raw)
+    assert (t.clients, t.consumers, t.subscribers) == (2, frozenset({5}), frozenset({6}))
+
+
 def test_client_list_survives_garbage_and_bounds_the_hosts():
     junk = b"\x00\xff garbage\nid=x addr=\nid=12 addr=[::1]:5 name=a b flags=N\n" + b"=" * 10_000 + b"\n"
     many = b"".join(line(i, host=f"10.0.{i // 256}.{i % 256}") for i in range(MAX_HOSTS + 50))

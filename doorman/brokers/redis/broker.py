@@ -32,7 +32,7 @@ from doorman.brokers.base import (
     WorkerInfo,
 )
 from doorman.brokers.redis import beat, client, events, health, liveness, pidbox, queues, unacked
-from doorman.brokers.redis.discovery import Scanner
+from doorman.brokers.redis.discovery import MAX_NAME, Scanner, State
 from doorman.brokers.redis.discovery_cache import Cache, default_path, identity
 from doorman.brokers.redis.keys import Keys
 from doorman.ndjson import warn
@@ -63,7 +63,8 @@ class RedisConnection:
     def _discovery(self) -> Scanner:
         if self._scanner is None:
             cfg = self.cfg
-            ident = identity(cfg.broker_url, self.keys.db, self.keys.prefix)
+            ident = identity(cfg.broker_url, self.keys.db, self.keys.prefix,
+                             cfg.broker_transport_options.master_name or "")
             path = default_path(ident) if cfg.discovery_cache is None else cfg.discovery_cache
             self._cache = Cache(path, ident, cfg.discovery_cache_ttl, self.say)
             self._saved_at = self.clock()
@@ -78,7 +79,14 @@ class RedisConnection:
         self._answers = None
         if self.cfg.inspect and not self._asked:  # later, liveness's own asking keeps them current
             self._answers = self._ask_workers()
-        scanner.step()
+        try:
+            scanner.step()
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            raise  # the broker is unreachable: the snapshot says so
+        except Exception as e:  # noqa: BLE001 - discovery's progress must never cost a snapshot
+            self.say(f"queue discovery: its saved progress could not be used ({type(e).__name__}); "
+                     f"starting a fresh pass")
+            scanner.state = State()
         cfg = self.cfg
         wanted = [*cfg.exchanges, *cfg.monitored_queues]
         exchanges = list(dict.fromkeys([*wanted, *self._worker_exchanges, *scanner.exchanges()]))
@@ -146,7 +154,8 @@ class RedisConnection:
         answers = liveness.worker_info(self.client, self.keys, timeout,
                                        block_max=min(1.0, self.cfg.redis_timeout * 0.5))
         self._asked = True
-        said = [x for info in answers.values() for x in (*(info.queues or ()), *info.exchanges)]
+        said = [x for info in answers.values() for x in (*(info.queues or ()), *info.exchanges)
+                if isinstance(x, str) and len(x) <= MAX_NAME]  # any client can answer: a giant name is dropped
         self._worker_exchanges = list(dict.fromkeys([*said, *self._worker_exchanges]))[:MAX_QUEUES]
         return answers
 

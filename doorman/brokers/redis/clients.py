@@ -31,7 +31,8 @@ CONSUMER_COMMANDS = frozenset({b"brpop", b"blpop", b"bzpopmin", b"blmove", b"brp
 MAX_HOSTS = 100
 
 # A consumer's ` cmd=…` field (starts with "c"), or a ` sub=` field of a subscribed connection.
-_WANTED = re.compile(rb" (?:cmd=(?:" + b"|".join(sorted(CONSUMER_COMMANDS)) + rb") |sub=(?!0 psub=0 ))")
+# (Redis 5 and older print `cmd` last, so it may end at the line's end rather than at a space.)
+_WANTED = re.compile(rb" (?:cmd=(?:" + b"|".join(sorted(CONSUMER_COMMANDS)) + rb")(?=[ \r\n]|$)|sub=(?!0 psub=0 ))")
 _C = ord("c")
 # The head of a line: id, then addr split at its last colon (host, port); an addr with no colon is a host.
 _HEAD = re.compile(rb"id=(\d{1,19}) addr=(?:(\S*):)?(\S*) ")

@@ -21,6 +21,7 @@ start to the end of a pass is returned by it: a binding set created at `t` is fo
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ import redis
 from doorman.bounds import MAX_QUEUES
 from doorman.brokers.base import decode
 from doorman.brokers.redis.keys import Keys
-from doorman.timefmt import iso
+from doorman.timefmt import iso, sane_epoch
 
 FIRST_COUNT = 1000  # keys asked of the first SCAN call, before any speed is measured (~0.5 ms)
 MIN_COUNT, MAX_COUNT = 100, 200_000
@@ -79,9 +80,14 @@ class State:
                 if type(value) is not bool:
                     return None
             elif name in ("cursor", "scanned", "keys"):
-                if (value is not None or name != "keys") and (type(value) is not int or value < 0):
+                if (value is not None or name != "keys") and (type(value) is not int or not 0 <= value < 2**64):
                     return None
-            elif value is not None and (type(value) not in (int, float) or value != value):
+            elif value is not None and (type(value) not in (int, float) or not math.isfinite(value)):
+                return None
+            elif name in ("pass_started", "last_pass_at", "tokens_at") and value is not None:
+                if sane_epoch(value) is None:  # a cache file is data: an absurd time is not a pass
+                    return None
+            elif name == "rate" and value is not None and value <= 0:
                 return None
             setattr(s, name, value)
         return s
@@ -133,13 +139,17 @@ class Scanner:
             if not self.spent_ms and not self.no_dbsize:
                 try:
                     s.keys = int(self.client.dbsize())  # O(1): for the pass-time estimate
-                except redis.exceptions.NoPermissionError:  # an ACL written before it was needed
+                except redis.exceptions.ResponseError:  # an ACL written before it was needed, a renamed command
                     self.no_dbsize = True
             try:
                 t0 = self.timer()
                 cursor, names = self.client.scan(s.cursor, match=self.match, count=count)
-            except redis.exceptions.NoPermissionError:
-                self._refuse()
+            except redis.exceptions.ResponseError as e:
+                if "invalid cursor" in str(e).lower():  # a cursor from a restarted server: start the pass again
+                    s.scanning = False
+                    s.pass_started = None
+                    break
+                self._refuse()  # an ACL without SCAN, a renamed command, a proxy that lacks it
                 break
             took = max((self.timer() - t0) * 1000, 0.001)
             self.spent_ms += took
@@ -160,7 +170,7 @@ class Scanner:
     def _refuse(self) -> None:
         self.refused, self.state.scanning = True, False
         if self.warn is not None:
-            self.warn("queue discovery: the broker refuses SCAN (an ACL); only configured exchanges "
+            self.warn("queue discovery: the broker refuses SCAN (an ACL or a renamed command); only configured exchanges "
                       "and those of queues consumed by a worker are read")
 
     def _count(self, ms: float) -> int:

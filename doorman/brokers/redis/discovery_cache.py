@@ -27,9 +27,10 @@ KIND = "doorman-discovery"
 MAX_BYTES = 4 * 1024 * 1024
 
 
-def identity(broker_url: str, db: int, prefix: str) -> str:
-    """Which broker database a cache is for: a hash, so the file name says nothing of the broker."""
-    raw = f"{redact_url(broker_url)}\0{db}\0{prefix}".encode("utf-8", "surrogateescape")
+def identity(broker_url: str, db: int, prefix: str, master: str = "") -> str:
+    """Which broker database a cache is for: a hash, so the file name says nothing of the broker
+    (`master`: the sentinel master's name, which two brokers behind the same sentinels differ by)."""
+    raw = f"{redact_url(broker_url)}\0{db}\0{prefix}\0{master}".encode("utf-8", "surrogateescape")
     return hashlib.sha256(raw).hexdigest()[:32]
 
 
