@@ -148,3 +148,16 @@ def test_a_collector_that_raises_is_reported_scrubbed_and_started_again(make_red
     assert [s["seq"] for s in snaps["ok"]] == [1, 2] and [s["seq"] for s in snaps["flaky"]] == [1, 2]
     assert len(said) == 1 and "cluster flaky: the collector failed (RuntimeError: boom at" in said[0]
     assert SECRET not in said[0]
+
+
+def test_a_brokers_discovery_warning_names_its_cluster(tmp_path, make_redis):
+    plain, no_scan = make_redis(), make_redis(extra=["--rename-command", "SCAN", ""])
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump({"clusters": [{"name": "plain", "broker_url": plain.url},
+                                                 {"name": "noscan", "broker_url": no_scan.url}]}))
+    path.chmod(0o600)
+    p = cli("doorman-collect", "--once", "--config", str(path))
+    assert p.returncode == 0 and sorted(s["cluster"] for s in records(p.stdout)) == ["noscan", "plain"], p.stderr
+    [line] = [ln for ln in p.stderr.decode().splitlines() if "refuses SCAN" in ln]
+    assert line.startswith("doorman-collect: cluster noscan: queue discovery: the broker refuses SCAN"), line
+

@@ -41,17 +41,16 @@ from doorman.settings import Config
 SAVE_EVERY = 300.0  # seconds: a daemon killed with -9 loses at most this much SCAN progress
 
 
-def _say(message: str) -> None:
-    warn("doorman-collect", message)
-
-
 class RedisConnection:
     def __init__(self, cfg: Config, clock: Callable[[], float] = time.time,
-                 timer: Callable[[], float] = time.perf_counter, say: Callable[[str], None] = _say):
+                 timer: Callable[[], float] = time.perf_counter, say: Callable[[str], None] | None = None):
         self.cfg = cfg
         self.client, db = client.connect(cfg)
         self.keys = Keys.of(cfg.broker_transport_options, db)
-        self.clock, self.timer, self.say = clock, timer, say
+        self.clock, self.timer = clock, timer
+        # a named cluster is said in each line: in a fleet, fifty brokers share one stderr
+        label = "" if cfg.cluster == "default" else f"cluster {cfg.cluster}: "
+        self.say = say or (lambda message: warn("doorman-collect", label + message))
         self._unacked_names = unacked.Names()
         self._scanner: Scanner | None = None
         self._cache: Cache | None = None
