@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.daemon_pipeline import DaemonPipeline
+from tests.daemon_pipeline import DaemonPipeline, _read
 from tests.receiver import Receiver, Reply
 from tests.support import enqueue, wait_for
 
@@ -23,8 +23,6 @@ def decided(pipe: DaemonPipeline) -> set[tuple[str, str, str]]:
 
 
 def spooled(pipe: DaemonPipeline) -> list[dict[str, Any]]:
-    from tests.daemon_pipeline import _read
-
     return [e["alert"] for e in _read(pipe.dir / "spool.ndjson") if e.get("kind") == "spooled"]
 
 

@@ -26,8 +26,9 @@ import time
 from collections.abc import Callable
 from typing import IO
 
+from doorman.simulate import lost_tasks
 from doorman.simulate.enqueue import Task, publish
-from doorman.simulate.lost_tasks import Stage, staged, wait
+from doorman.simulate.lost_tasks import Stage, wait
 from doorman.simulate.partition import Partition
 from doorman.simulate.procs import children_of
 from doorman.simulate.workers import WorkerPool
@@ -113,7 +114,4 @@ RUN: dict[str, Callable[[Stage], bool]] = {
 
 def scenario(name: str, port: int, interval: float, alerts: IO[str], talk: IO[str]) -> int:
     """Stage `name`; 0 when its alert came as expected, 1 when not."""
-    with staged(port, interval, alerts, talk) as s:
-        ok = RUN[name](s)
-        s.say(f"scenario {name}: " + ("the expected alert came" if ok else "the expected alert did NOT come"))
-    return 0 if ok else 1
+    return lost_tasks.scenario(name, port, interval, alerts, talk, RUN)

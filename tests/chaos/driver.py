@@ -28,7 +28,7 @@ import redis
 
 from doorman.brokers.redis.keys import SEP
 from tests.chaos.scenario import ORPHAN, Params, Step
-from tests.daemon_pipeline import DaemonPipeline, _read
+from tests.daemon_pipeline import DaemonPipeline
 from tests.receiver import Receiver
 from tests.support import BIN, RedisServer, Worker, enqueue
 
@@ -42,43 +42,6 @@ def daemon_env(threshold: int) -> dict[str, str]:
     the unconsumed queue among the monitored ones."""
     return {"MAX_QUEUE_SIZE": str(threshold), "MAX_WAIT_TIME": f"{MAX_WAIT:g}",
             "MONITORED_QUEUES": f"celery,{ORPHAN}"}
-
-
-class ChaosPipeline(DaemonPipeline):
-    """The daemon line, with a second `tee` keeping analyze's alerts (for the replay check)."""
-
-    def __init__(self, *a: Any, **kw: Any):
-        super().__init__(*a, **kw)
-        self.alerts_path = self.dir / "alerts.ndjson"
-
-    def start(self) -> ChaosPipeline:
-        log = open(self.log_path, "ab")
-        stages = [
-            [str(BIN / "doorman-collect"), "--interval", f"{self.interval:g}"],
-            ["tee", str(self.snapshots_path)],
-            [str(BIN / "doorman-analyze"), "--state", str(self.dir / "state.json")],
-            ["tee", str(self.alerts_path)],
-            [str(BIN / "doorman-notify")],
-        ]
-        stdin: Any = subprocess.DEVNULL
-        try:
-            for i, argv in enumerate(stages):
-                last = i == len(stages) - 1
-                out: Any = open(self.deliveries_path, "wb") if last else subprocess.PIPE
-                group = self.procs[0].pid if self.procs else 0
-                p = subprocess.Popen(argv, stdin=stdin, stdout=out, stderr=log, env=self.env, process_group=group)
-                if last:
-                    out.close()
-                if stdin is not subprocess.DEVNULL:
-                    stdin.close()
-                stdin = p.stdout
-                self.procs.append(p)
-        finally:
-            log.close()
-        return self
-
-    def alerts(self) -> list[dict[str, Any]]:
-        return _read(self.alerts_path)
 
 
 class Log:
@@ -213,7 +176,8 @@ class Soak:
         receiver = Receiver()
         self.redis.start()
         self.watch = BacklogWatch(self.redis.port, self.params.threshold, self.log)
-        pipe = ChaosPipeline(self.redis.url, receiver.url(HOOK), interval=INTERVAL, workdir=str(self.dir))
+        pipe = DaemonPipeline(self.redis.url, receiver.url(HOOK), interval=INTERVAL, workdir=str(self.dir),
+                              tee_alerts=True)  # analyze's alerts kept for the replay check
         pipe.env.update(daemon_env(self.params.threshold))
         mono0, wall0 = time.monotonic(), time.time()
         try:
