@@ -8,6 +8,10 @@ import signal
 import subprocess
 import time
 
+import orjson
+
+from doorman.simulate.partition import Partition
+from doorman.timefmt import parse_iso
 from tests.daemon_pipeline import DaemonPipeline
 from tests.rabbit import Vhost, vhost_fixture, wait_listening  # noqa: F401 - the fixture `vhost`
 from tests.receiver import Receiver
@@ -111,6 +115,33 @@ def test_management_api_down_collect_falls_back_to_amqp_and_says_so(vhost, worke
     result = cli("doorman-collect", "--once", "--broker-url", url,
                  env={"DOORMAN_RABBITMQ_MANAGEMENT_URL": f"http://guest:sEcReT-mgmt@127.0.0.1:{closed}"})
     assert b"sEcReT-mgmt" not in result.stdout + result.stderr
+
+
+def test_management_api_up_and_amqp_gone_is_a_broker_down_not_every_worker_gone(vhost):
+    """The management API still answers for the vhost (no worker in it), but the AMQP connection a
+    running collect holds was cut, and nothing listens any more where Celery talks to the broker:
+    the next snapshot says the broker is down, and the alert is `redis_down`."""
+    relay = Partition("127.0.0.1", 5672)
+    url = vhost.url().replace(":5672/", f":{relay.port}/")
+    proc = subprocess.Popen([str(BIN / "doorman-collect"), "--broker-url", url, "--interval", "0.3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "DOORMAN_RABBITMQ_MANAGEMENT_URL": "http://127.0.0.1:15672"})
+    try:
+        first = orjson_line(proc.stdout.readline())
+        assert first["redis_connected"] is True and first["alive_workers"] == 0
+        relay.close()
+        cut = time.time()
+        second = first
+        while parse_iso(second["ts"]) < cut:  # one begun before the cut may have finished
+            second = orjson_line(proc.stdout.readline())
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+        relay.close()
+    assert second["redis_connected"] is False and second["error"], second
+    result = cli("doorman-analyze", input=orjson.dumps(first) + b"\n" + orjson.dumps(second) + b"\n")
+    assert [(a["alert_type"], a["status"]) for a in records(result.stdout)] == [
+        ("celery_disconnected", "firing"), ("redis_down", "firing")]  # no worker in the vhost, then no broker
 
 
 def test_kill9_of_the_last_worker_pages_workers_down_at_the_webhook(vhost, workers, tmp_path):

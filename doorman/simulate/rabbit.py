@@ -19,7 +19,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from doorman.errors import SetupError, StartupFailed
-from doorman.simulate.procs import kill_group, log_tail, spawn
+from doorman.simulate.partition import Partition
+from doorman.simulate.procs import kill_group, log_tail, spawn, threads_ignore_stop_signals
 
 INSTALL_HINT = ("rabbitmq-server is not installed: install it with `sudo apt-get install rabbitmq-server` "
                 "(or `make install` in a checkout)")
@@ -52,10 +53,18 @@ class RabbitVhost:
         self.log = workdir / "rabbitmq.log"
         self.created = False
         self.base: Path | None = None  # the private node's data, when we started one
+        self.relay: Partition | None = None  # Doorman's way to the broker, cut by `go_away()`
 
     @property
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/{quote(self.vhost, safe='')}"
+
+    @property
+    def monitor_url(self) -> str:
+        """Where the pipeline reaches AMQP: through a relay of ours, so that the broker can vanish for
+        it at once (`go_away()`); the workers and the management API are reached directly."""
+        port = self.relay.port if self.relay else self.port
+        return f"amqp://guest:guest@127.0.0.1:{port}/{quote(self.vhost, safe='')}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -74,6 +83,8 @@ class RabbitVhost:
         if not _answers(self.port):
             self._start_node(timeout)
         self._add_vhost()
+        with threads_ignore_stop_signals():  # its threads leave SIGINT/SIGTERM to the main thread
+            self.relay = Partition("127.0.0.1", self.port)
         return self
 
     # ------------------------------------------------------------ vhost
@@ -149,8 +160,21 @@ class RabbitVhost:
                 return
             time.sleep(0.25)
 
+    def go_away(self) -> None:
+        """The broker gone, at once, for Doorman (`--stop-redis-after`). Deleting a vhost removes its
+        queues, the workers' pidbox queues among them, before it closes the connections: a check in
+        between met a broker that answered with no worker in it (`celery_disconnected` before
+        `redis_down`). So Doorman's connections are cut first and new ones refused, as when a broker
+        dies; then the vhost goes, for the workers too."""
+        if self.relay:
+            self.relay.close()
+        self.stop()
+
     def stop(self) -> None:
         """Delete the vhost (every queue, binding and connection in it), stop a private node."""
+        if self.relay:
+            self.relay.close()
+            self.relay = None
         if self.created:
             self.created = False
             path = quote(self.vhost, safe="")

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from doorman.redact import redact_url
 from doorman.simulate.broker import RedisProcess
 from doorman.simulate.enqueue import publish
 from doorman.simulate.pipeline import Pipeline, View
@@ -71,6 +72,9 @@ class Simulation:
         if isinstance(self.redis, RabbitVhost):
             self.say(f"RabbitMQ: {self.redis.start().where}")
             self.env.update(self.redis.env)  # a private node's management port is known only now
+            self.env["REDIS_URL"] = self.redis.monitor_url
+            self.say(f"Doorman reaches it through a relay on {redact_url(self.redis.monitor_url)}, so that the "
+                     "broker can vanish for it at once")
         else:
             proc = self.redis.start().proc
             self.say(f"redis-server on 127.0.0.1:{o.port} (pid {proc.pid if proc else '?'})")
@@ -109,7 +113,10 @@ class Simulation:
             self.say(f"kill -9 worker {w.name} (pid {w.proc.pid})")
 
     def _stop_redis(self) -> None:
-        self.redis.stop()
+        if isinstance(self.redis, RabbitVhost):
+            self.redis.go_away()
+        else:
+            self.redis.stop()
         if isinstance(self.redis, RabbitVhost):
             self.say(f"RabbitMQ vhost {self.redis.vhost} deleted: the broker is gone for every client in it")
         else:
@@ -131,7 +138,7 @@ def watch(sim: Simulation, alerts: IO[str], human: IO[str]) -> int:
     view = served.view(alerts, human) if served else View(alerts, human)
     pipe = Pipeline(sim.env, view, o.interval, None if o.forever else o.checks,
                     str(sim.workdir / "state.json"), o.config_path, on_snapshot=lambda _: sim.arm_timers())
-    sim.say(f"watching {sim.redis.url}: {pipe.shown}")
+    sim.say(f"watching {redact_url(sim.env['REDIS_URL'])}: {pipe.shown}")
     try:
         pipe.start()
         codes = pipe.wait()
@@ -150,7 +157,7 @@ def run_command(sim: Simulation, argv: tuple[str, ...]) -> int:
     """The user's command with REDIS_URL on the simulated broker; its exit code is ours."""
     env = dict(sim.env)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    sim.say(f"running with REDIS_URL={sim.redis.url}: {' '.join(argv)}")
+    sim.say(f"running with REDIS_URL={redact_url(env['REDIS_URL'])}: {' '.join(argv)}")
     try:
         proc = subprocess.Popen(list(argv), env=env)
     except OSError as e:

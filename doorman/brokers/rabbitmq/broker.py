@@ -119,6 +119,17 @@ class RabbitConnection:
             self._conn = wire.connect(self.target, self.cfg.rabbitmq_timeout, self.ssl)
         return self._conn
 
+    def _reach(self) -> None:
+        """One round trip over AMQP, every snapshot: the broker must answer there, where Celery talks
+        to it. The management API can answer while AMQP does not (its listener down, a vhost being
+        deleted, a connection the server closed and the client has not read yet), and without this
+        a listing with no worker in it read as a broker up with every worker gone."""
+        try:
+            self._amqp().channel().close()
+        except Exception:
+            self._drop()
+            raise
+
     def _drop(self) -> None:
         wire.close(self._conn)
         self._conn = None
@@ -130,9 +141,10 @@ class RabbitConnection:
             rows = self.api.queues(self.target.vhost)
         except ManagementError as e:
             self._rows, self._listening, self.management_error = None, None, str(e)
-            self._amqp()  # the broker itself must answer, or the snapshot says it is down
+            self._reach()
             return Topology({}, [], Unacked(None, None, None))
         self.management_error = None
+        self._reach()
         self._rows = {r.name: r for r in rows}
         pidboxes = [r for r in rows if r.name.endswith(PIDBOX_SUFFIX)]
         # a pidbox queue is there while its worker's connection is (auto-delete, exclusive since
