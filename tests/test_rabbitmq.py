@@ -74,10 +74,11 @@ def test_heartbeat_queue_is_doormans_own_bound_to_worker_events_only_and_gone_af
     collect = subprocess.Popen([str(BIN / "doorman-collect"), "--broker-url", url, "--interval", "0.5"],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     try:
-        def own() -> dict:
-            return {n: q for n, q in vhost.queues().items() if n.startswith("doorman.")}
+        def own(purpose: str = "") -> dict:
+            return {n: q for n, q in vhost.queues().items() if n.startswith(f"doorman.{purpose}")}
 
-        mine = wait_for(own, 20, "doorman-collect's heartbeat queue")
+        # its heartbeat queue; a broadcast's reply queue (`doorman.reply.*`) comes and goes beside it
+        mine = wait_for(lambda: own("ev."), 20, "doorman-collect's heartbeat queue")
         [(name, q)] = mine.items()
         assert (q["durable"], q["exclusive"], q["auto_delete"]) == (False, True, True)
         bound = [(b["source_name"], b["routing_key"]) for b in vhost.bindings() if b["destination_name"] == name]

@@ -95,4 +95,4 @@ def test_without_a_rabbitmq_on_the_port_it_starts_a_private_node_and_stops_it():
     assert [(a["alert_type"], a["severity"]) for a in records(result.stdout)] == [("workers_down", "emergency")]
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the private node still listens"
-    assert set(glob.glob("/tmp/doorman-simulate-rabbitmq-*")) == before
+    assert set(glob.glob("/tmp/doorman-simulate-rabbitmq-*")) - before == set()  # (another run's may come and go)
