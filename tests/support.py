@@ -6,6 +6,7 @@ Nothing here fakes anything. A missing `redis-server` fails the run loudly (it i
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -29,10 +30,31 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+_ports = random.Random()  # its own generator: the global one is hypothesis's to watch
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port on 127.0.0.1 below the kernel's ephemeral range. A port from `bind(0)` is an
+    ephemeral one: while a server on it is down between restarts, any client still connecting
+    there (a worker, collect, a watch) can be given it as its own source port and connect to
+    itself, and the server cannot start again."""
+    low = _ephemeral_low()
+    for _ in range(100):
+        port = _ports.randrange(10000, low) if low > 11000 else 0
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise RuntimeError("no free port on 127.0.0.1 below the ephemeral range")
 
 
 def require(binary: str, package: str) -> str:

@@ -70,23 +70,25 @@ def test_zombie_task(redis_server, workers, tmp_path):
 def test_latency_in_a_critical_queue_nobody_consumes(redis_server, workers, tmp_path):
     url = redis_server.url
     workers(url, "w1@test", client=redis_server.client(), queues="other")
-    env = {"MONITORED_QUEUES": "celery,urgent,plain", "CRITICAL_QUEUES": "urgent", "MAX_WAIT_TIME": "1"}
+    # 3 s, not 1: the first check's own start (a second app's publish, the pipeline's processes) on a
+    # loaded machine must not age the stamped task past the limit before it runs
+    env = {"MONITORED_QUEUES": "celery,urgent,plain", "CRITICAL_QUEUES": "urgent", "MAX_WAIT_TIME": "3"}
     [stamped] = enqueue(url, 1, queue="urgent")  # carries Doorman's publish stamp
     app = celery_app(url, stamp=False)
     plain = app.send_task("demo.sleep", args=(1,), queue="plain").id
     state = str(tmp_path / "state.json")
     first, _ = pipeline(url, "--state", state, env=env)
-    assert first == []  # stamped age still under 1 s; the plain head was only just seen
-    time.sleep(1.3)
+    assert first == []  # stamped age still under 3 s; the plain head was only just seen
+    time.sleep(3.3)
     alerts, _ = pipeline(url, "--state", state, env=env)
     alerts.sort(key=lambda a: a["subject"])
     assert brief(alerts) == [("high_latency", "warning", "firing", "queue:plain"),
                              ("high_latency", "critical", "firing", "queue:urgent")]
     p, u = alerts[0]["details"], alerts[1]["details"]
     assert u["task_id"] == stamped and u["age_source"] == "published_header" and u["estimated"] is False
-    assert u["age_seconds"] > 1
+    assert u["age_seconds"] > 3
     assert p["task_id"] == plain and p["age_source"] == "head_first_seen" and p["estimated"] is True
-    assert p["age_seconds"] > 1
+    assert p["age_seconds"] > 3
 
 
 def test_broker_down_is_redis_down():

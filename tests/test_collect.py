@@ -146,13 +146,14 @@ def test_killed_worker_shows_dead_and_check_stays_fast(redis_server, workers):
     live = workers(url, "live@test", client=client)
     dead = workers(url, "dead@test", client=client)
     dead.kill9()
-    snap = collect_once(url)
+    snap = collect_once(url, env={"DOORMAN_INSPECT_TIMEOUT": "5"})
     by_name = {w["name"]: w for w in snap["workers"]}
     assert by_name[live.name]["alive"] is True
     assert by_name[dead.name]["alive"] is False  # its pidbox binding outlives it
     assert snap["alive_workers"] == 1
-    # Only subscribed workers are waited for: a stale binding costs no timeout.
-    assert snap["collect_ms"] < 900
+    # Only subscribed workers are waited for: a stale binding costs no timeout (5 s a request, and
+    # there are three), however slow the machine is at answering
+    assert snap["collect_ms"] < 4000
 
 
 def test_twenty_runs_leave_no_keys_behind(redis_server, workers):

@@ -15,7 +15,7 @@ import orjson
 from tests.notify_support import notify_env
 from tests.receiver import Receiver
 from tests.scenario import snapshot_line
-from tests.support import BIN, LAUNCHER_RSS, RedisServer, cli, free_port, records
+from tests.support import BIN, LAUNCHER_RSS, RedisServer, cli, free_port, records, wait_for
 
 
 def test_a_100_mb_line_is_refused_with_bounded_memory(tmp_path):
@@ -107,7 +107,9 @@ def test_sigkill_of_notify_mid_retry_loses_nothing(tmp_path):
                             stderr=subprocess.PIPE, env=env)
     proc.stdin.write(b"".join(orjson.dumps(a) + b"\n" for a in sent))
     proc.stdin.flush()
-    time.sleep(1.0)  # read, journaled, first alert in its retry loop against a closed port
+    spool = tmp_path / "spool.ndjson"
+    wait_for(lambda: spool.exists() and spool.read_bytes().count(b"\n") >= 3, 20, "the 3 alerts journaled")
+    time.sleep(0.3)  # the first alert in its retry loop against a closed port (0.2 s backoff)
     proc.kill()
     proc.communicate()
     receiver = Receiver(port=port)

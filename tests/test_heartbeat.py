@@ -59,7 +59,7 @@ def test_one_ping_per_cycle_fail_while_the_broker_is_down_none_once_a_stage_dies
     env = pipeline_env(tmp_path, monitor, DOORMAN_INSPECT_TIMEOUT="0.2")
 
     # three cycles, then EOF: three pings, the last one sent before doorman-notify exits
-    stages = start_pipeline(own_redis.url, env, "--count", "3", "--interval", "0.6")
+    stages = start_pipeline(own_redis.url, env, "--count", "3", "--interval", "1.5")  # ticks a batch apart
     out, err = stages[2].communicate(timeout=60)
     for p in stages[:2]:
         p.wait(10)

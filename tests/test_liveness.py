@@ -32,15 +32,28 @@ def pipeline(url: str, receiver: Receiver, tmp_path, **env: str) -> DaemonPipeli
     return pipe.start()
 
 
+def settled(pipe: DaemonPipeline, quiet: float = 1.0, timeout: float = 15) -> None:
+    """Until collect has written no snapshot for `quiet` seconds."""
+    deadline = time.monotonic() + timeout
+    seen, since = len(pipe.snapshots()), time.monotonic()
+    while time.monotonic() - since < quiet and time.monotonic() < deadline:
+        time.sleep(0.1)
+        if (n := len(pipe.snapshots())) != seen:
+            seen, since = n, time.monotonic()
+
+
 def test_kill9_one_of_three_then_the_rest_pages_from_the_connection_table(redis_server, workers, tmp_path):
     url, client = redis_server.url, redis_server.client()
     receiver = Receiver()
     ws = [workers(url, f"w{i}@live", client, queues="busy") for i in (1, 2, 3)]
     enqueue(url, 5, task="demo.add", args=(2, 3), queue="celery")  # nobody consumes `celery`: they wait
-    pipe = pipeline(url, receiver, tmp_path)
+    # the confirming ping waits 3 s, not 0.5: a live worker answering late on a loaded machine would
+    # leave two silent workers for one vanished connection, and the death to the heartbeat path
+    pipe = pipeline(url, receiver, tmp_path, DOORMAN_LIVENESS_CONFIRM_SECONDS="3")
     try:
         for w in ws:
             pipe.wait_heartbeat(w.name)
+        settled(pipe)  # the snapshots the workers' arrival called for are taken
         ws[0].kill9()
         wait_for(lambda: receiver.delivered(HOOK), 15, "worker_lost at the webhook")
         ws[1].kill9()
@@ -168,7 +181,11 @@ def test_a_refused_connection_table_falls_back_to_heartbeats_with_one_warning(re
         wait_for(lambda: orjson.loads(proc.stdout.readline())["workers"][0]["last_heartbeat"], 10,
                  "a snapshot with the worker's heartbeat")
         worker.kill9()
-        dead = orjson.loads(proc.stdout.readline())
+        # a snapshot the worker's arrival had already called for may come first, its heartbeat fresh
+        for _ in range(3):
+            dead = orjson.loads(proc.stdout.readline())
+            if dead["alive_workers"] == 0:
+                break
     finally:
         proc.terminate()
         proc.communicate(timeout=10)

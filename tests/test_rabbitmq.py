@@ -218,7 +218,7 @@ def test_least_privilege_user_reads_everything_and_can_touch_no_task(vhost, work
         assert [(w["name"], w["responded"], w["active"]) for w in snap["workers"]] == [("w1@rabbit", True, 1)]
 
         # the daemon's heartbeat queue works too: a worker seen alive from heartbeats
-        result = cli("doorman-collect", "--broker-url", monitor, "--interval", "2.5", "--count", "2")
+        result = cli("doorman-collect", "--broker-url", monitor, "--interval", "2.5", "--count", "3")  # 5 s: 2 beats
         assert result.returncode == 0, result.stderr
         last = records(result.stdout)[-1]
         assert last["error"] is None and [w["last_heartbeat"] is not None for w in last["workers"]] == [True]

@@ -72,7 +72,9 @@ class BacklogWatch(threading.Thread):
         self.over = False
 
     def run(self) -> None:
+        previous: float | None = None  # when the sample before this one was taken
         while not self.stopping.wait(0.25):
+            sampled, previous = previous, time.time()
             try:
                 with self.client.pipeline(transaction=False) as p:
                     p.llen("celery")
@@ -85,8 +87,10 @@ class BacklogWatch(threading.Thread):
                 self.over = True
                 self.log.add("over", pending=total)
             elif total <= self.threshold and self.over:
+                # it went under somewhere since the sample before, which still showed it over: a check
+                # that read the queue in between may rightly resolve before this one saw it
                 self.over = False
-                self.log.add("under", pending=total)
+                self.log.add("under", t=sampled, pending=total)
             if celery == 0 and self.expect_drain.is_set():
                 self.expect_drain.clear()
                 self.log.add("drained")
@@ -143,8 +147,11 @@ class Soak:
             self.log.add("kill", worker=args["worker"])
             w.kill9()
         elif a == "start":
+            # the problem ends when the worker is started: it is online (and may be heard) before the
+            # driver has seen it ready, so a resolution in between is not a false all-clear
+            t = time.time()
             self._start_worker(args["worker"])
-            self.log.add("start", worker=args["worker"])
+            self.log.add("start", t=t, worker=args["worker"])
         elif a == "broker_kill":
             self.log.add("broker_kill")
             self.redis.kill()
