@@ -113,9 +113,39 @@ def test_management_api_down_collect_falls_back_to_amqp_and_says_so(vhost, worke
     assert snap["pending_tasks"] == 3 and snap["unacked"]["count"] is None
     assert snap["redis_connected"] is True and snap["error"] is None
     assert snap["broker_health"] is None  # the server's figures come only from the management API
-    result = cli("doorman-collect", "--once", "--broker-url", url,
-                 env={"DOORMAN_RABBITMQ_MANAGEMENT_URL": f"http://guest:sEcReT-mgmt@127.0.0.1:{closed}"})
+    # said on stderr once a run, not once a snapshot, and never with the URL's secret
+    result = cli("doorman-collect", "--interval", "0.3", "--count", "3",
+                 env={"CELERY_BROKER_URL": url,
+                      "DOORMAN_RABBITMQ_MANAGEMENT_URL": f"http://guest:sEcReT-mgmt@127.0.0.1:{closed}"})
+    assert result.returncode == 0 and len(records(result.stdout)) == 3
+    assert result.stderr.decode().splitlines() == [
+        "doorman-collect: management API unreachable (ConnectionError): reading monitored_queues over AMQP "
+        "instead, without unacked counts, queue discovery or broker health until it answers (docs/rabbitmq.md)"]
     assert b"sEcReT-mgmt" not in result.stdout + result.stderr
+
+
+def test_a_management_api_that_stops_answering_is_said_once_and_its_return_once(vhost):
+    from doorman.brokers.rabbitmq.broker import RabbitConnection
+    from doorman.brokers.rabbitmq.management import Management
+    from doorman.config import load_config
+
+    said: list[str] = []
+    cfg = load_config(None, env={"CELERY_BROKER_URL": vhost.url(),
+                                 "DOORMAN_RABBITMQ_MANAGEMENT_URL": "http://127.0.0.1:15672"})
+    conn = RabbitConnection(cfg, say=said.append)
+    real = conn.api
+    try:
+        conn.topology()
+        conn.api = Management(f"http://127.0.0.1:{free_port()}", None, 2.0, True)  # nothing listens there
+        conn.topology()
+        conn.topology()
+        conn.api = real
+        conn.topology()
+        conn.topology()
+    finally:
+        conn.close()
+    assert [line.split(":", 1)[0] for line in said] == ["management API unreachable (ConnectionError)",
+                                                        "management API answers again"]
 
 
 def test_management_api_up_and_amqp_gone_is_a_broker_down_not_every_worker_gone(vhost):

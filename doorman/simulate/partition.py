@@ -9,7 +9,7 @@ connection that has sent `BRPOP` is closed (Redis drops the client at once), and
 stays open and silent. What else was tried, and why it is not a ghost: docs/simulate.md.
 
 The RabbitMQ demo reaches AMQP through one too, so that `close()` cuts Doorman off the broker at
-once (`RabbitVhost.go_away`).
+once (`RabbitVhost.stop`).
 
 The relay forwards bytes unchanged and keeps none; it writes nothing to the broker.
 """

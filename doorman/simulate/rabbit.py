@@ -53,7 +53,7 @@ class RabbitVhost:
         self.log = workdir / "rabbitmq.log"
         self.created = False
         self.base: Path | None = None  # the private node's data, when we started one
-        self.relay: Partition | None = None  # Doorman's way to the broker, cut by `go_away()`
+        self.relay: Partition | None = None  # Doorman's way to the broker, cut first by `stop()`
 
     @property
     def url(self) -> str:
@@ -62,7 +62,7 @@ class RabbitVhost:
     @property
     def monitor_url(self) -> str:
         """Where the pipeline reaches AMQP: through a relay of ours, so that the broker can vanish for
-        it at once (`go_away()`); the workers and the management API are reached directly."""
+        it at once (`stop()`); the workers and the management API are reached directly."""
         port = self.relay.port if self.relay else self.port
         return f"amqp://guest:guest@127.0.0.1:{port}/{quote(self.vhost, safe='')}"
 
@@ -160,18 +160,12 @@ class RabbitVhost:
                 return
             time.sleep(0.25)
 
-    def go_away(self) -> None:
-        """The broker gone, at once, for Doorman (`--stop-redis-after`). Deleting a vhost removes its
-        queues, the workers' pidbox queues among them, before it closes the connections: a check in
-        between met a broker that answered with no worker in it (`celery_disconnected` before
-        `redis_down`). So Doorman's connections are cut first and new ones refused, as when a broker
-        dies; then the vhost goes, for the workers too."""
-        if self.relay:
-            self.relay.close()
-        self.stop()
-
     def stop(self) -> None:
-        """Delete the vhost (every queue, binding and connection in it), stop a private node."""
+        """Delete the vhost (every queue, binding and connection in it), stop a private node. Doorman's
+        relay is cut first: RabbitMQ deletes a vhost's queues, the workers' pidbox queues among them,
+        before it closes the connections, and a check in between met a broker that answered with no
+        worker in it (`celery_disconnected` before `redis_down`, for `--stop-redis-after`). Cut off
+        first, Doorman sees what a broker's death looks like: its connections closed, new ones refused."""
         if self.relay:
             self.relay.close()
             self.relay = None

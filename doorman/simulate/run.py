@@ -113,10 +113,7 @@ class Simulation:
             self.say(f"kill -9 worker {w.name} (pid {w.proc.pid})")
 
     def _stop_redis(self) -> None:
-        if isinstance(self.redis, RabbitVhost):
-            self.redis.go_away()
-        else:
-            self.redis.stop()
+        self.redis.stop()
         if isinstance(self.redis, RabbitVhost):
             self.say(f"RabbitMQ vhost {self.redis.vhost} deleted: the broker is gone for every client in it")
         else:

@@ -28,6 +28,7 @@ from doorman.brokers.base import (
 )
 from doorman.brokers.rabbitmq import urls, wire
 from doorman.brokers.rabbitmq.management import Management, ManagementError, QueueRow
+from doorman.ndjson import warn
 from doorman.settings import Config
 from doorman.timefmt import iso
 
@@ -95,9 +96,12 @@ def _head(row: QueueRow, now: float) -> MessageHead:
 
 
 class RabbitConnection:
-    def __init__(self, cfg: Config, clock: Callable[[], float] = time.time):
+    def __init__(self, cfg: Config, clock: Callable[[], float] = time.time, say: Callable[[str], None] | None = None):
         self.cfg = cfg
         self.clock = clock
+        label = "" if cfg.cluster == "default" else f"cluster {cfg.cluster}: "  # fifty brokers share one stderr
+        self.say = say or (lambda message: warn("doorman-collect", label + message))
+        self._api_down = False  # said once when the management API stops answering, once when it is back
         self.target = urls.target(cfg.broker_url)
         self.ssl = urls.ssl_options(self.target, cfg.tls_ca_file, cfg.tls_insecure)
         base, auth = urls.management_base(cfg.rabbitmq_management_url, self.target)
@@ -142,9 +146,16 @@ class RabbitConnection:
         except ManagementError as e:
             self._rows, self._listening, self.management_error = None, None, str(e)
             self._reach()
+            if not self._api_down:
+                self._api_down = True
+                self.say(f"{e}: reading monitored_queues over AMQP instead, without unacked counts, queue "
+                         "discovery or broker health until it answers (docs/rabbitmq.md)")
             return Topology({}, [], Unacked(None, None, None))
         self.management_error = None
         self._reach()
+        if self._api_down:
+            self._api_down = False
+            self.say("management API answers again")
         self._rows = {r.name: r for r in rows}
         pidboxes = [r for r in rows if r.name.endswith(PIDBOX_SUFFIX)]
         # a pidbox queue is there while its worker's connection is (auto-delete, exclusive since
