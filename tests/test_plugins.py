@@ -1,8 +1,10 @@
-"""The example plugin, pip-installed into this virtualenv, works through the real pipeline:
-its rule fires and resolves, its sink receives the alerts, its config keys are checked like ours.
+"""The example plugin, pip-installed, works through the real pipeline: its rule fires and resolves,
+its sink receives the alerts, its config keys are checked like ours.
 
-The plugin is uninstalled afterwards (and before, if a killed run left it): its rule would add an
-alert to every other test's pipeline.
+It is installed into a directory of its own and only this module's processes get it on PYTHONPATH
+(entry points are found along sys.path). Installed into the virtualenv, its rule would add an alert
+to every pipeline started meanwhile: the chaos soak, which runs beside the suite, replayed its
+snapshots with that rule loaded and got alerts its live run had rightly not given.
 """
 
 from __future__ import annotations
@@ -25,12 +27,18 @@ def pip(*args: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def example_plugin() -> Iterator[None]:
-    pip("install", "--no-deps", str(ROOT / "examples" / "plugin"))
-    try:
-        yield
-    finally:
-        pip("uninstall", "--yes", PLUGIN)
+def example_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The environment a process needs to load the plugin."""
+    target = tmp_path_factory.mktemp("example-plugin")
+    pip("install", "--no-deps", "--target", str(target), str(ROOT / "examples" / "plugin"))
+    yield {"PYTHONPATH": str(target)}
+
+
+def test_the_plugin_is_not_in_the_virtualenv(example_plugin):
+    from importlib.metadata import PackageNotFoundError, version
+
+    with pytest.raises(PackageNotFoundError):
+        version(PLUGIN)
 
 
 def pipeline(url: str, env: dict[str, str], state: str) -> tuple[list[dict], list[dict]]:
@@ -53,7 +61,7 @@ def brief(alerts: list[dict]) -> list[tuple[str, str, str]]:
 
 def test_the_example_rule_and_sink_work_through_the_real_pipeline(example_plugin, redis_server, tmp_path):
     out = tmp_path / "alerts.ndjson"
-    env = {"EXAMPLE_FILE_PATH": str(out), "DOORMAN_SPOOL": str(tmp_path / "spool.ndjson")}
+    env = {"EXAMPLE_FILE_PATH": str(out), "DOORMAN_SPOOL": str(tmp_path / "spool.ndjson"), **example_plugin}
     state = str(tmp_path / "state.json")
     enqueue(redis_server.url, 5)  # odd, and no worker
 
@@ -74,10 +82,10 @@ def test_plugin_config_keys_are_checked_like_built_in_ones(example_plugin, tmp_p
     cfg = tmp_path / "c.yaml"
     cfg.write_text("example_file_pth: /tmp/x\n")
     r = subprocess.run([str(BIN / "doorman-notify"), "--config", str(cfg)], input=b"", capture_output=True,
-                       timeout=60)
+                       env={**os.environ, **example_plugin}, timeout=60)
     assert r.returncode == 2
     assert r.stderr.decode().strip().splitlines() == [
         f"doorman-notify: error: {cfg}: example_file_pth: unknown key (did you mean 'example_file_path'?)"]
     r = subprocess.run([str(BIN / "doorman-notify")], input=b"", capture_output=True, timeout=60,
-                       env={**os.environ, "EXAMPLE_FILE_MIN_SEVERITY": "loud"})
+                       env={**os.environ, **example_plugin, "EXAMPLE_FILE_MIN_SEVERITY": "loud"})
     assert r.returncode == 2 and b"EXAMPLE_FILE_MIN_SEVERITY" in r.stderr
