@@ -13,12 +13,23 @@ Names (queues, workers) are `str`. A broker whose names are bytes decodes them w
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, TypedDict, runtime_checkable
 
 if TYPE_CHECKING:
     from doorman.settings import Config, Setting
+
+# ---------------------------------------------------------------- talk
+
+
+def collect_say(cluster: str) -> Callable[[str], None]:
+    """A broker's stderr lines; a named cluster's say its name: in a fleet, fifty brokers share one stderr."""
+    from doorman.ndjson import warn
+
+    label = "" if cluster == "default" else f"cluster {cluster}: "
+    return lambda message: warn("doorman-collect", label + message)
+
 
 # ---------------------------------------------------------------- names
 

@@ -25,10 +25,10 @@ from doorman.brokers.base import (
     Topology,
     Unacked,
     WorkerEventListener,
+    collect_say,
 )
 from doorman.brokers.rabbitmq import urls, wire
 from doorman.brokers.rabbitmq.management import Management, ManagementError, QueueRow
-from doorman.ndjson import warn
 from doorman.settings import Config
 from doorman.timefmt import iso
 
@@ -99,8 +99,7 @@ class RabbitConnection:
     def __init__(self, cfg: Config, clock: Callable[[], float] = time.time, say: Callable[[str], None] | None = None):
         self.cfg = cfg
         self.clock = clock
-        label = "" if cfg.cluster == "default" else f"cluster {cfg.cluster}: "  # fifty brokers share one stderr
-        self.say = say or (lambda message: warn("doorman-collect", label + message))
+        self.say = say or collect_say(cfg.cluster)
         self._api_down = False  # said once when the management API stops answering, once when it is back
         self.target = urls.target(cfg.broker_url)
         self.ssl = urls.ssl_options(self.target, cfg.tls_ca_file, cfg.tls_insecure)

@@ -30,12 +30,12 @@ from doorman.brokers.base import (
     Topology,
     WorkerEventListener,
     WorkerInfo,
+    collect_say,
 )
 from doorman.brokers.redis import beat, client, events, health, liveness, pidbox, queues, unacked
 from doorman.brokers.redis.discovery import MAX_NAME, Scanner, State
 from doorman.brokers.redis.discovery_cache import Cache, default_path, identity
 from doorman.brokers.redis.keys import Keys
-from doorman.ndjson import warn
 from doorman.settings import Config
 
 SAVE_EVERY = 300.0  # seconds: a daemon killed with -9 loses at most this much SCAN progress
@@ -48,9 +48,7 @@ class RedisConnection:
         self.client, db = client.connect(cfg)
         self.keys = Keys.of(cfg.broker_transport_options, db)
         self.clock, self.timer = clock, timer
-        # a named cluster is said in each line: in a fleet, fifty brokers share one stderr
-        label = "" if cfg.cluster == "default" else f"cluster {cfg.cluster}: "
-        self.say = say or (lambda message: warn("doorman-collect", label + message))
+        self.say = say or collect_say(cfg.cluster)
         self._unacked_names = unacked.Names()
         self._scanner: Scanner | None = None
         self._cache: Cache | None = None
