@@ -33,7 +33,7 @@ from doorman.brokers.base import (
     collect_say,
 )
 from doorman.brokers.redis import beat, client, events, health, liveness, pidbox, queues, unacked
-from doorman.brokers.redis.discovery import MAX_NAME, Scanner, State
+from doorman.brokers.redis.discovery import MAX_DISCOVERED_NAME, Scanner, State
 from doorman.brokers.redis.discovery_cache import Cache, default_path, identity
 from doorman.brokers.redis.keys import Keys
 from doorman.settings import Config
@@ -152,7 +152,7 @@ class RedisConnection:
                                        block_max=min(1.0, self.cfg.redis_timeout * 0.5))
         self._asked = True
         said = [x for info in answers.values() for x in (*(info.queues or ()), *info.exchanges)
-                if isinstance(x, str) and len(x) <= MAX_NAME]  # any client can answer: a giant name is dropped
+                if isinstance(x, str) and len(x) <= MAX_DISCOVERED_NAME]  # any client can answer: a giant name is dropped
         self._worker_exchanges = list(dict.fromkeys([*said, *self._worker_exchanges]))[:MAX_QUEUES]
         return answers
 

@@ -37,7 +37,7 @@ from doorman.timefmt import iso, sane_epoch
 FIRST_COUNT = 1000  # keys asked of the first SCAN call, before any speed is measured (~0.5 ms)
 MIN_COUNT, MAX_COUNT = 100, 200_000
 MIN_STEP_MS = 0.3  # a call is not worth a round trip for less than this of the budget
-MAX_NAME = 1024  # longer "exchange" names are someone's garbage, not kombu's
+MAX_DISCOVERED_NAME = 1024  # longer "exchange" names are someone's garbage, not kombu's
 
 
 def glob_escape(text: str) -> str:
@@ -73,7 +73,7 @@ class State:
         for name, default in cls().__dict__.items():
             value = obj.get(name, default)
             if isinstance(default, list):
-                if not isinstance(value, list) or not all(isinstance(x, str) and len(x) <= MAX_NAME for x in value):
+                if not isinstance(value, list) or not all(isinstance(x, str) and len(x) <= MAX_DISCOVERED_NAME for x in value):
                     return None
                 value = value[:MAX_QUEUES]
             elif isinstance(default, bool):
@@ -158,7 +158,7 @@ class Scanner:
             s.cursor = int(cursor)
             for raw in names:
                 name = decode(raw)[len(self.head):]
-                if name and len(name) <= MAX_NAME and not self.keys.internal(name) and len(found) < MAX_QUEUES:
+                if name and len(name) <= MAX_DISCOVERED_NAME and not self.keys.internal(name) and len(found) < MAX_QUEUES:
                     found[name] = None
             if s.cursor == 0:  # the pass is complete: what it found replaces the previous pass's
                 s.scanning, s.complete, s.last_pass_at = False, sorted(found), now

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 
 from doorman.atomicfile import check_dir, read_private, sweep_temps, write_atomic
 from doorman.bounds import MAX_QUEUES
-from doorman.brokers.redis.discovery import MAX_NAME, State
+from doorman.brokers.redis.discovery import MAX_DISCOVERED_NAME, State
 from doorman.errors import UnsafePath
 from doorman.redact import redact_url
 
@@ -90,7 +90,7 @@ class Cache:
         state = State.of(obj.get("scan"))
         workers = obj.get("workers")
         if state is None or not isinstance(workers, list) or not all(
-                isinstance(w, str) and len(w) <= MAX_NAME for w in workers):
+                isinstance(w, str) and len(w) <= MAX_DISCOVERED_NAME for w in workers):
             return "is malformed", None, []
         return None, state, workers[:MAX_QUEUES]
 
