@@ -22,6 +22,12 @@ class Stop:
     def __init__(self) -> None:
         self.busy = self.requested = False
 
+    def idle(self) -> None:
+        """Between snapshots: a stop that came while busy takes effect now."""
+        self.busy = False
+        if self.requested:
+            raise SystemExit(0)
+
     def __call__(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002
         if self.busy:
             self.requested = True
@@ -63,9 +69,7 @@ def run(cfg: Config, files: Sequence[str], state_path: str | None, check: bool,
                         alerts = engine.process(snap)
                     except Exception as e:  # noqa: BLE001 - one bad snapshot must not end a daemon
                         say(f"{label}:{lineno}: cannot analyze this snapshot ({type(e).__name__}: {e}); skipped")
-                        stop.busy = False
-                        if stop.requested:  # a stop that came while this snapshot failed is not lost
-                            raise SystemExit(0) from None
+                        stop.idle()  # a stop that came while this snapshot failed is not lost
                         continue
                     if not check:
                         unwritten = bool(alerts)
@@ -76,9 +80,7 @@ def run(cfg: Config, files: Sequence[str], state_path: str | None, check: bool,
                             write(tick(snap, len(alerts)))
                     if store:
                         store.save(engine.state, urgent=bool(alerts))
-                    stop.busy = False
-                    if stop.requested:
-                        raise SystemExit(0)
+                    stop.idle()
     finally:
         if previous is not None:  # None: a handler set outside Python, which cannot be put back
             signal.signal(signal.SIGTERM, previous)

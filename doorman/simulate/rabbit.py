@@ -55,16 +55,18 @@ class RabbitVhost:
         self.base: Path | None = None  # the private node's data, when we started one
         self.relay: Partition | None = None  # Doorman's way to the broker, cut first by `stop()`
 
+    def _url(self, port: int) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{port}/{quote(self.vhost, safe='')}"
+
     @property
     def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}/{quote(self.vhost, safe='')}"
+        return self._url(self.port)
 
     @property
     def monitor_url(self) -> str:
         """Where the pipeline reaches AMQP: through a relay of ours, so that the broker can vanish for
         it at once (`stop()`); the workers and the management API are reached directly."""
-        port = self.relay.port if self.relay else self.port
-        return f"amqp://guest:guest@127.0.0.1:{port}/{quote(self.vhost, safe='')}"
+        return self._url(self.relay.port if self.relay else self.port)
 
     @property
     def env(self) -> dict[str, str]:

@@ -144,7 +144,7 @@ class RabbitConnection:
             rows = self.api.queues(self.target.vhost)
         except ManagementError as e:
             self._rows, self._listening, self.management_error = None, None, str(e)
-            self._reach()
+            self._amqp()  # connected; the passive reads that follow are this snapshot's round trip
             if not self._api_down:
                 self._api_down = True
                 self.say(f"{e}: reading monitored_queues over AMQP instead, without unacked counts, queue "
