@@ -50,7 +50,7 @@ test: install
 
 # config.example.yaml and docs/configuration.md are generated from the declared settings
 docs: $(STAMP)
-	$(BIN)/python -m doorman.docgen
+	$(BIN)/python -m doorman.config.docgen
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from doorman import SCHEMA_VERSION
-from doorman.settings import Setting
+from doorman.config.settings import Setting
 
 SETTINGS = (
     Setting("heartbeat_url", "webhook", None, ("DOORMAN_HEARTBEAT_URL",),

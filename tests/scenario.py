@@ -9,9 +9,9 @@ import copy
 
 import orjson
 
-from doorman.analyze import Engine, snapshot_problem
-from doorman.config import make_config
-from doorman.settings import Config
+from doorman.analyze.engine import Engine, snapshot_problem
+from doorman.config.load import make_config
+from doorman.config.settings import Config
 from doorman.timefmt import iso, parse_iso
 
 T0 = 1_800_000_000.0

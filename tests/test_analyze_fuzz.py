@@ -9,11 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from doorman import plugins
-from doorman.analyze import Engine, snapshot_problem
+from doorman.analyze.engine import Engine, snapshot_problem
+from doorman.analyze.state import state_problem
 from doorman.cli.analyze import main
-from doorman.config import make_config
+from doorman.config.load import make_config
 from doorman.severity import SEVERITIES
-from doorman.state import state_problem
 from doorman.timefmt import iso
 
 JSON = st.recursive(

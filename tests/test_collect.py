@@ -10,7 +10,7 @@ import orjson
 from doorman import brokers
 from doorman.brokers.redis.keys import Keys
 from doorman.collect.snapshot import Collector
-from doorman.config import load_config
+from doorman.config.load import load_config
 from tests.support import BIN, celery_app, cli, collect_once, enqueue, records, wait_for
 
 KEYS = Keys()  # kombu's names with the default transport options (no prefix, database 0)

@@ -9,7 +9,7 @@ import subprocess
 import orjson
 import pytest
 
-from doorman.config import load_config
+from doorman.config.load import load_config
 from tests.support import BIN, cli, enqueue, free_port, records
 
 

@@ -13,7 +13,7 @@ from doorman.brokers.base import ActiveTasks, Failure, QueueState, Topology, Una
 from doorman.collect.heartbeats import HeartbeatTracker
 from doorman.collect.schedule import MIN_GAP, Clock, run
 from doorman.collect.snapshot import Collector
-from doorman.config import make_config
+from doorman.config.load import make_config
 
 EPOCH = 1_800_000_000.0
 

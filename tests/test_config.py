@@ -8,18 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from doorman import docgen, plugins
-from doorman.config import load_config, make_config
-from doorman.config_schema import all_settings, owners, schema, setting
+from doorman import plugins
+from doorman.config import docgen
+from doorman.config.load import load_config, make_config
+from doorman.config.schema import all_settings, owners, schema, setting
+from doorman.config.settings import TOP
 from doorman.errors import BadConfig
-from doorman.settings import TOP
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
 def test_generated_files_are_up_to_date():
-    """Edit a Setting, then run `python -m doorman.docgen`: this fails until you do."""
+    """Edit a Setting, then run `python -m doorman.config.docgen`: this fails until you do."""
     assert (ROOT / "config.example.yaml").read_text() == docgen.example_yaml()
     assert (ROOT / "docs" / "configuration.md").read_text() == docgen.table_md()
 

@@ -16,7 +16,7 @@ from doorman.brokers.redis.broker import RedisConnection
 from doorman.brokers.redis.discovery import Scanner
 from doorman.brokers.redis.keys import Keys
 from doorman.collect.snapshot import Collector
-from doorman.config import load_config
+from doorman.config.load import load_config
 from tests.support import cli, collect_once, enqueue, records
 
 KEYS = Keys()

@@ -3,7 +3,7 @@ resolution, inhibition, replay determinism, bounded state. Time is the snapshot'
 
 from __future__ import annotations
 
-from doorman.analyze import Engine, fingerprint
+from doorman.analyze.engine import Engine, fingerprint
 from doorman.timefmt import iso
 from tests.scenario import T0, brief, cfg, feed, head, queue, snap, task, worker
 
@@ -154,7 +154,7 @@ def test_a_resolution_goes_out_at_the_highest_severity_that_was_sent():
 
 
 def test_a_full_alert_table_still_admits_a_page():
-    from doorman import analyze
+    from doorman.analyze import engine as analyze
 
     e = Engine(cfg(cooldown=300))
     cs = e._cluster("prod")
@@ -169,7 +169,7 @@ def test_a_full_alert_table_still_admits_a_page():
 
 
 def test_a_state_file_of_the_earlier_layout_is_moved_into_the_rules_slices():
-    from doorman.state import state_problem
+    from doorman.analyze.state import state_problem
 
     old = {"v": 1, "kind": "doorman-analyze-state", "clusters": {"prod": {
         "now": T0, "workers": {"w1@test": T0}, "forgotten": {}, "heads": {"celery": {"t1": T0 - 5}},

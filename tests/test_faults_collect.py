@@ -13,7 +13,7 @@ from doorman import brokers
 from doorman.brokers.redis.keys import Keys
 from doorman.collect import heartbeats
 from doorman.collect.heartbeats import MAX_WORKERS, HeartbeatTracker
-from doorman.config import make_config
+from doorman.config.load import make_config
 from tests.support import BIN, collect_once, wait_for
 
 

@@ -108,7 +108,7 @@ def test_a_lost_worker_age_is_counted_from_its_last_heartbeat():
 
 
 def Engine300(**th):  # noqa: N802 - reads like the class it builds
-    from doorman.analyze import Engine
+    from doorman.analyze.engine import Engine
 
     return Engine(cfg(cooldown=300, **th))
 

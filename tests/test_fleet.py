@@ -15,7 +15,7 @@ import yaml
 
 from doorman.collect.fleet import Fleet
 from doorman.collect.main import collect
-from doorman.config import make_config
+from doorman.config.load import make_config
 from tests.blackhole import BlackHole
 from tests.support import BIN, cli, enqueue, records, wait_for
 

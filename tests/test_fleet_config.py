@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from doorman.analyze import Engine
-from doorman.config import load_config, make_config
+from doorman.analyze.engine import Engine
+from doorman.config.load import load_config, make_config
 from doorman.errors import BadConfig
 from tests.scenario import brief, feed, queue, snap
 from tests.support import cli

@@ -148,7 +148,7 @@ def test_the_pinger_sends_the_newest_ping_and_fails_when_any_cycle_could_not_rea
 
 
 def test_watchdog_fires_only_when_asked_and_even_while_the_broker_is_down():
-    from doorman.analyze import Engine
+    from doorman.analyze.engine import Engine
     from tests.scenario import cfg
 
     assert [a["alert_type"] for a in Engine(cfg()).process(snap(0.0))] == []

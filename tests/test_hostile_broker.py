@@ -166,7 +166,7 @@ def test_two_thousand_workers_lost_at_once_are_one_alert_even_in_truncated_snaps
     """The burst's aftermath without processes: 2,000 fakes seen alive, then all silent, through
     the same bounding collect applies. One alert "N workers lost", never N alerts; a real worker
     lost alone still gets its own alert."""
-    from doorman.analyze import Engine
+    from doorman.analyze.engine import Engine
     from doorman.bounds import bound_snapshot
     from tests.scenario import cfg, queue, snap, worker
 

@@ -11,7 +11,7 @@ from doorman.brokers.base import ConnectionTable, Failure
 from doorman.brokers.redis.clients import MAX_HOSTS, parse_client_list
 from doorman.collect.liveness import ConnectionWatch
 from doorman.collect.schedule import run
-from doorman.config import make_config
+from doorman.config.load import make_config
 from doorman.rules.ghost_worker import RULE as GHOST
 from doorman.rules.queue_unconsumed import RULE as UNCONSUMED
 from tests.test_collect_units import FakeTime

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from doorman.analyze import Engine
-from doorman.config import make_config
+from doorman.analyze.engine import Engine
+from doorman.config.load import make_config
 from doorman.rules import beat, broker_errors, broker_memory, redelivery, results_growing, stranded
 from tests.scenario import brief, cfg, feed, queue, run_rule, snap, worker
 

@@ -11,7 +11,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from doorman.config import make_config
+from doorman.config.load import make_config
 from doorman.notify import Dispatcher, stream_alerts
 from doorman.sinks import SinkContext, build_sinks
 

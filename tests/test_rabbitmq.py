@@ -127,7 +127,7 @@ def test_management_api_down_collect_falls_back_to_amqp_and_says_so(vhost, worke
 def test_a_management_api_that_stops_answering_is_said_once_and_its_return_once(vhost):
     from doorman.brokers.rabbitmq.broker import RabbitConnection
     from doorman.brokers.rabbitmq.management import Management
-    from doorman.config import load_config
+    from doorman.config.load import load_config
 
     said: list[str] = []
     cfg = load_config(None, env={"CELERY_BROKER_URL": vhost.url(),

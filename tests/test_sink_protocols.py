@@ -61,7 +61,7 @@ def test_each_sink_redacts_its_own_preview(session):
 
 
 def test_sinks_build_themselves_from_config_in_registry_order(session):
-    from doorman.config import make_config
+    from doorman.config.load import make_config
     from doorman.sinks import SinkContext, build_sinks
 
     ctx = SinkContext(session, (0.5, 0.5), lambda s: s)
@@ -85,6 +85,6 @@ def test_loading_the_config_does_not_import_requests():
     import subprocess
     import sys
 
-    code = ("import sys; from doorman.config import make_config; make_config(); "
+    code = ("import sys; from doorman.config.load import make_config; make_config(); "
             "sys.exit('requests' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parent.parent).returncode == 0

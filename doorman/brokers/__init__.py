@@ -14,7 +14,7 @@ from doorman.errors import DoormanError
 
 if TYPE_CHECKING:
     from doorman.brokers.base import Broker, BrokerPlugin
-    from doorman.settings import Config
+    from doorman.config.settings import Config
 
 
 def scheme_of(url: str) -> str:

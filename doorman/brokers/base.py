@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, TypedDict, runtime_checkable
 
 if TYPE_CHECKING:
-    from doorman.settings import Config, Setting
+    from doorman.config.settings import Config, Setting
 
 # ---------------------------------------------------------------- talk
 

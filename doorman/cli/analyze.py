@@ -22,7 +22,7 @@ PROG = "doorman-analyze"
 def main(files: tuple[str, ...], config_path: str | None, state_path: str | None, check: bool) -> None:
     """Read snapshots from FILEs (default: stdin, also `-`); write alerts, one JSON object a line."""
     cfg = load(PROG, config_path)
-    from doorman.analyze_run import run
+    from doorman.analyze.run import run
 
     sys.exit(run(cfg, files, state_path, check, lambda msg: warn(PROG, msg)))
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 
-from doorman.config import load_config
+from doorman.config.load import load_config
+from doorman.config.settings import Config
 from doorman.errors import DoormanError
 from doorman.ndjson import quiet_pipe, warn
-from doorman.settings import Config
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -26,7 +26,7 @@ def config_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def setting_help(key: str) -> str:
     """An option's help, from the key's declaration: its doc, default and environment variables."""
-    from doorman.config_schema import setting
+    from doorman.config.schema import setting
 
     s = setting(key)
     env = ", ".join(f"${v}" for v in s.env)

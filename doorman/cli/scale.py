@@ -25,7 +25,7 @@ PROG = "doorman-scale"
 def main(files: tuple[str, ...], config_path: str | None, exec_command: str | None, every: int) -> None:
     """Read snapshots from FILEs (default: stdin, also `-`); write one decision per pool when the
     number of workers it needs changes (docs/scale.md)."""
-    from doorman.config import load_config
+    from doorman.config.load import load_config
     from doorman.errors import DoormanError
     from doorman.scale.settings import pools
 

@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 
 from doorman.collect.main import collect
 from doorman.collect.snapshot import Snapshot
+from doorman.config.settings import Config
 from doorman.redact import Scrubber
-from doorman.settings import Config
 
 Emit = Callable[[Snapshot, int], None]
 Collect = Callable[..., int]

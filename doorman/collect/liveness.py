@@ -38,7 +38,7 @@ from doorman.brokers.base import (
     WorkerInfoReading,
     display,
 )
-from doorman.settings import Setting
+from doorman.config.settings import Setting
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("liveness_poll_seconds", "float", 0.5, ("DOORMAN_LIVENESS_POLL_SECONDS",),

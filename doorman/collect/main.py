@@ -11,8 +11,8 @@ from doorman.collect.heartbeats import HeartbeatTracker
 from doorman.collect.liveness import ConnectionWatch, WorkerDirectory
 from doorman.collect.schedule import SYSTEM_CLOCK, Clock, Wait, run, wait_event
 from doorman.collect.snapshot import Collector, Snapshot
+from doorman.config.settings import Config
 from doorman.ndjson import warn
-from doorman.settings import Config
 
 
 def collect(cfg: Config, emit: Callable[[Snapshot, int], None], *, once: bool = False, count: int | None = None,

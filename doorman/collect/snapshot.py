@@ -17,8 +17,8 @@ from doorman.bounds import bound_snapshot, cap_queues
 from doorman.brokers.base import ActiveTask, ActiveTasks, BeatReading, Broker, HealthReading, display
 from doorman.collect.heartbeats import HeartbeatTracker
 from doorman.collect.liveness import ConnectionWatch, WorkerDirectory, annotate
+from doorman.config.settings import Config
 from doorman.redact import Scrubber, redact_url
-from doorman.settings import Config
 from doorman.timefmt import iso
 
 Snapshot = dict[str, Any]  # an NDJSON record, schema v1 (README: "Snapshot")

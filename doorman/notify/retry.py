@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from doorman.settings import Config
+from doorman.config.settings import Config
 from doorman.sinks.base import Result
 
 

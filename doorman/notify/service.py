@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
+from doorman.config.settings import Config
 from doorman.heartbeat import Pinger
 from doorman.ndjson import write_record
 from doorman.notify.dispatch import Dispatcher
@@ -21,7 +22,6 @@ from doorman.notify.intake import BATCH_WINDOW, Intake, stream_alerts
 from doorman.notify.journal import Spool, default_path
 from doorman.notify.retry import RetryPolicy
 from doorman.redact import Scrubber
-from doorman.settings import Config
 from doorman.sinks import Sink, SinkContext, build_sinks, no_destination
 
 

@@ -7,8 +7,8 @@ with its own `thresholds.queues.<name>.max_queue_size` is also compared with tha
 
 from __future__ import annotations
 
+from doorman.config.settings import THRESHOLDS, Config, Setting
 from doorman.rules.base import OUTAGE, AlertType, BaseRule, Condition, Snapshot, State, condition, plural
-from doorman.settings import THRESHOLDS, Config, Setting
 
 
 class Backlog(BaseRule):

@@ -1,6 +1,6 @@
 """What a rule is: its metadata, its configuration keys, its state, and `evaluate`.
 
-A rule returns *conditions*, not notifications: the engine (`doorman.analyze`) turns them into
+A rule returns *conditions*, not notifications: the engine (`doorman.analyze.engine`) turns them into
 alerts, deciding about fingerprints, cooldown, inhibition and resolution. A rule is a pure function
 of (snapshot, its own slice of state, config, now), so it can be tested with dicts. "Now" is the
 snapshot's `ts`, never the wall clock, so a replay gives the alerts a live run gave.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypedDict
 
-from doorman.settings import Config, Setting
+from doorman.config.settings import Config, Setting
 
 Snapshot = dict[str, Any]
 State = dict[str, Any]

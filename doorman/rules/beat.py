@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from doorman.config.settings import Config, Setting
 from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition, duration
 from doorman.rules.broker_memory import count, num
-from doorman.settings import Config, Setting
 
 BEAT = "beat"
 MAX_LATE = 10

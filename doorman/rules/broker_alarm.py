@@ -8,9 +8,9 @@ application, beat cannot send, and nothing says so in Celery. Hence an emergency
 
 from __future__ import annotations
 
+from doorman.config.settings import Config
 from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition
 from doorman.rules.broker_memory import BROKER_DOWN, health
-from doorman.settings import Config
 
 KNOWN = {"mem_alarm": "memory", "disk_free_alarm": "free disk space"}
 

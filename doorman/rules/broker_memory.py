@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from doorman.config.settings import THRESHOLDS, Config, Setting
 from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition
-from doorman.settings import THRESHOLDS, Config, Setting
 from doorman.shapes import is_count, is_num
 
 BROKER_DOWN = frozenset({"redis_down"})

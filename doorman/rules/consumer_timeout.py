@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from doorman.config.settings import THRESHOLDS, Config, Setting
 from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition, duration
-from doorman.settings import THRESHOLDS, Config, Setting
 from doorman.shapes import is_num
 
 AMQP = ("amqp", "amqps", "pyamqp")

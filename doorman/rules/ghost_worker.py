@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from doorman.config.settings import THRESHOLDS, Config, Setting
 from doorman.rules.base import OUTAGE, AlertType, BaseRule, Condition, Snapshot, State, condition, duration
-from doorman.settings import THRESHOLDS, Config, Setting
 from doorman.shapes import is_count, is_num
 
 MAX_WORKERS = 1000

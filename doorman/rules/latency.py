@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from doorman.config.settings import THRESHOLDS, Config, Setting, queue_names
 from doorman.rules.base import OUTAGE, AlertType, BaseRule, Condition, Snapshot, State, condition, over_limit
-from doorman.settings import THRESHOLDS, Config, Setting, queue_names
 from doorman.shapes import is_num, map_of
 
 MAX_QUEUES = 1000

@@ -10,6 +10,7 @@ is alive at all (that is workers_down or celery_disconnected), nor while `consum
 
 from __future__ import annotations
 
+from doorman.config.settings import THRESHOLDS, Config, Setting
 from doorman.rules.base import (
     OUTAGE,
     AlertType,
@@ -22,7 +23,6 @@ from doorman.rules.base import (
     plural,
 )
 from doorman.rules.workers import alive_count
-from doorman.settings import THRESHOLDS, Config, Setting
 from doorman.shapes import is_num, map_of
 
 MAX_QUEUES = 1000

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from doorman.config.settings import THRESHOLDS, Config, Setting
 from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition, duration, plural
 from doorman.rules.broker_memory import num
-from doorman.settings import THRESHOLDS, Config, Setting
 from doorman.shapes import is_num
 
 MAX_NAMED = 5

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from doorman.config.settings import Config
 from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition
-from doorman.settings import Config
 
 
 class RedisDown(BaseRule):

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from doorman.config.settings import THRESHOLDS, Config, Setting
 from doorman.rules.backlog_growing import MAX_SAMPLES, MIN_R2, SLOTS, trend
 from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition, duration
 from doorman.rules.broker_memory import BROKER_DOWN, health
-from doorman.settings import THRESHOLDS, Config, Setting
 from doorman.shapes import is_count, is_num
 
 

@@ -10,9 +10,9 @@ are stuck where no queue depth, no dashboard and no restarted-but-different depl
 
 from __future__ import annotations
 
+from doorman.config.settings import Config
 from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition, duration, plural
 from doorman.rules.redelivery import names_text, tasks, unacked_view
-from doorman.settings import Config
 from doorman.shapes import is_num
 
 

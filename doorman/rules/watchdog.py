@@ -8,8 +8,8 @@ Alertmanager (the alertmanager sink's `endsAt`). Off unless `watchdog: true`.
 
 from __future__ import annotations
 
+from doorman.config.settings import Config, Setting
 from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition
-from doorman.settings import Config, Setting
 
 
 class Watchdog(BaseRule):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from doorman.config.settings import Config
 from doorman.rules.base import OUTAGE, AlertType, BaseRule, Condition, Snapshot, State, condition, plural
-from doorman.settings import Config
 
 
 def alive_count(snapshot: dict[str, Any]) -> int:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from doorman.config.settings import THRESHOLDS, Config, Setting
 from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition, over_limit, plural
-from doorman.settings import THRESHOLDS, Config, Setting
 
 LISTED = 50
 

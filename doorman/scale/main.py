@@ -6,13 +6,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
+from doorman.config.settings import Config
 from doorman.ndjson import write_record
 from doorman.redact import Scrubber
 from doorman.scale.actuate import Executor
 from doorman.scale.policy import Policy
 from doorman.scale.settings import Pool
 from doorman.scale.stage import Stage, locked, run
-from doorman.settings import Config
 
 
 def policy_of(cfg: Config) -> Policy:

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from doorman.config.settings import Config, Setting
 from doorman.errors import BadConfig
-from doorman.settings import Config, Setting
 from doorman.shapes import finite
 
 SECTION = "scale"

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from doorman import SCHEMA_VERSION
-from doorman.contract import snapshot_problem
+from doorman.contract.snapshot import snapshot_problem
 from doorman.ndjson import read_objects
 from doorman.scale.actuate import Executor, Job
 from doorman.scale.policy import Decision, Hold, Policy, State, step

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from doorman.contract import snapshot_problem
+from doorman.contract.snapshot import snapshot_problem
 from doorman.serve.history import History
 from doorman.serve.state import State, alert_problem, name
 from doorman.timefmt import parse_iso

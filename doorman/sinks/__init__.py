@@ -26,7 +26,7 @@ from doorman.sinks.base import (
 from doorman.sinks.http import HttpSink, Request, UrlSink, retry_after_seconds
 
 if TYPE_CHECKING:
-    from doorman.settings import Config
+    from doorman.config.settings import Config
 
 __all__ = ["Alert", "HttpSink", "Previewing", "Request", "Result", "Sink", "SinkClass", "SinkContext",
            "Summarizing", "UrlSink", "build_sinks", "no_destination", "preview", "retry_after_seconds",

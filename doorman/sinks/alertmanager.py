@@ -23,9 +23,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
+from doorman.config.settings import Config, Setting
 from doorman.errors import BadConfig
 from doorman.redact import Scrubber, redact_webhook, webhook_secrets
-from doorman.settings import Config, Setting
 from doorman.sinks.base import Alert, Result, SinkClass, SinkContext
 from doorman.sinks.http import HttpSink, Request
 from doorman.timefmt import iso, parse_iso
@@ -46,7 +46,7 @@ def split_urls(value: str | None) -> list[str]:
 
 def urls_problem(value: str) -> str | None:
     """Each URL checked exactly as a `webhook` key is (urllib3's parser, one truth about the host)."""
-    from doorman.config_values import _check_webhook
+    from doorman.config.values import _check_webhook
 
     urls = split_urls(value)
     if not urls:
@@ -120,7 +120,7 @@ class AlertmanagerSink(HttpSink):
         import requests
 
         from doorman import plugins
-        from doorman.config_values import plain_http_problem
+        from doorman.config.values import plain_http_problem
 
         urls = split_urls(cfg.alertmanager_url)
         if not urls and not ctx.placeholder:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from doorman.severity import rank as severity_rank
 
 if TYPE_CHECKING:
-    from doorman.settings import Config, Setting
+    from doorman.config.settings import Config, Setting
 
 Alert = dict[str, Any]
 Outcome = Literal["delivered", "retry", "permanent"]

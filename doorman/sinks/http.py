@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from doorman.config.settings import Config, Setting
 from doorman.redact import redact_webhook
-from doorman.settings import Config, Setting
 from doorman.sinks.base import Alert, Result, SinkContext
 
 if TYPE_CHECKING:

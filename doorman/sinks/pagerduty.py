@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from doorman.config.settings import Config, Setting
 from doorman.redact import redact_key
-from doorman.settings import Config, Setting
 from doorman.sinks.base import Alert, SinkClass, SinkContext
 from doorman.sinks.http import HttpSink, Request
 from doorman.textsafe import one_line

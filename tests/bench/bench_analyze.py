@@ -21,9 +21,9 @@ from pathlib import Path
 
 import orjson
 
-from doorman.analyze import Engine
-from doorman.config import make_config
-from doorman.state import StateFile
+from doorman.analyze.engine import Engine
+from doorman.analyze.state import StateFile
+from doorman.config.load import make_config
 from doorman.timefmt import iso
 
 T0 = 1_800_000_000.0

@@ -14,7 +14,7 @@ import time
 
 from doorman import brokers
 from doorman.collect.snapshot import Collector
-from doorman.config import load_config
+from doorman.config.load import load_config
 from tests.support import BIN, LAUNCHER_RSS, ROOT, RedisServer, Worker, enqueue
 
 

@@ -12,7 +12,7 @@ import amqp
 
 from doorman import brokers
 from doorman.collect.snapshot import Collector
-from doorman.config import load_config
+from doorman.config.load import load_config
 from tests.bench.bench_collect import fmt, run_measured
 from tests.daemon_pipeline import DaemonPipeline
 from tests.rabbit import Vhost, wait_listening

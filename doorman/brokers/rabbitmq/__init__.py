@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from doorman.brokers.rabbitmq.urls import SCHEMES, management_url_problem, url_problem
-from doorman.settings import Config, Setting
+from doorman.config.settings import Config, Setting
 
 if TYPE_CHECKING:
     from doorman.brokers.base import BrokerPlugin

@@ -29,7 +29,7 @@ from doorman.brokers.base import (
 )
 from doorman.brokers.rabbitmq import urls, wire
 from doorman.brokers.rabbitmq.management import Management, ManagementError, QueueRow
-from doorman.settings import Config
+from doorman.config.settings import Config
 from doorman.timefmt import iso
 
 MANAGEMENT = "management_api"

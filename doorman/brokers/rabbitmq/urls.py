@@ -7,7 +7,7 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from doorman.urlcheck import split_broker_url
+from doorman.config.urls import split_broker_url
 
 SCHEMES: tuple[str, ...] = ("amqp", "pyamqp", "amqps")
 AMQP_PORT, AMQPS_PORT = 5672, 5671

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from doorman.brokers.redis.keys import PRIORITY_STEPS, SEP
-from doorman.settings import TRANSPORT, Config, Setting
-from doorman.urlcheck import query_problem, split_broker_url
+from doorman.config.settings import TRANSPORT, Config, Setting
+from doorman.config.urls import query_problem, split_broker_url
 
 if TYPE_CHECKING:
     from doorman.brokers.base import BrokerPlugin

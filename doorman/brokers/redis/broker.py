@@ -36,7 +36,7 @@ from doorman.brokers.redis import beat, client, events, health, liveness, pidbox
 from doorman.brokers.redis.discovery import MAX_DISCOVERED_NAME, Scanner, State
 from doorman.brokers.redis.discovery_cache import Cache, default_path, identity
 from doorman.brokers.redis.keys import Keys
-from doorman.settings import Config
+from doorman.config.settings import Config
 
 SAVE_EVERY = 300.0  # seconds: a daemon killed with -9 loses at most this much SCAN progress
 

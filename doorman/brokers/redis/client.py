@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import redis
 
 from doorman.brokers import scheme_of
-from doorman.settings import Config
+from doorman.config.settings import Config
 
 
 def _db_of(url: str) -> int:

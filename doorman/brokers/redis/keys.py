@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from doorman.settings import Section
+from doorman.config.settings import Section
 
 SEP = "\x06\x16"  # kombu's priority separator, also between the fields of a binding
 PRIORITY_STEPS = (0, 3, 6, 9)

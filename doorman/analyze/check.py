@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from doorman.config.settings import Config
 from doorman.rules.base import Condition
 from doorman.rules.latency import RULE as LATENCY
 from doorman.rules.latency import oldest
-from doorman.settings import Config
 from doorman.severity import rank
 from doorman.textsafe import one_line
 

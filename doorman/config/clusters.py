@@ -15,10 +15,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from doorman.config_schema import owners
+from doorman.config.build import build, given_values
+from doorman.config.schema import owners
+from doorman.config.settings import THRESHOLDS, TOP, Config
+from doorman.config.urls import tls_weakening
 from doorman.errors import BadConfig
-from doorman.settings import THRESHOLDS, TOP, Config
-from doorman.urlcheck import tls_weakening
 
 MAX_CLUSTERS = 256
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -42,8 +43,6 @@ def expand(top: Config, given: Mapping[str, Mapping[str, Any]], listed: list[Any
            origin: Mapping[str, tuple[str, str]]) -> Config:
     """`top` with `clusters` set: one effective `Config` per entry, in the file's order. Every
     config (the top one and each cluster's) knows every cluster's secrets, for scrubbing."""
-    from doorman.config import build, given_values
-
     if "discovery_cache" in origin:  # one file per broker: a shared path would make them overwrite each other
         source, name = origin["discovery_cache"]
         raise BadConfig(source, name, "one file per broker: with clusters: leave it out (each broker gets its "

@@ -3,8 +3,8 @@ nothing here, it only prints them (`Config.notes`) on stderr at start.
 
 - A secret given as a flag is in `/proc/PID/cmdline`: every local user sees it with `ps`.
 - A config file others can write can redirect alerts (a webhook URL) or silence them; one others
-  can read leaks the secrets it holds (that warning is `doorman.config`'s).
-- Every TLS-weakening broker URL option, however spelled (`doorman.urlcheck.tls_weakening`).
+  can read leaks the secrets it holds (that warning is `doorman.config.load`'s).
+- Every TLS-weakening broker URL option, however spelled (`doorman.config.urls.tls_weakening`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import os
 import stat
 from collections.abc import Mapping
 
+from doorman.config.settings import Config, Setting
+from doorman.config.urls import tls_weakening
 from doorman.redact import url_secrets
-from doorman.settings import Config, Setting
-from doorman.urlcheck import tls_weakening
 
 
 def _holds_secret(spec: Setting, value: object) -> bool:

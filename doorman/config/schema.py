@@ -1,7 +1,7 @@
 """Which configuration keys exist: the core's (`CORE`), doorman-collect's and doorman-scale's, and
 every sink's, rule's and broker's (plugins' included), by section, each declared once.
 
-`schema()` is the one list the loader (doorman.config), `config.example.yaml`,
+`schema()` is the one list the loader (doorman.config.load), `config.example.yaml`,
 `docs/configuration.md` and `--help` are made from.
 """
 
@@ -11,8 +11,8 @@ import functools
 from collections.abc import Iterable
 
 from doorman import plugins
+from doorman.config.settings import THRESHOLDS, TOP, TRANSPORT, Setting, queue_names
 from doorman.errors import DoormanError
-from doorman.settings import THRESHOLDS, TOP, TRANSPORT, Setting, queue_names
 
 CORE: tuple[Setting, ...] = (
     Setting("broker_url", "broker_url", "redis://127.0.0.1:6379/0", ("REDIS_URL", "CELERY_BROKER_URL", "BROKER_URL"),

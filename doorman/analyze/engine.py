@@ -22,11 +22,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from doorman import SCHEMA_VERSION, flaps
-from doorman.contract import snapshot_problem
+from doorman import SCHEMA_VERSION
+from doorman.analyze import flaps
+from doorman.analyze.ruleset import RuleSet, default_rules
+from doorman.config.settings import Config
+from doorman.contract.snapshot import snapshot_problem
 from doorman.rules.base import Condition, duration
-from doorman.ruleset import RuleSet, default_rules
-from doorman.settings import Config
 from doorman.severity import PAGE_AT_ONCE, rank
 from doorman.timefmt import iso, parse_iso
 

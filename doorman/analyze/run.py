@@ -8,11 +8,11 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
-from doorman.analyze import Engine, snapshot_problem
+from doorman.analyze.engine import Engine, snapshot_problem
+from doorman.analyze.state import StateFile, StateUnavailable
+from doorman.config.settings import Config
 from doorman.heartbeat import tick
 from doorman.ndjson import read_objects, write_record
-from doorman.settings import Config
-from doorman.state import StateFile, StateUnavailable
 
 
 class Stop:
@@ -92,7 +92,7 @@ def run(cfg: Config, files: Sequence[str], state_path: str | None, check: bool,
 
 
 def _check(engine: Engine, cfg: Config) -> int:
-    from doorman.check import status_line
+    from doorman.analyze.check import status_line
 
     snap = engine.last_snapshot
     cluster = snap.get("cluster") or "default" if snap else "default"

@@ -11,10 +11,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from doorman import brokers, plugins
+from doorman.config.settings import Setting
+from doorman.config.urls import is_loopback, webhook_parts
 from doorman.errors import BadConfig, DoormanError
-from doorman.settings import Setting
 from doorman.severity import SEVERITIES
-from doorman.urlcheck import is_loopback, webhook_parts
 
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off")
