@@ -18,7 +18,7 @@ from doorman.brokers.redis.keys import Keys
 from doorman.ndjson import warn
 from tests.notify_support import alert, ndjson, notify_env
 from tests.receiver import Receiver
-from tests.support import BIN, cli, records
+from tests.support import BIN, cli, records, wait_for
 
 BINDING = b"_kombu.binding.celery"
 SEP = b"\x06\x16"
@@ -140,14 +140,19 @@ def test_a_burst_of_spoofed_heartbeats_stays_bounded_and_never_floods(redis_serv
         collect = subprocess.Popen([str(BIN / "doorman-collect"), "--interval", "0.5", "--redis-url",
                                     redis_server.url], stdout=f, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(1.5)  # subscribed
+        # the burst must reach a subscriber: wait for collect's pattern subscription, however
+        # long a loaded machine takes to start it (a fixed 1.5 s lost that race in a full run)
+        wait_for(lambda: collect.poll() is None and client.execute_command("PUBSUB", "NUMPAT") >= 1, 60,
+                 "doorman-collect subscribed to worker events")
         client.publish(channel, heartbeat("real@host", 30.0))  # the one real worker, alive throughout
         pipe = client.pipeline(transaction=False)
         for i in range(2000):
             pipe.publish(channel, heartbeat(f"fake{i}@evil", 0.5))
         pipe.execute()
         client.connection_pool.disconnect()
-        time.sleep(3)
+        wait_for(lambda: any(len(s["workers"]) >= MAX_WORKERS for s in records(out.read_bytes())), 60,
+                 "a snapshot that saw the burst")
+        time.sleep(3)  # and the snapshots after it, as before
     finally:
         collect.terminate()
         collect.wait(timeout=10)
