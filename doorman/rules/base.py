@@ -8,6 +8,7 @@ snapshot's `ts`, never the wall clock, so a replay gives the alerts a live run g
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypedDict
 
@@ -53,10 +54,22 @@ class AlertType:
 
 
 class Rule(Protocol):
-    name: str
-    alert_types: tuple[AlertType, ...]
-    needs_broker: bool  # skipped (its alerts neither fire nor resolve) while the broker is unknown
-    settings: tuple[Setting, ...]
+    """What the engine calls. Read-only members, so a class attribute satisfies them; a plugin that
+    lacks one is refused at load (doorman.plugins), never mid-run."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def alert_types(self) -> Sequence[AlertType]: ...
+
+    @property
+    def needs_broker(self) -> bool:
+        """Skipped (its alerts neither fire nor resolve) while the broker is unknown."""
+        ...
+
+    @property
+    def settings(self) -> Sequence[Setting]: ...
 
     def initial_state(self) -> State: ...
 

@@ -12,7 +12,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from doorman.config.settings import THRESHOLDS, Config, Setting, queue_names
-from doorman.rules.base import OUTAGE, AlertType, BaseRule, Condition, Snapshot, State, condition, over_limit
+from doorman.rules.base import (
+    OUTAGE,
+    AlertType,
+    BaseRule,
+    Condition,
+    Rule,
+    Snapshot,
+    State,
+    condition,
+    over_limit,
+)
 from doorman.shapes import is_num, map_of
 
 MAX_QUEUES = 1000
@@ -112,4 +122,4 @@ class Latency(BaseRule):
         return out
 
 
-RULE = Latency()
+RULE: Rule = Latency()
