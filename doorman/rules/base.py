@@ -80,6 +80,15 @@ class Rule(Protocol):
     def evaluate(self, snapshot: Snapshot, state: State, config: Config, now: float) -> list[Condition]: ...
 
 
+class Measuring(Protocol):
+    """An optional rule capability: figures for Nagios perfdata (`doorman-analyze --check`), read
+    from the rule's own state, so the check knows no rule's private layout."""
+
+    def perfdata(self, snapshot: Snapshot, state: State, config: Config, now: float) -> list[str]:
+        """`label=value[UOM];warn;crit;min;max` items."""
+        ...
+
+
 class BaseRule:
     """Defaults for a rule without memory: subclass it and set the class attributes."""
 
