@@ -43,6 +43,40 @@ def _warn(message: str) -> None:
     sys.stderr.write(f"doorman: warning: {message}\n")
 
 
+# The protocol each group's objects must meet; checked at load, so an incomplete plugin is refused
+# with one line instead of failing mid-run on the alert path.
+PROTOCOLS: dict[str, str] = {
+    "doorman.rules": "doorman.rules.base:Rule",
+    "doorman.sinks": "doorman.sinks.base:SinkClass",
+    "doorman.brokers": "doorman.brokers.base:BrokerPlugin",
+}
+
+
+def protocol_members(proto: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(attributes, methods) a protocol declares: annotations and properties are attributes,
+    plain functions are methods that must be callable."""
+    attrs: list[str] = []
+    methods: list[str] = []
+    for klass in reversed(proto.__mro__):
+        if klass is object or not getattr(klass, "_is_protocol", False):
+            continue
+        for name in getattr(klass, "__annotations__", {}):
+            if not name.startswith("_"):
+                attrs.append(name)
+        for name, value in vars(klass).items():
+            if name.startswith("_"):
+                continue
+            (attrs if isinstance(value, property) else methods if callable(value) else attrs).append(name)
+    return tuple(dict.fromkeys(attrs)), tuple(dict.fromkeys(methods))
+
+
+def missing(group: str, obj: object) -> list[str]:
+    """The members of its group's protocol that `obj` lacks (a method must be callable)."""
+    attrs, methods = protocol_members(load_ref(PROTOCOLS[group]))
+    return ([m for m in attrs if not hasattr(obj, m)]
+            + [m for m in methods if not callable(getattr(obj, m, None))])
+
+
 def load_ref(ref: str) -> Any:
     module, _, attr = ref.partition(":")
     return getattr(importlib.import_module(module), attr)
@@ -59,9 +93,14 @@ def load(group: str, warn: Callable[[str], None] = _warn) -> tuple[Any, ...]:
     for ep in sorted(entry_points(group=group), key=lambda e: e.name):
         try:
             obj = ep.load()
-            name = obj.name
+            lacks = missing(group, obj)
+            name = None if lacks else obj.name
         except Exception as e:  # noqa: BLE001 - any failure of foreign code: leave it out, say so
             warn(f"plugin {ep.name!r} ({ep.value}) of {group} not loaded: {type(e).__name__}: {e}")
+            continue
+        if lacks or not isinstance(name, str) or not name:
+            what = f"it lacks {', '.join(lacks)}" if lacks else "its name is not a non-empty string"
+            warn(f"plugin {ep.name!r} ({ep.value}) of {group} not loaded: {what}")
             continue
         if name in found:
             if found[name] is not obj:

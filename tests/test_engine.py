@@ -154,7 +154,7 @@ def test_a_resolution_goes_out_at_the_highest_severity_that_was_sent():
 
 
 def test_a_full_alert_table_still_admits_a_page():
-    from doorman.analyze import engine as analyze
+    from doorman.analyze import layout as analyze
 
     e = Engine(cfg(cooldown=300))
     cs = e._cluster("prod")

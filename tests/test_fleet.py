@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from doorman.collect.fleet import Fleet
-from doorman.collect.main import collect
+from doorman.collect.run import run as collect
 from doorman.config.load import make_config
 from tests.blackhole import BlackHole
 from tests.support import BIN, cli, enqueue, records, wait_for

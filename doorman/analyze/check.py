@@ -8,12 +8,11 @@ warning -> WARNING (1), critical or emergency -> CRITICAL (2), broker unreachabl
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
+from doorman.analyze.ruleset import RuleSet, default_rules
 from doorman.config.settings import Config
-from doorman.rules.base import Condition
-from doorman.rules.latency import RULE as LATENCY
-from doorman.rules.latency import oldest
+from doorman.rules.base import Condition, Measuring
 from doorman.severity import rank
 from doorman.textsafe import one_line
 
@@ -26,14 +25,11 @@ def _label(name: str) -> str:
     return "'" + one_line(name).replace("'", "_").replace("=", "_").replace("|", "_").replace(" ", "_") + "'"
 
 
-def perfdata(snap: dict[str, Any], state: dict[str, Any], config: Config) -> str:
+def perfdata(snap: dict[str, Any], state: dict[str, Any], config: Config, rules: RuleSet | None = None) -> str:
     th = config.thresholds
     if not snap.get("redis_connected") or snap.get("pending_tasks") is None:
         return "redis_connected=0;;;0;1"
     now = state.get("now") or 0.0
-    heads = state.get("rules", {}).get(LATENCY.name, {}).get("heads", {})
-    ages = [b[0] for name, q in snap["queues"].items() if q["pending"]
-            for b in [oldest(q, heads.get(name, {}), now)] if b]
     alive = snap.get("alive_workers")
     if alive is None:
         alive = sum(1 for w in snap.get("workers") or () if w.get("alive") is True)
@@ -41,19 +37,23 @@ def perfdata(snap: dict[str, Any], state: dict[str, Any], config: Config) -> str
         f"pending={snap['pending_tasks']};;{th.max_queue_size};0",
         f"workers={alive};;;0",
         f"active={len(snap.get('active') or ())};;;0",
-        f"oldest_wait={max(ages, default=0.0):.3f}s;;{th.max_wait_time_seconds:g};0",
     ]
+    mine = state.get("rules", {})
+    for rule in (rules or default_rules()).rules:  # the rules that measure something (latency's oldest wait)
+        measure = getattr(rule, "perfdata", None)
+        if callable(measure):
+            parts += cast(Measuring, rule).perfdata(snap, mine.get(rule.name, {}), config, now)
     parts += [f"{_label('queue_' + name)}={q['pending']};;{th.for_queue(name, 'max_queue_size')};0"
               for name, q in sorted(snap["queues"].items())]
     return " ".join(parts)
 
 
 def status_line(snap: dict[str, Any] | None, conditions: Sequence[Condition], state: dict[str, Any],
-                config: Config) -> tuple[int, str]:
+                config: Config, rules: RuleSet | None = None) -> tuple[int, str]:
     """(exit code, the line) for the last snapshot read and the conditions holding for it."""
     if snap is None:
         return UNKNOWN, "DOORMAN UNKNOWN - no snapshot read"
-    perf = one_line(perfdata(snap, state, config))
+    perf = one_line(perfdata(snap, state, config, rules))
     if snap.get("redis_connected") is not True:
         down = [c for c in conditions if c["alert_type"] == "redis_down"]
         text = down[0]["message"] if down else f"broker unreachable: {snap.get('error')}"

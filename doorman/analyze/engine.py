@@ -24,6 +24,7 @@ from typing import Any
 
 from doorman import SCHEMA_VERSION
 from doorman.analyze import flaps
+from doorman.analyze.layout import MAX_ALERTS, MAX_CLUSTERS, new_cluster, new_state
 from doorman.analyze.ruleset import RuleSet, default_rules
 from doorman.config.settings import Config
 from doorman.contract.snapshot import snapshot_problem
@@ -33,9 +34,6 @@ from doorman.timefmt import iso, parse_iso
 
 __all__ = ["Engine", "fingerprint", "new_state", "snapshot_problem"]
 
-STATE_KIND = "doorman-analyze-state"
-MAX_CLUSTERS = 64
-MAX_ALERTS = 10000
 
 
 _fingerprints: dict[tuple[str, str, str], str] = {}
@@ -51,16 +49,6 @@ def fingerprint(cluster: str, alert_type: str, subject: str) -> str:
         raw = "\x1f".join(key).encode("utf-8", "surrogatepass")
         fp = _fingerprints[key] = hashlib.blake2b(raw, digest_size=16).hexdigest()
     return fp
-
-
-def new_state() -> dict[str, Any]:
-    return {"v": 1, "kind": STATE_KIND, "clusters": {}}
-
-
-def new_cluster(rules: RuleSet) -> dict[str, Any]:
-    """One cluster's memory: the open alerts, the cooldowns, and each rule's own slice."""
-    return {"now": None, "alerts": {}, "cooldown": {}, "flaps": {}, "started": {},
-            "rules": {r.name: r.initial_state() for r in rules.rules}}
 
 
 def _make_room(alerts: dict[str, dict[str, Any]], severity: str) -> bool:

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from doorman.analyze.layout import MAX_FLAPS
 from doorman.severity import rank
 from doorman.timefmt import iso
-
-MAX_FLAPS = 1000
 
 
 def recur(cs: dict[str, Any], fp: str, entry: dict[str, Any], now: float, window: float) -> dict[str, Any] | None:

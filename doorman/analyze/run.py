@@ -97,7 +97,7 @@ def _check(engine: Engine, cfg: Config) -> int:
     snap = engine.last_snapshot
     cluster = snap.get("cluster") or "default" if snap else "default"
     cs = engine.state["clusters"].get(cluster, {}) if snap else {}
-    code, line = status_line(snap, engine.current, cs, engine.configs.get(cluster, cfg))  # its thresholds
+    code, line = status_line(snap, engine.current, cs, engine.configs.get(cluster, cfg), engine.rules)  # its thresholds
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
     return code

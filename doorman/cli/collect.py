@@ -58,7 +58,7 @@ def main(config_path: str | None, redis_url: str | None, once: bool, interval: f
         install_stop_handlers(fleet.stop)
         failed = fleet.run()
         sys.exit(1 if failed and (once or count) else 0)
-    from doorman.collect.main import collect
+    from doorman.collect.run import run as collect
 
     wake = threading.Event()
     stopping = threading.Event()

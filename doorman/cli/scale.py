@@ -39,7 +39,7 @@ def main(files: tuple[str, ...], config_path: str | None, exec_command: str | No
         sys.exit(e.exit_code)
     for note in cfg.notes:
         warn(PROG, note)
-    from doorman.scale.main import scale
+    from doorman.scale.run import run as scale
 
     sys.exit(scale(cfg, configured, files, every, lambda msg: warn(PROG, msg)))
 

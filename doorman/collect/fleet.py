@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
-from doorman.collect.main import collect
+from doorman.collect.run import run as collect
 from doorman.collect.snapshot import Snapshot
 from doorman.config.settings import Config
 from doorman.redact import Scrubber

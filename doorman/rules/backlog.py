@@ -8,7 +8,17 @@ with its own `thresholds.queues.<name>.max_queue_size` is also compared with tha
 from __future__ import annotations
 
 from doorman.config.settings import THRESHOLDS, Config, Setting
-from doorman.rules.base import OUTAGE, AlertType, BaseRule, Condition, Snapshot, State, condition, plural
+from doorman.rules.base import (
+    OUTAGE,
+    AlertType,
+    BaseRule,
+    Condition,
+    Rule,
+    Snapshot,
+    State,
+    condition,
+    plural,
+)
 
 
 class Backlog(BaseRule):
@@ -48,4 +58,4 @@ class Backlog(BaseRule):
         return out
 
 
-RULE = Backlog()
+RULE: Rule = Backlog()

@@ -14,7 +14,17 @@ from __future__ import annotations
 from typing import Any
 
 from doorman.config.settings import THRESHOLDS, Config, Setting
-from doorman.rules.base import OUTAGE, AlertType, BaseRule, Condition, Snapshot, State, condition, duration
+from doorman.rules.base import (
+    OUTAGE,
+    AlertType,
+    BaseRule,
+    Condition,
+    Rule,
+    Snapshot,
+    State,
+    condition,
+    duration,
+)
 from doorman.shapes import is_num, map_of
 
 TOTAL = "*"
@@ -152,4 +162,4 @@ class BacklogGrowing(BaseRule):
         return out
 
 
-RULE = BacklogGrowing()
+RULE: Rule = BacklogGrowing()

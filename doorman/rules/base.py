@@ -8,6 +8,7 @@ snapshot's `ts`, never the wall clock, so a replay gives the alerts a live run g
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypedDict
 
@@ -53,10 +54,22 @@ class AlertType:
 
 
 class Rule(Protocol):
-    name: str
-    alert_types: tuple[AlertType, ...]
-    needs_broker: bool  # skipped (its alerts neither fire nor resolve) while the broker is unknown
-    settings: tuple[Setting, ...]
+    """What the engine calls. Read-only members, so a class attribute satisfies them; a plugin that
+    lacks one is refused at load (doorman.plugins), never mid-run."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def alert_types(self) -> Sequence[AlertType]: ...
+
+    @property
+    def needs_broker(self) -> bool:
+        """Skipped (its alerts neither fire nor resolve) while the broker is unknown."""
+        ...
+
+    @property
+    def settings(self) -> Sequence[Setting]: ...
 
     def initial_state(self) -> State: ...
 
@@ -65,6 +78,15 @@ class Rule(Protocol):
     def observe(self, snapshot: Snapshot, state: State, config: Config, now: float) -> None: ...
 
     def evaluate(self, snapshot: Snapshot, state: State, config: Config, now: float) -> list[Condition]: ...
+
+
+class Measuring(Protocol):
+    """An optional rule capability: figures for Nagios perfdata (`doorman-analyze --check`), read
+    from the rule's own state, so the check knows no rule's private layout."""
+
+    def perfdata(self, snapshot: Snapshot, state: State, config: Config, now: float) -> list[str]:
+        """`label=value[UOM];warn;crit;min;max` items."""
+        ...
 
 
 class BaseRule:

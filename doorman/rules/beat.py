@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from doorman.config.settings import Config, Setting
-from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition, duration
+from doorman.rules.base import AlertType, BaseRule, Condition, Rule, Snapshot, State, condition, duration
 from doorman.rules.broker_memory import count, num
 
 BEAT = "beat"
@@ -106,4 +106,4 @@ class Beat(BaseRule):
         return out
 
 
-RULE = Beat()
+RULE: Rule = Beat()

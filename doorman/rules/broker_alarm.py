@@ -9,7 +9,7 @@ application, beat cannot send, and nothing says so in Celery. Hence an emergency
 from __future__ import annotations
 
 from doorman.config.settings import Config
-from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition
+from doorman.rules.base import AlertType, BaseRule, Condition, Rule, Snapshot, State, condition
 from doorman.rules.broker_memory import BROKER_DOWN, health
 
 KNOWN = {"mem_alarm": "memory", "disk_free_alarm": "free disk space"}
@@ -39,4 +39,4 @@ class BrokerAlarm(BaseRule):
             {"alarms": raised, "used_memory_bytes": h.get("used_memory_bytes"), "max_memory_bytes": h.get("max_memory_bytes")})]
 
 
-RULE = BrokerAlarm()
+RULE: Rule = BrokerAlarm()

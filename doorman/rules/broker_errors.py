@@ -12,7 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 from doorman.config.settings import THRESHOLDS, Config, Setting
-from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition, duration, plural
+from doorman.rules.base import (
+    AlertType,
+    BaseRule,
+    Condition,
+    Rule,
+    Snapshot,
+    State,
+    condition,
+    duration,
+    plural,
+)
 from doorman.rules.broker_memory import BROKER_DOWN, count, health
 from doorman.shapes import is_count, is_num, map_of
 
@@ -90,4 +100,4 @@ class BrokerErrors(BaseRule):
         return out
 
 
-RULE = BrokerErrors()
+RULE: Rule = BrokerErrors()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from doorman.config.settings import THRESHOLDS, Config, Setting
-from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition
+from doorman.rules.base import AlertType, BaseRule, Condition, Rule, Snapshot, State, condition
 from doorman.shapes import is_count, is_num
 
 BROKER_DOWN = frozenset({"redis_down"})
@@ -80,4 +80,4 @@ class BrokerMemory(BaseRule):
         return out
 
 
-RULE = BrokerMemory()
+RULE: Rule = BrokerMemory()

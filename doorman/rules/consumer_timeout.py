@@ -16,7 +16,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from doorman.config.settings import THRESHOLDS, Config, Setting
-from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition, duration
+from doorman.rules.base import AlertType, BaseRule, Condition, Rule, Snapshot, State, condition, duration
 from doorman.shapes import is_num
 
 AMQP = ("amqp", "amqps", "pyamqp")
@@ -68,4 +68,4 @@ class ConsumerTimeout(BaseRule):
              "unacked": count, "held_since": u.get("oldest_delivered_at")})]
 
 
-RULE = ConsumerTimeout()
+RULE: Rule = ConsumerTimeout()

@@ -15,7 +15,17 @@ from __future__ import annotations
 from typing import Any
 
 from doorman.config.settings import THRESHOLDS, Config, Setting
-from doorman.rules.base import OUTAGE, AlertType, BaseRule, Condition, Snapshot, State, condition, duration
+from doorman.rules.base import (
+    OUTAGE,
+    AlertType,
+    BaseRule,
+    Condition,
+    Rule,
+    Snapshot,
+    State,
+    condition,
+    duration,
+)
 from doorman.shapes import is_count, is_num
 
 MAX_WORKERS = 1000
@@ -120,4 +130,4 @@ class GhostWorker(BaseRule):
         return out
 
 
-RULE = GhostWorker()
+RULE: Rule = GhostWorker()

@@ -12,7 +12,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from doorman.config.settings import THRESHOLDS, Config, Setting, queue_names
-from doorman.rules.base import OUTAGE, AlertType, BaseRule, Condition, Snapshot, State, condition, over_limit
+from doorman.rules.base import (
+    OUTAGE,
+    AlertType,
+    BaseRule,
+    Condition,
+    Rule,
+    Snapshot,
+    State,
+    condition,
+    over_limit,
+)
 from doorman.shapes import is_num, map_of
 
 MAX_QUEUES = 1000
@@ -84,6 +94,13 @@ class Latency(BaseRule):
                 new[name] = ids
         state["heads"] = new
 
+    def perfdata(self, snapshot: Snapshot, state: State, config: Config, now: float) -> list[str]:
+        """The oldest wait of any queue (0 when none waits), against max_wait_time_seconds."""
+        heads = state.get("heads", {})
+        ages = [b[0] for name, q in snapshot["queues"].items() if q["pending"]
+                for b in [oldest(q, heads.get(name, {}), now)] if b]
+        return [f"oldest_wait={max(ages, default=0.0):.3f}s;;{config.thresholds.max_wait_time_seconds:g};0"]
+
     def evaluate(self, snapshot: Snapshot, state: State, config: Config, now: float) -> list[Condition]:
         th = config.thresholds
         seen_all = state.get("heads", {})
@@ -112,4 +129,4 @@ class Latency(BaseRule):
         return out
 
 
-RULE = Latency()
+RULE: Rule = Latency()

@@ -16,6 +16,7 @@ from doorman.rules.base import (
     AlertType,
     BaseRule,
     Condition,
+    Rule,
     Snapshot,
     State,
     condition,
@@ -82,4 +83,4 @@ class QueueUnconsumed(BaseRule):
         return out
 
 
-RULE = QueueUnconsumed()
+RULE: Rule = QueueUnconsumed()

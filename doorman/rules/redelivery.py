@@ -12,7 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 from doorman.config.settings import THRESHOLDS, Config, Setting
-from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition, duration, plural
+from doorman.rules.base import (
+    AlertType,
+    BaseRule,
+    Condition,
+    Rule,
+    Snapshot,
+    State,
+    condition,
+    duration,
+    plural,
+)
 from doorman.rules.broker_memory import num
 from doorman.shapes import is_num
 
@@ -82,4 +92,4 @@ class RedeliveryRisk(BaseRule):
             details)]
 
 
-RULE = RedeliveryRisk()
+RULE: Rule = RedeliveryRisk()

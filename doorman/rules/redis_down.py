@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from doorman.config.settings import Config
-from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition
+from doorman.rules.base import AlertType, BaseRule, Condition, Rule, Snapshot, State, condition
 
 
 class RedisDown(BaseRule):
@@ -26,4 +26,4 @@ class RedisDown(BaseRule):
                           {"broker": snapshot.get("broker"), "error": error, "connected": not not refused})]
 
 
-RULE = RedisDown()
+RULE: Rule = RedisDown()

@@ -14,7 +14,7 @@ from typing import Any
 
 from doorman.config.settings import THRESHOLDS, Config, Setting
 from doorman.rules.backlog_growing import MAX_SAMPLES, MIN_R2, SLOTS, trend
-from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition, duration
+from doorman.rules.base import AlertType, BaseRule, Condition, Rule, Snapshot, State, condition, duration
 from doorman.rules.broker_memory import BROKER_DOWN, health
 from doorman.shapes import is_count, is_num
 
@@ -94,4 +94,4 @@ class ResultsGrowing(BaseRule):
              "rate_per_hour": round(rate * 3600, 1), "samples": len(s), "r2": round(r2, 3)})]
 
 
-RULE = ResultsGrowing()
+RULE: Rule = ResultsGrowing()

@@ -11,7 +11,17 @@ are stuck where no queue depth, no dashboard and no restarted-but-different depl
 from __future__ import annotations
 
 from doorman.config.settings import Config
-from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition, duration, plural
+from doorman.rules.base import (
+    AlertType,
+    BaseRule,
+    Condition,
+    Rule,
+    Snapshot,
+    State,
+    condition,
+    duration,
+    plural,
+)
 from doorman.rules.redelivery import names_text, tasks, unacked_view
 from doorman.shapes import is_num
 
@@ -43,4 +53,4 @@ class UnackedStranded(BaseRule):
              "unacked": u.get("count") if is_num(u.get("count")) else None, "tasks": tasks(named)})]
 
 
-RULE = UnackedStranded()
+RULE: Rule = UnackedStranded()

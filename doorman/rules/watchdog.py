@@ -9,7 +9,7 @@ Alertmanager (the alertmanager sink's `endsAt`). Off unless `watchdog: true`.
 from __future__ import annotations
 
 from doorman.config.settings import Config, Setting
-from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition
+from doorman.rules.base import AlertType, BaseRule, Condition, Rule, Snapshot, State, condition
 
 
 class Watchdog(BaseRule):
@@ -31,4 +31,4 @@ class Watchdog(BaseRule):
                           {})]
 
 
-RULE = Watchdog()
+RULE: Rule = Watchdog()

@@ -11,7 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 from doorman.config.settings import THRESHOLDS, Config, Setting
-from doorman.rules.base import OUTAGE, AlertType, BaseRule, Condition, Snapshot, State, condition, duration
+from doorman.rules.base import (
+    OUTAGE,
+    AlertType,
+    BaseRule,
+    Condition,
+    Rule,
+    Snapshot,
+    State,
+    condition,
+    duration,
+)
 from doorman.shapes import is_num, map_of
 from doorman.timefmt import parse_iso
 
@@ -117,4 +127,4 @@ class WorkerLost(BaseRule):
         return out
 
 
-RULE = WorkerLost()
+RULE: Rule = WorkerLost()

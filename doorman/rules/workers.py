@@ -6,7 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from doorman.config.settings import Config
-from doorman.rules.base import OUTAGE, AlertType, BaseRule, Condition, Snapshot, State, condition, plural
+from doorman.rules.base import (
+    OUTAGE,
+    AlertType,
+    BaseRule,
+    Condition,
+    Rule,
+    Snapshot,
+    State,
+    condition,
+    plural,
+)
 
 
 def alive_count(snapshot: dict[str, Any]) -> int:
@@ -47,4 +57,4 @@ class Workers(BaseRule):
         )]
 
 
-RULE = Workers()
+RULE: Rule = Workers()

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from doorman.config.settings import THRESHOLDS, Config, Setting
-from doorman.rules.base import AlertType, BaseRule, Condition, Snapshot, State, condition, over_limit, plural
+from doorman.rules.base import (
+    AlertType,
+    BaseRule,
+    Condition,
+    Rule,
+    Snapshot,
+    State,
+    condition,
+    over_limit,
+    plural,
+)
 
 LISTED = 50
 
@@ -37,4 +47,4 @@ class Zombie(BaseRule):
         )]
 
 
-RULE = Zombie()
+RULE: Rule = Zombie()

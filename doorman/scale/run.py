@@ -9,10 +9,11 @@ from typing import IO, Any
 from doorman.config.settings import Config
 from doorman.ndjson import write_record
 from doorman.redact import Scrubber
+from doorman.scale import stage as stages
 from doorman.scale.actuate import Executor
 from doorman.scale.policy import Policy
 from doorman.scale.settings import Pool
-from doorman.scale.stage import Stage, locked, run
+from doorman.scale.stage import Stage, locked
 
 
 def policy_of(cfg: Config) -> Policy:
@@ -21,7 +22,7 @@ def policy_of(cfg: Config) -> Policy:
                   stale_after=float(s.stale_after_seconds))
 
 
-def scale(cfg: Config, pools: list[Pool], files: Sequence[str], every: int, say: Callable[[str], None],
+def run(cfg: Config, pools: list[Pool], files: Sequence[str], every: int, say: Callable[[str], None],
           write: Callable[[dict[str, Any]], None] = write_record, stdin: IO[bytes] | None = None) -> int:
     """Decide over every file in turn (`-`: stdin); 1 if a file could not be read, else 0."""
     out = locked(write)
@@ -43,7 +44,7 @@ def scale(cfg: Config, pools: list[Pool], files: Sequence[str], every: int, say:
                     failed = True
                     continue
             try:
-                run(stage, stream, "<stdin>" if name == "-" else name, say)
+                stages.run(stage, stream, "<stdin>" if name == "-" else name, say)
             finally:
                 if name != "-":
                     stream.close()

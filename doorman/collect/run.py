@@ -7,15 +7,16 @@ import threading
 from collections.abc import Callable
 
 from doorman import brokers
+from doorman.collect import schedule
 from doorman.collect.heartbeats import HeartbeatTracker
 from doorman.collect.liveness import ConnectionWatch, WorkerDirectory
-from doorman.collect.schedule import SYSTEM_CLOCK, Clock, Wait, run, wait_event
+from doorman.collect.schedule import SYSTEM_CLOCK, Clock, Wait, wait_event
 from doorman.collect.snapshot import Collector, Snapshot
 from doorman.config.settings import Config
 from doorman.ndjson import warn
 
 
-def collect(cfg: Config, emit: Callable[[Snapshot, int], None], *, once: bool = False, count: int | None = None,
+def run(cfg: Config, emit: Callable[[Snapshot, int], None], *, once: bool = False, count: int | None = None,
             stopping: threading.Event | None = None, wake: threading.Event | None = None,
             clock: Clock = SYSTEM_CLOCK, wait: Wait = wait_event) -> int:
     """Snapshots of `cfg.broker_url`'s broker until `stopping` is set, `count` were taken, or one if
@@ -40,7 +41,7 @@ def collect(cfg: Config, emit: Callable[[Snapshot, int], None], *, once: bool = 
                                 clock=clock.wall)
     collector = Collector(cfg, broker, clock=clock.wall, heartbeats=tracker, watch=watch, directory=directory)
     try:
-        return run(collector.snapshot, emit, interval=cfg.check_interval, count=1 if once else count,
+        return schedule.run(collector.snapshot, emit, interval=cfg.check_interval, count=1 if once else count,
                    trigger="once" if once else "interval", wake=wake, stopping=stopping,
                    heartbeats=tracker, clock=clock, wait=wait,
                    liveness=None if once else watch, poll_every=cfg.liveness_poll_seconds)
