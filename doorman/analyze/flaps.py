@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from doorman.severity import rank
+from doorman.contract.severity import rank
 from doorman.timefmt import iso
 
 MAX_FLAPS = 1000

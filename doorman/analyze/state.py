@@ -21,9 +21,9 @@ import orjson
 from doorman.analyze.engine import MAX_ALERTS, MAX_CLUSTERS, STATE_KIND, new_state
 from doorman.analyze.ruleset import RuleSet, default_rules
 from doorman.atomicfile import FileLock, check_dir, make_parent, read_private, sweep_temps, write_atomic
+from doorman.contract.severity import SEVERITIES
+from doorman.contract.shapes import is_num, map_of
 from doorman.errors import StateLocked, StateUnavailable, UnsafePath
-from doorman.severity import SEVERITIES
-from doorman.shapes import is_num, map_of
 from doorman.timefmt import parse_iso
 
 __all__ = ["StateFile", "StateLocked", "StateUnavailable", "state_problem"]
