@@ -10,8 +10,9 @@ from doorman import brokers
 from doorman.collect.heartbeats import HeartbeatTracker
 from doorman.collect.liveness import ConnectionWatch, WorkerDirectory
 from doorman.collect.schedule import SYSTEM_CLOCK, Clock, Wait, run, wait_event
-from doorman.collect.snapshot import Collector, Snapshot
+from doorman.collect.snapshot import Collector
 from doorman.config.settings import Config
+from doorman.contract.snapshot import Snapshot
 from doorman.ndjson import warn
 
 
