@@ -13,7 +13,7 @@ from doorman.analyze.engine import Engine, snapshot_problem
 from doorman.analyze.state import state_problem
 from doorman.cli.analyze import main
 from doorman.config.load import make_config
-from doorman.severity import SEVERITIES
+from doorman.contract.severity import SEVERITIES
 from doorman.timefmt import iso
 
 JSON = st.recursive(

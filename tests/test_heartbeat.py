@@ -15,7 +15,8 @@ import time
 import orjson
 import pytest
 
-from doorman.heartbeat import Pinger, fail_url, tick, tick_problem
+from doorman.contract.tick import tick, tick_problem
+from doorman.notify.heartbeat import Pinger, fail_url
 from tests.notify_support import notify_env
 from tests.receiver import Receiver
 from tests.scenario import snap

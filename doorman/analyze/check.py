@@ -12,8 +12,9 @@ from typing import Any, cast
 
 from doorman.analyze.ruleset import RuleSet, default_rules
 from doorman.config.settings import Config
+from doorman.contract.severity import rank
+from doorman.contract.snapshot import Snapshot
 from doorman.rules.base import Condition, Measuring
-from doorman.severity import rank
 from doorman.textsafe import one_line
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -25,7 +26,7 @@ def _label(name: str) -> str:
     return "'" + one_line(name).replace("'", "_").replace("=", "_").replace("|", "_").replace(" ", "_") + "'"
 
 
-def perfdata(snap: dict[str, Any], state: dict[str, Any], config: Config, rules: RuleSet | None = None) -> str:
+def perfdata(snap: Snapshot, state: dict[str, Any], config: Config, rules: RuleSet | None = None) -> str:
     th = config.thresholds
     if not snap.get("redis_connected") or snap.get("pending_tasks") is None:
         return "redis_connected=0;;;0;1"
@@ -48,7 +49,7 @@ def perfdata(snap: dict[str, Any], state: dict[str, Any], config: Config, rules:
     return " ".join(parts)
 
 
-def status_line(snap: dict[str, Any] | None, conditions: Sequence[Condition], state: dict[str, Any],
+def status_line(snap: Snapshot | None, conditions: Sequence[Condition], state: dict[str, Any],
                 config: Config, rules: RuleSet | None = None) -> tuple[int, str]:
     """(exit code, the line) for the last snapshot read and the conditions holding for it."""
     if snap is None:

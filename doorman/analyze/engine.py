@@ -22,14 +22,14 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from doorman import SCHEMA_VERSION
 from doorman.analyze import flaps
 from doorman.analyze.layout import MAX_ALERTS, MAX_CLUSTERS, new_cluster, new_state
 from doorman.analyze.ruleset import RuleSet, default_rules
 from doorman.config.settings import Config
-from doorman.contract.snapshot import snapshot_problem
+from doorman.contract.alert import Alert, Status, alert
+from doorman.contract.severity import PAGE_AT_ONCE, rank
+from doorman.contract.snapshot import Snapshot, snapshot_problem
 from doorman.rules.base import Condition, duration
-from doorman.severity import PAGE_AT_ONCE, rank
 from doorman.timefmt import iso, parse_iso
 
 __all__ = ["Engine", "fingerprint", "new_state", "snapshot_problem"]
@@ -73,7 +73,7 @@ class Engine:
         self.max_clusters = MAX_CLUSTERS + len(self.configs)
         self._use(config)
         self.current: list[Condition] = []  # conditions of the last snapshot, not held back
-        self.last_snapshot: dict[str, Any] | None = None
+        self.last_snapshot: Snapshot | None = None
         self._seen: set[str] = set()  # clusters this engine has had a snapshot of (start-up grace)
 
     def _use(self, config: Config) -> Config:
@@ -100,7 +100,7 @@ class Engine:
             cs.setdefault(key, {})
         return cs
 
-    def process(self, snap: dict[str, Any]) -> list[dict[str, Any]]:
+    def process(self, snap: Snapshot) -> list[Alert]:
         """Alerts caused by one snapshot (already validated by `snapshot_problem`)."""
         now = parse_iso(snap["ts"])
         ts = snap["ts"]
@@ -126,7 +126,7 @@ class Engine:
         self.last_snapshot = snap
         return self._decide(cs, cluster, ts, now, fired, explicit, skipped)
 
-    def _grace(self, cs: dict[str, Any], cluster: str, snap: dict[str, Any], known: bool, now: float,
+    def _grace(self, cs: dict[str, Any], cluster: str, snap: Snapshot, known: bool, now: float,
                fired: dict[str, Condition]) -> None:
         """Hold worker-side alerts while workers reconnect: after the broker comes back, and when a
         daemon starts while known workers have not answered yet. Alerts already sent go on."""
@@ -154,9 +154,9 @@ class Engine:
 
     def _decide(self, cs: dict[str, Any], cluster: str, ts: str, now: float,
                 fired: dict[str, Condition], explicit: dict[str, Condition],
-                skipped: frozenset[str]) -> list[dict[str, Any]]:
+                skipped: frozenset[str]) -> list[Alert]:
         active_types = {c["alert_type"] for c in fired.values()}
-        out: list[dict[str, Any]] = []
+        out: list[Alert] = []
         self.current = []
         held: list[tuple[dict[str, Any], frozenset[str]]] = []
         for fp, c in fired.items():
@@ -202,7 +202,7 @@ class Engine:
         return entry
 
     def _fire(self, cs: dict[str, Any], cluster: str, ts: str, now: float, fp: str,
-              c: Condition) -> dict[str, Any] | None:
+              c: Condition) -> Alert | None:
         """The firing alert to write for a condition that holds, or None (cooldown, flapping, covered)."""
         fresh = fp not in cs["alerts"]
         entry = self._open(cs["alerts"], fp, c, ts)
@@ -240,7 +240,7 @@ class Engine:
                       c["message"])
 
     def _resolve(self, cs: dict[str, Any], cluster: str, ts: str, now: float, fp: str,
-                 why: Condition | None, fired: dict[str, Condition]) -> dict[str, Any] | None:
+                 why: Condition | None, fired: dict[str, Condition]) -> Alert | None:
         """Close a condition that no longer holds: one `resolved` alert if it was ever sent, unless
         it flaps (then one resolution when it has been stable for the flap window)."""
         entry = cs["alerts"].pop(fp)
@@ -269,15 +269,14 @@ class Engine:
                 if e.get("covered") and fp in fired and alert_type in self.rules.inhibited_by.get(e["alert_type"], ())]
 
 
-def _connecting(snap: dict[str, Any]) -> bool:
+def _connecting(snap: Snapshot) -> bool:
     """Workers known to the broker but none answering yet: they may still be connecting."""
     workers = snap.get("workers") or ()
     return bool(workers) and not any(w.get("alive") is True for w in workers)
 
 
-def _alert(c: Any, ts: str, cluster: str, fp: str, status: str, severity: str,
-           started_at: str, details: dict[str, Any], title: str, message: str) -> dict[str, Any]:
-    return {"v": SCHEMA_VERSION, "kind": "alert", "ts": ts, "cluster": cluster,
-            "alert_type": c["alert_type"], "severity": severity, "status": status, "title": title,
-            "message": message, "subject": c["subject"], "fingerprint": fp, "details": details,
-            "started_at": started_at}
+def _alert(c: Any, ts: str, cluster: str, fp: str, status: Status, severity: str,
+           started_at: str, details: dict[str, Any], title: str, message: str) -> Alert:
+    """`c`: the condition, open-alert entry or flap that names the problem (its type and subject)."""
+    return alert(ts, cluster, c["alert_type"], c["subject"], fp, status, severity, started_at, details, title,
+                 message)

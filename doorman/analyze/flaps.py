@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from doorman.analyze.layout import MAX_FLAPS
-from doorman.severity import rank
+from doorman.contract.severity import rank
 from doorman.timefmt import iso
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from doorman.analyze.ruleset import RuleSet, default_rules
-from doorman.severity import SEVERITIES
-from doorman.shapes import is_num, map_of
+from doorman.contract.severity import SEVERITIES
+from doorman.contract.shapes import is_num, map_of
 from doorman.timefmt import parse_iso
 
 STATE_KIND = "doorman-analyze-state"

@@ -6,12 +6,14 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any
+from typing import cast
 
 from doorman.analyze.engine import Engine, snapshot_problem
 from doorman.analyze.state import StateFile, StateUnavailable
 from doorman.config.settings import Config
-from doorman.heartbeat import tick
+from doorman.contract.alert import Alert
+from doorman.contract.snapshot import Snapshot
+from doorman.contract.tick import Tick, tick
 from doorman.ndjson import read_objects, write_record
 
 
@@ -36,7 +38,7 @@ class Stop:
 
 
 def run(cfg: Config, files: Sequence[str], state_path: str | None, check: bool,
-        say: Callable[[str], None], write: Callable[[dict[str, Any]], None] = write_record) -> int:
+        say: Callable[[str], None], write: Callable[[Alert | Tick], None] = write_record) -> int:
     """Analyze every file (`-`: stdin) in turn; the exit code. With `check`, one Nagios line."""
     store = StateFile(state_path, say, lock_timeout=cfg.state_lock_timeout) if state_path else None
     try:
@@ -66,7 +68,7 @@ def run(cfg: Config, files: Sequence[str], state_path: str | None, check: bool,
                 for lineno, snap in read_objects(stream, "snapshot", label, say, snapshot_problem):
                     stop.busy = True
                     try:
-                        alerts = engine.process(snap)
+                        alerts = engine.process(cast(Snapshot, snap))  # checked by snapshot_problem
                     except Exception as e:  # noqa: BLE001 - one bad snapshot must not end a daemon
                         say(f"{label}:{lineno}: cannot analyze this snapshot ({type(e).__name__}: {e}); skipped")
                         stop.idle()  # a stop that came while this snapshot failed is not lost
@@ -77,7 +79,7 @@ def run(cfg: Config, files: Sequence[str], state_path: str | None, check: bool,
                             write(alert)
                         unwritten = False
                         if ticks:
-                            write(tick(snap, len(alerts)))
+                            write(tick(cast(Snapshot, snap), len(alerts)))
                     if store:
                         store.save(engine.state, urgent=bool(alerts))
                     stop.idle()

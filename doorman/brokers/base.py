@@ -17,8 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, TypedDict, runtime_checkable
 
+from doorman.contract.snapshot import ActiveTask, BeatState, BrokerHealth, MessageHead, QueueState
+
 if TYPE_CHECKING:
     from doorman.config.settings import Config, Setting
+
+__all__ = ["ActiveTask", "BeatState", "BrokerHealth", "MessageHead", "QueueState"]  # the contract's, for brokers
 
 # ---------------------------------------------------------------- talk
 
@@ -48,37 +52,8 @@ def display(name: str) -> str:
 
 
 # ---------------------------------------------------------------- what a broker reports
-# Parts of the snapshot (schema v1), as the broker builds them; fields from the wire that the broker
-# cannot vouch for are `object`.
-
-
-class MessageHead(TypedDict, total=False):
-    """The next message out of one priority list. `unparseable` is there only when it is true."""
-
-    priority: int
-    task_id: str | None
-    task_name: str | None
-    unparseable: bool
-    published_at: str | None
-    age_seconds: float | None
-    age_source: str | None  # only on a queue's `oldest`: "published_header", or None for a guess
-
-
-class QueueState(TypedDict):
-    pending: int
-    by_priority: dict[str, int]
-    oldest: MessageHead | None
-    heads: list[MessageHead]
-
-
-class ActiveTask(TypedDict):
-    task_id: object
-    task_name: object
-    worker: str
-    started_at: str | None
-    runtime_seconds: float | None
-    queue: object
-    pid: object
+# Parts of the snapshot (schema v1) a broker builds are the contract's types (doorman.contract.snapshot):
+# MessageHead, QueueState, ActiveTask, BrokerHealth, BeatState (imported here for brokers).
 
 
 class _EventHost(TypedDict):
@@ -174,21 +149,6 @@ class Broker(Protocol):
         ...
 
 
-class BrokerHealth(TypedDict):
-    """The broker server's own figures (`broker_health` in the snapshot); null when unknown."""
-
-    server: str  # "redis" | "rabbitmq"
-    version: str | None
-    used_memory_bytes: int | None
-    max_memory_bytes: int | None  # None or 0: no limit
-    eviction_policy: str | None
-    evicted_keys: int | None  # since the server started
-    oom_errors: int | None  # writes refused for lack of memory, since the server started
-    connected_clients: int | None
-    keyspace: dict[str, dict[str, int]] | None  # {"db0": {"keys": n, "expires": m}}
-    alarms: list[str] | None
-
-
 @runtime_checkable
 class HealthReading(Protocol):
     """Optional: a broker that can read its server's health (memory, eviction, OOM) and can tell a
@@ -199,13 +159,6 @@ class HealthReading(Protocol):
     def write_refused(self, error: Exception) -> bool:
         """Whether `error` is a write the broker refused while its reads still work (OOM)."""
         ...
-
-
-class BeatState(TypedDict):
-    """What the broker shows of celery beat (`beat` in the snapshot); each source null when not read."""
-
-    canary: dict[str, object] | None  # key, present, value, age_seconds
-    redbeat: dict[str, object] | None  # prefix, lock_present, lock_ttl_seconds, entries, overdue...
 
 
 @runtime_checkable

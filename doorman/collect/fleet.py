@@ -16,8 +16,8 @@ import threading
 from collections.abc import Callable, Sequence
 
 from doorman.collect.run import run as collect
-from doorman.collect.snapshot import Snapshot
 from doorman.config.settings import Config
+from doorman.contract.snapshot import Snapshot
 from doorman.redact import Scrubber
 
 Emit = Callable[[Snapshot, int], None]

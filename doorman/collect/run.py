@@ -11,8 +11,9 @@ from doorman.collect import schedule
 from doorman.collect.heartbeats import HeartbeatTracker
 from doorman.collect.liveness import ConnectionWatch, WorkerDirectory
 from doorman.collect.schedule import SYSTEM_CLOCK, Clock, Wait, wait_event
-from doorman.collect.snapshot import Collector, Snapshot
+from doorman.collect.snapshot import Collector
 from doorman.config.settings import Config
+from doorman.contract.snapshot import Snapshot
 from doorman.ndjson import warn
 
 

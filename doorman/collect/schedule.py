@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from doorman.collect.snapshot import Snapshot
+from doorman.contract.snapshot import Snapshot
 
 MIN_GAP = 0.25  # seconds between event-triggered snapshots
 EXPIRY_SLACK = 0.01  # wake just after a heartbeat's deadline, not just before

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
-from doorman import SCHEMA_VERSION
 from doorman.bounds import bound_snapshot, cap_queues
 from doorman.brokers.base import ActiveTask, ActiveTasks, BeatReading, Broker, HealthReading, display
 from doorman.collect.heartbeats import HeartbeatTracker
 from doorman.collect.liveness import ConnectionWatch, WorkerDirectory, annotate
 from doorman.config.settings import Config
+from doorman.contract.snapshot import Snapshot
+from doorman.contract.version import SCHEMA_VERSION
 from doorman.redact import Scrubber, redact_url
 from doorman.timefmt import iso
-
-Snapshot = dict[str, Any]  # an NDJSON record, schema v1 (README: "Snapshot")
 
 
 class Collector:
@@ -43,7 +42,7 @@ class Collector:
         self.seq += 1
         started = time.perf_counter()
         now = self.clock()
-        snap: Snapshot = {
+        snap: dict[str, Any] = {  # assembled from parts, bounded, then a Snapshot
             "v": SCHEMA_VERSION,
             "kind": "snapshot",
             "ts": iso(now),
@@ -69,7 +68,7 @@ class Collector:
                 snap.update(_down(self.scrub(f"{type(e).__name__}: {e}"), connected=failure == "refused"))
         snap = bound_snapshot(snap)  # whatever the broker holds, the line stays small and flat (doorman.bounds)
         snap["collect_ms"] = round((time.perf_counter() - started) * 1000, 2)
-        return snap
+        return cast(Snapshot, snap)
 
     def _optional(self, read: Callable[[], Any]) -> Any:
         """An optional reading, or None when the broker refuses it (an ACL without INFO): a missing

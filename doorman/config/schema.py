@@ -112,7 +112,7 @@ def sections() -> list[str]:
 PARTS = {
     "doorman-collect liveness": "doorman.collect.liveness:SETTINGS",  # the connection-table watch
     "doorman-scale": "doorman.scale.settings:SETTINGS",
-    "doorman heartbeat": "doorman.heartbeat:SETTINGS",  # the dead-man's switch (ticks, pings)
+    "doorman heartbeat": "doorman.notify.heartbeat:SETTINGS",  # the dead-man's switch (ticks, pings)
 }
 
 

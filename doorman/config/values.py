@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 from doorman import brokers, plugins
 from doorman.config.settings import Setting
 from doorman.config.urls import is_loopback, webhook_parts
+from doorman.contract.severity import SEVERITIES
 from doorman.errors import BadConfig, DoormanError
-from doorman.severity import SEVERITIES
 
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off")

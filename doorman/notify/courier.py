@@ -12,6 +12,7 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 
+from doorman.contract.delivery import Result as DeliveryResult
 from doorman.notify.journal import Entry, Spool, new_entry
 from doorman.notify.records import Ledger
 from doorman.notify.retry import Clock, Pacer, RetryPolicy, Sent, send_with_retry
@@ -19,7 +20,7 @@ from doorman.sinks.base import Alert, Result, Sink, Summarizing
 from doorman.timefmt import iso
 
 STOPPING = "not sent: doorman-notify was stopping (SIGTERM or stdout closed)"
-RESULT = {"delivered": "delivered", "permanent": "failed", "retry": "spooled"}
+RESULT: dict[str, DeliveryResult] = {"delivered": "delivered", "permanent": "failed", "retry": "spooled"}
 
 
 def messages(sink: Sink, alerts: Sequence[Alert]) -> list[list[Alert]]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
 
+from doorman.contract.delivery import Delivery
 from doorman.notify.courier import STOPPING, Courier, messages
 from doorman.notify.journal import Spool
 from doorman.notify.records import Ledger
@@ -24,7 +24,7 @@ from doorman.sinks.base import Alert, Sink, preview, wants
 class Dispatcher:
     """Routes each batch to every destination; knows nothing of any destination's fields."""
 
-    def __init__(self, sinks: Sequence[Sink], emit: Callable[[dict[str, Any]], None],
+    def __init__(self, sinks: Sequence[Sink], emit: Callable[[Delivery], None],
                  warn: Callable[[str], None], spool: Spool | None, policy: RetryPolicy = DEFAULT_POLICY,
                  stop: threading.Event | None = None, dry_run: bool = False, spool_retry_seconds: float = 30.0,
                  clock: Clock = REAL_TIME, rng: random.Random | None = None,

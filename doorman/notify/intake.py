@@ -10,17 +10,16 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any
+from typing import IO, Any, cast
 
-from doorman.heartbeat import tick_problem
+from doorman.contract.alert import Alert
+from doorman.contract.alert import alert_problem as contract_problem
+from doorman.contract.tick import Tick, tick_problem
 from doorman.ndjson import json_type, read_records
-from doorman.severity import SEVERITIES
 
 BATCH_WINDOW = 0.2  # seconds to gather lines that arrive together into one batch
 BATCH_MAX = 500
 INTAKE_MAX = 1000
-STATUSES = ("firing", "resolved")
-REQUIRED = ("fingerprint", "alert_type", "severity", "status", "ts", "title")
 
 
 class Intake:
@@ -86,43 +85,31 @@ class Intake:
 
 
 def stream_alerts(stream: IO[bytes], report: Callable[[str], None],
-                  name: str = "<stdin>", ticks: bool = False) -> Iterator[dict[str, Any]]:
+                  name: str = "<stdin>", ticks: bool = False) -> Iterator[Alert | Tick]:
     """Good alerts from an NDJSON stream; each bad line is reported with its number and skipped.
-    With `ticks`, doorman-analyze's `tick` records (a cycle went through: `doorman.heartbeat`) come
+    With `ticks`, doorman-analyze's `tick` records (a cycle went through: `doorman.contract.tick`) come
     through too, in stream order, for the heartbeat; they never reach a destination."""
     for lineno, obj in read_records(stream, name, report, what="alert"):
-        if ticks and isinstance(obj, dict) and obj.get("kind") == "tick" and obj.get("v", 1) == 1:
+        if ticks and isinstance(obj, dict) and obj.get("kind") == "tick":
             problem = tick_problem(obj)
             if problem:
                 report(f"{name}:{lineno}: {problem}; skipped")
             else:
-                yield obj
+                yield cast(Tick, obj)  # checked
             continue
         problem = alert_problem(obj)
         if problem:
             report(f"{name}:{lineno}: {problem}; skipped")
             continue
-        yield obj
+        yield cast(Alert, obj)  # checked
 
 
 def alert_problem(obj: Any) -> str | None:
-    """Why this line is not an alert we can deliver (None: it is)."""
+    """Why this line is not an alert we can deliver (None: it is): the contract's check
+    (`doorman.contract.alert`), said as doorman-notify says it."""
     if not isinstance(obj, dict):
         return f"expected a JSON object (an alert), got {json_type(obj)}"
     if obj.get("kind") != "alert":
         return f"not an alert (kind is {obj.get('kind')!r})"
-    if obj.get("v", 1) != 1:
-        return f"unsupported schema version v={obj.get('v')!r} (this doorman-notify reads v=1)"
-    for k in REQUIRED:
-        if not isinstance(obj.get(k), str) or not obj[k]:
-            return f"invalid alert: field {k!r} missing or not a string"
-    if obj["severity"] not in SEVERITIES:
-        return f"invalid alert: severity {obj['severity']!r} is not one of {', '.join(SEVERITIES)}"
-    if obj["status"] not in STATUSES:
-        return f"invalid alert: status {obj['status']!r} is not firing or resolved"
-    if "details" in obj and not isinstance(obj["details"], dict):
-        return "invalid alert: details must be an object"
-    for k in ("message", "cluster", "subject"):
-        if k in obj and not isinstance(obj[k], str):
-            return f"invalid alert: field {k!r} must be a string"
-    return None
+    problem = contract_problem(obj)
+    return f"invalid alert: {problem}" if problem else None

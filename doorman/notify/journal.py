@@ -28,6 +28,7 @@ from doorman.atomicfile import (
     sweep_temps,
     write_atomic,
 )
+from doorman.contract.alert import Alert
 from doorman.timefmt import iso, parse_iso
 
 Entry = dict[str, Any]
@@ -44,13 +45,13 @@ def dead_letter_path(spool_path: str) -> str:
     return str(p.with_name(p.stem + ".dead.ndjson"))
 
 
-def entry_id(destination: str, alert: dict[str, Any]) -> str:
+def entry_id(destination: str, alert: Alert) -> str:
     """Same alert, same destination, same id: adding it twice keeps one entry."""
     raw = f"{destination}|{alert.get('fingerprint')}|{alert.get('status')}|{alert.get('ts')}"
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
-def new_entry(destination: str, alert: dict[str, Any], attempts: int, error: str | None,
+def new_entry(destination: str, alert: Alert, attempts: int, error: str | None,
               http_status: int | None, next_attempt_at: float | None, now: float) -> Entry:
     return {"v": 1, "kind": "spooled", "id": entry_id(destination, alert), "destination": destination,
             "spooled_at": iso(now), "attempts": attempts, "http_status": http_status, "error": error,

@@ -15,9 +15,12 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from doorman.config.settings import Config
-from doorman.heartbeat import Pinger
+from doorman.contract.alert import Alert
+from doorman.contract.delivery import Delivery
+from doorman.contract.tick import Tick
 from doorman.ndjson import write_record
 from doorman.notify.dispatch import Dispatcher
+from doorman.notify.heartbeat import Pinger
 from doorman.notify.intake import BATCH_WINDOW, Intake, stream_alerts
 from doorman.notify.journal import Spool, default_path
 from doorman.notify.retry import RetryPolicy
@@ -27,7 +30,7 @@ from doorman.sinks import Sink, SinkContext, build_sinks, no_destination
 
 def run(alerts: Iterable[Any], dispatcher: Dispatcher, stop: threading.Event, window: float = BATCH_WINDOW,
         on_intake: Callable[[Intake], None] = lambda i: None,
-        on_ticks: Callable[[list[dict[str, Any]]], None] = lambda ticks: None) -> None:
+        on_ticks: Callable[[list[Tick]], None] = lambda ticks: None) -> None:
     """Drive the dispatcher from an iterator of alerts until EOF or stop; spool what is left on stop.
     The `tick` records of a batch go to `on_ticks` once its alerts are handed over (the heartbeat)."""
     dispatcher.replay()
@@ -72,7 +75,7 @@ class Output:
     def __init__(self, stream: IO[bytes], stop: threading.Event):
         self.stream, self.stop, self.closed = stream, stop, False
 
-    def __call__(self, record: dict[str, Any]) -> None:
+    def __call__(self, record: Delivery) -> None:
         if self.closed:
             return
         try:
@@ -98,7 +101,7 @@ class Reader:
         self.bad += 1
         self.say(message)
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[Alert | Tick]:
         for a in stream_alerts(self.stream, self.report, ticks=True):
             if a.get("kind") == "tick":
                 yield a
@@ -139,7 +142,7 @@ def open_spool(cfg: Config, sinks: list[Sink], say: Callable[[str], None]) -> Sp
 
 
 def heartbeat(cfg: Config, say: Callable[[str], None]) -> Pinger | None:
-    """The dead-man's switch, when `heartbeat_url` is set (`doorman.heartbeat`)."""
+    """The dead-man's switch, when `heartbeat_url` is set (`doorman.notify.heartbeat`)."""
     if not cfg.heartbeat_url:
         return None
     return Pinger(cfg.heartbeat_url, cfg.heartbeat_fail_suffix, cfg.heartbeat_timeout_seconds, say)

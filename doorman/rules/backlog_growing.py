@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from doorman.config.settings import THRESHOLDS, Config, Setting
+from doorman.contract.shapes import is_num, map_of
 from doorman.rules.base import (
     OUTAGE,
     AlertType,
@@ -25,7 +26,6 @@ from doorman.rules.base import (
     condition,
     duration,
 )
-from doorman.shapes import is_num, map_of
 
 TOTAL = "*"
 MAX_SAMPLES = 64
@@ -33,7 +33,7 @@ SLOTS = 12  # samples per window at most; a snapshot closer than window/SLOTS to
 MIN_R2 = 0.5
 
 
-def _series(snapshot: dict[str, Any], config: Config) -> dict[str, tuple[int, int]]:
+def _series(snapshot: Snapshot, config: Config) -> dict[str, tuple[int, int]]:
     """{series key: (pending now, threshold)}."""
     queues = snapshot["queues"]
     total = snapshot.get("pending_tasks")

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypedDict
 
 from doorman.config.settings import Config, Setting
+from doorman.contract.snapshot import Snapshot
 
-Snapshot = dict[str, Any]
+__all__ = ["Snapshot"]  # rules' snapshot type is the contract's (re-exported for plugins)
 State = dict[str, Any]
 
 

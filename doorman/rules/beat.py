@@ -27,7 +27,7 @@ def entries_text(n: int) -> str:
     return f"{n} schedule entr{'y' if n == 1 else 'ies'}"
 
 
-def _beat(snapshot: dict[str, Any], source: str) -> dict[str, Any] | None:
+def _beat(snapshot: Snapshot, source: str) -> dict[str, Any] | None:
     b = snapshot.get("beat")
     part = b.get(source) if isinstance(b, dict) else None
     return part if isinstance(part, dict) else None

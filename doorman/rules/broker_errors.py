@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from doorman.config.settings import THRESHOLDS, Config, Setting
+from doorman.contract.shapes import is_count, is_num, map_of
 from doorman.rules.base import (
     AlertType,
     BaseRule,
@@ -24,7 +25,6 @@ from doorman.rules.base import (
     plural,
 )
 from doorman.rules.broker_memory import BROKER_DOWN, count, health
-from doorman.shapes import is_count, is_num, map_of
 
 COUNTERS = {"broker_evicting": "evicted_keys", "broker_oom": "oom_errors"}
 

@@ -12,15 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from doorman.config.settings import THRESHOLDS, Config, Setting
+from doorman.contract.shapes import as_map, is_count, is_num
 from doorman.rules.base import AlertType, BaseRule, Condition, Rule, Snapshot, State, condition
-from doorman.shapes import is_count, is_num
 
 BROKER_DOWN = frozenset({"redis_down"})
 
 
-def health(snapshot: dict[str, Any]) -> dict[str, Any]:
-    h = snapshot.get("broker_health")
-    return h if isinstance(h, dict) else {}
+def health(snapshot: Snapshot) -> dict[str, Any]:
+    return as_map(snapshot.get("broker_health"))
 
 
 def count(v: Any) -> int | None:

@@ -16,8 +16,8 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from doorman.config.settings import THRESHOLDS, Config, Setting
+from doorman.contract.shapes import is_num
 from doorman.rules.base import AlertType, BaseRule, Condition, Rule, Snapshot, State, condition, duration
-from doorman.shapes import is_num
 
 AMQP = ("amqp", "amqps", "pyamqp")
 
@@ -50,7 +50,7 @@ class ConsumerTimeout(BaseRule):
         u = snapshot.get("unacked")
         if not on_rabbitmq(snapshot) or not isinstance(u, dict) or not is_num(u.get("oldest_age_seconds")):
             return []
-        held, limit = float(u["oldest_age_seconds"]), config.thresholds.rabbitmq_consumer_timeout_seconds
+        held, limit = float(u["oldest_age_seconds"] or 0), config.thresholds.rabbitmq_consumer_timeout_seconds
         ratio = config.thresholds.consumer_timeout_warn_ratio
         if held < limit * ratio:
             return []

@@ -15,6 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from doorman.config.settings import THRESHOLDS, Config, Setting
+from doorman.contract.shapes import is_count, is_num
+from doorman.contract.snapshot import Worker
 from doorman.rules.base import (
     OUTAGE,
     AlertType,
@@ -26,7 +28,6 @@ from doorman.rules.base import (
     condition,
     duration,
 )
-from doorman.shapes import is_count, is_num
 
 MAX_WORKERS = 1000
 
@@ -41,12 +42,12 @@ def _waiting_queues(snapshot: Snapshot, worker: str) -> list[str]:
                   if d.get("pending") and worker in (d.get("consumed_by") or ()))
 
 
-def _case_b(snapshot: Snapshot, w: dict[str, Any]) -> bool:
+def _case_b(snapshot: Snapshot, w: Worker) -> bool:
     active, slots = _int(w.get("active")), _int(w.get("concurrency"))
     return bool(active is not None and slots is not None and active < slots and _waiting_queues(snapshot, w["name"]))
 
 
-def _missing_consumers(snapshot: Snapshot, alive: list[dict[str, Any]]) -> int:
+def _missing_consumers(snapshot: Snapshot, alive: list[Worker]) -> int:
     conns = snapshot.get("connections")
     consumers = _int(conns.get("consumers")) if isinstance(conns, dict) else None
     return 0 if consumers is None else max(0, len(alive) - consumers)

@@ -9,9 +9,10 @@ across one-shot runs. Critical for `critical_queues`, a warning for the others.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from doorman.config.settings import THRESHOLDS, Config, Setting, queue_names
+from doorman.contract.shapes import is_num, map_of
+from doorman.contract.snapshot import MessageHead, Queue
 from doorman.rules.base import (
     OUTAGE,
     AlertType,
@@ -23,27 +24,28 @@ from doorman.rules.base import (
     condition,
     over_limit,
 )
-from doorman.shapes import is_num, map_of
 
 MAX_QUEUES = 1000
 MAX_HEADS = 16
 
 
-def _heads(q: dict[str, Any]) -> Sequence[dict[str, Any]]:
-    heads: Sequence[dict[str, Any]] = q.get("heads") or ()
-    if not heads and q.get("oldest"):
-        heads = (q["oldest"],)
+def _heads(q: Queue) -> Sequence[MessageHead]:
+    heads: Sequence[MessageHead] = q.get("heads") or ()
+    first = q.get("oldest")
+    if not heads and first:
+        heads = (first,)
     return heads
 
 
-def oldest(q: dict[str, Any], seen: dict[str, float], now: float) -> tuple[float, str, dict] | None:
+def oldest(q: Queue, seen: dict[str, float], now: float) -> tuple[float, str, MessageHead] | None:
     """(age, age_source, head) of the head that has waited longest, or None when unknown."""
     best = None
     for h in _heads(q):
-        if isinstance(h.get("age_seconds"), (int, float)):
-            age, source = float(h["age_seconds"]), "published_header"
-        elif h.get("task_id") in seen:
-            age, source = now - seen[h["task_id"]], "head_first_seen"
+        known, task_id = h.get("age_seconds"), h.get("task_id")
+        if isinstance(known, (int, float)):
+            age, source = float(known), "published_header"
+        elif isinstance(task_id, str) and task_id in seen:  # the check made it a string or null
+            age, source = now - seen[task_id], "head_first_seen"
         else:
             continue
         if best is None or age > best[0]:
@@ -88,8 +90,7 @@ class Latency(BaseRule):
                     new[name] = seen  # the same heads as before, the common case: keep their first-seen times
                     continue
             seen = seen or {}
-            ids = {h["task_id"]: seen.get(h["task_id"], now) for h in heads[:MAX_HEADS]
-                   if isinstance(h.get("task_id"), str)}
+            ids = {tid: seen.get(tid, now) for h in heads[:MAX_HEADS] if isinstance(tid := h.get("task_id"), str)}
             if ids:
                 new[name] = ids
         state["heads"] = new

@@ -11,6 +11,7 @@ is alive at all (that is workers_down or celery_disconnected), nor while `consum
 from __future__ import annotations
 
 from doorman.config.settings import THRESHOLDS, Config, Setting
+from doorman.contract.shapes import is_num, map_of
 from doorman.rules.base import (
     OUTAGE,
     AlertType,
@@ -24,7 +25,6 @@ from doorman.rules.base import (
     plural,
 )
 from doorman.rules.workers import alive_count
-from doorman.shapes import is_num, map_of
 
 MAX_QUEUES = 1000
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from doorman.config.settings import THRESHOLDS, Config, Setting
+from doorman.contract.shapes import as_map, is_num
 from doorman.rules.base import (
     AlertType,
     BaseRule,
@@ -24,16 +25,13 @@ from doorman.rules.base import (
     plural,
 )
 from doorman.rules.broker_memory import num
-from doorman.shapes import is_num
 
 MAX_NAMED = 5
 
 
-def unacked_view(snapshot: dict[str, Any]) -> tuple[float, float, list[dict[str, Any]]] | None:
+def unacked_view(snapshot: Snapshot) -> tuple[float, float, list[dict[str, Any]]] | None:
     """(oldest age, visibility timeout, oldest messages) when the snapshot has them."""
-    u = snapshot.get("unacked")
-    if not isinstance(u, dict):
-        return None
+    u = as_map(snapshot.get("unacked"))
     age, vt = num(u.get("oldest_age_seconds")), num(u.get("visibility_timeout"))
     if age is None or vt is None or vt <= 0:
         return None
@@ -72,7 +70,7 @@ class RedeliveryRisk(BaseRule):
         ratio = config.thresholds.redelivery_warn_ratio
         if age < vt * ratio:
             return []
-        u = snapshot["unacked"]
+        u = as_map(snapshot.get("unacked"))  # a dict: unacked_view said so
         count = u.get("count") if is_num(u.get("count")) else None
         overdue = u.get("overdue") if is_num(u.get("overdue")) else None
         details = {"oldest_age_seconds": age, "visibility_timeout": vt, "ratio": round(age / vt, 3),

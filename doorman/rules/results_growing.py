@@ -10,16 +10,14 @@ never read (celery 7801, 6089), until Redis fills up.
 
 from __future__ import annotations
 
-from typing import Any
-
 from doorman.config.settings import THRESHOLDS, Config, Setting
+from doorman.contract.shapes import is_count, is_num
 from doorman.rules.backlog_growing import MAX_SAMPLES, MIN_R2, SLOTS, trend
 from doorman.rules.base import AlertType, BaseRule, Condition, Rule, Snapshot, State, condition, duration
 from doorman.rules.broker_memory import BROKER_DOWN, health
-from doorman.shapes import is_count, is_num
 
 
-def persistent(snapshot: dict[str, Any]) -> tuple[int, dict[str, int]] | None:
+def persistent(snapshot: Snapshot) -> tuple[int, dict[str, int]] | None:
     """(keys without expiry over all dbs, per db) from `broker_health.keyspace`."""
     space = health(snapshot).get("keyspace")
     if not isinstance(space, dict):

@@ -11,6 +11,7 @@ are stuck where no queue depth, no dashboard and no restarted-but-different depl
 from __future__ import annotations
 
 from doorman.config.settings import Config
+from doorman.contract.shapes import as_map, is_num
 from doorman.rules.base import (
     AlertType,
     BaseRule,
@@ -23,7 +24,6 @@ from doorman.rules.base import (
     plural,
 )
 from doorman.rules.redelivery import names_text, tasks, unacked_view
-from doorman.shapes import is_num
 
 
 class UnackedStranded(BaseRule):
@@ -42,8 +42,8 @@ class UnackedStranded(BaseRule):
         age, vt, named = view
         if age < vt:
             return []
-        u = snapshot["unacked"]
-        overdue = u.get("overdue") if is_num(u.get("overdue")) and u["overdue"] > 0 else 1
+        u = as_map(snapshot.get("unacked"))  # a dict: unacked_view said so
+        overdue: int = u["overdue"] if is_num(u.get("overdue")) and u["overdue"] > 0 else 1
         return [condition(
             "unacked_stranded", "critical", "cluster", "Unacked tasks stranded",
             f"{plural(overdue, 'unacked message')} older than the visibility timeout ({duration(vt)}), the "

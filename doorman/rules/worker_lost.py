@@ -8,9 +8,9 @@ celery_disconnected inhibits these (one incident, one page).
 
 from __future__ import annotations
 
-from typing import Any
-
 from doorman.config.settings import THRESHOLDS, Config, Setting
+from doorman.contract.shapes import is_num, map_of
+from doorman.contract.snapshot import Worker
 from doorman.rules.base import (
     OUTAGE,
     AlertType,
@@ -22,7 +22,6 @@ from doorman.rules.base import (
     condition,
     duration,
 )
-from doorman.shapes import is_num, map_of
 from doorman.timefmt import parse_iso
 
 MAX_WORKERS = 1000
@@ -30,12 +29,12 @@ AGGREGATE_OVER = 5  # more workers lost at once than this: one alert "N workers 
 NAMES_LISTED = 20  # names listed in that alert's details
 
 
-def _last_alive(w: dict[str, Any], now: float) -> float | None:
+def _last_alive(w: Worker, now: float) -> float | None:
     """The worker's last sign of life: a reply in this check is now; else its last heartbeat."""
     if w.get("responded") is True:
         return now
     try:
-        beat = parse_iso(w["last_heartbeat"]) if isinstance(w.get("last_heartbeat"), str) else None
+        beat = parse_iso(last) if isinstance(last := w.get("last_heartbeat"), str) else None
     except (ValueError, OverflowError, OSError):
         beat = None
     if beat is not None:
@@ -43,11 +42,11 @@ def _last_alive(w: dict[str, Any], now: float) -> float | None:
     return now if w.get("alive") is True else None
 
 
-def _alive(snapshot: dict[str, Any]) -> set[str]:
+def _alive(snapshot: Snapshot) -> set[str]:
     return {w["name"] for w in snapshot.get("workers") or () if w.get("alive") is True}
 
 
-def _departed(snapshot: dict[str, Any]) -> set[str]:
+def _departed(snapshot: Snapshot) -> set[str]:
     return {w["name"] for w in snapshot.get("workers") or () if w.get("departed") is True}
 
 

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from doorman.config.settings import Config
 from doorman.rules.base import (
     OUTAGE,
@@ -19,7 +17,7 @@ from doorman.rules.base import (
 )
 
 
-def alive_count(snapshot: dict[str, Any]) -> int:
+def alive_count(snapshot: Snapshot) -> int:
     alive = snapshot.get("alive_workers")
     if alive is None:
         alive = sum(1 for w in snapshot.get("workers") or () if w.get("alive") is True)

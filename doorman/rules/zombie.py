@@ -33,12 +33,12 @@ class Zombie(BaseRule):
                 if isinstance(t.get("runtime_seconds"), (int, float)) and t["runtime_seconds"] > limit]
         if not slow:
             return []
-        slow.sort(key=lambda t: (-t["runtime_seconds"], str(t.get("task_id"))))
+        slow.sort(key=lambda t: (-(t["runtime_seconds"] or 0), str(t.get("task_id"))))
         tasks = [{k: t.get(k) for k in ("task_id", "task_name", "worker", "runtime_seconds", "queue")}
                  for t in slow[:LISTED]]
         first = tasks[0]
         more = f" and {len(slow) - 1} more" if len(slow) > 1 else ""
-        ran, most = over_limit(first["runtime_seconds"], limit)
+        ran, most = over_limit(slow[0]["runtime_seconds"] or 0, limit)
         return [condition(
             "zombie_tasks", "warning", "cluster", "Zombie tasks",
             f"{plural(len(slow), 'task')} running longer than {most}: {first['task_name']} "

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from doorman import SCHEMA_VERSION
+from doorman.contract.version import SCHEMA_VERSION
 from doorman.procgroup import kill_group
 from doorman.timefmt import iso
 

@@ -18,8 +18,8 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from doorman.contract.shapes import finite
 from doorman.scale.settings import Pool
-from doorman.shapes import finite
 from doorman.timefmt import parse_iso
 
 MAX_WINDOW = 4096  # recommendations kept for the stabilization window: bounded whatever the rate

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from doorman.config.settings import Config, Setting
+from doorman.contract.shapes import finite
 from doorman.errors import BadConfig
-from doorman.shapes import finite
 
 SECTION = "scale"
 POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # safe in argv, a k8s name, a unit name

@@ -11,8 +11,8 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any
 
-from doorman import SCHEMA_VERSION
 from doorman.contract.snapshot import snapshot_problem
+from doorman.contract.version import SCHEMA_VERSION
 from doorman.ndjson import read_objects
 from doorman.scale.actuate import Executor, Job
 from doorman.scale.policy import Decision, Hold, Policy, State, step

@@ -8,13 +8,14 @@ reported on stderr with its file and line number, as doorman-analyze does, and s
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
-from doorman.contract.snapshot import snapshot_problem
+from doorman.contract.alert import Alert, alert_problem
+from doorman.contract.snapshot import Snapshot, snapshot_problem
 from doorman.serve.history import History
-from doorman.serve.state import State, alert_problem, name
+from doorman.serve.state import State, name
 from doorman.timefmt import parse_iso
 
 
@@ -52,7 +53,7 @@ class Ingest:
         problem = snapshot_problem(obj)
         if problem:
             return self._bad(where, f"not a snapshot: {problem}")
-        if not self.state.snapshot(obj):
+        if not self.state.snapshot(cast(Snapshot, obj)):  # checked
             return self._refused(obj)
         if self.history is not None:
             cluster = name(obj.get("cluster") or "default")
@@ -63,7 +64,7 @@ class Ingest:
         problem = alert_problem(obj)
         if problem:
             return self._bad(where, f"not an alert: {problem}")
-        if not self.state.alert(obj):
+        if not self.state.alert(cast(Alert, obj)):  # checked
             return self._refused(obj)
         if self.history is not None:
             cluster = name(obj.get("cluster") or "default")

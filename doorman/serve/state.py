@@ -14,7 +14,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from doorman.severity import SEVERITIES
+from doorman.contract.alert import Alert
+from doorman.contract.snapshot import Snapshot
 from doorman.timefmt import parse_iso
 
 MAX_NAME = 200  # characters of a queue, worker, subject or cluster name kept
@@ -140,7 +141,7 @@ class State:
             c = self.clusters[cluster] = ClusterState()
         return c
 
-    def snapshot(self, snap: dict[str, Any]) -> bool:
+    def snapshot(self, snap: Snapshot) -> bool:
         """Take in a valid snapshot; an older one than the newest seen only updates nothing."""
         ts = parse_iso(snap["ts"])
         cluster = name(snap.get("cluster") or "default")
@@ -194,7 +195,7 @@ class State:
         else:
             c.workers_omitted = 0
 
-    def alert(self, alert: dict[str, Any]) -> bool:
+    def alert(self, alert: Alert) -> bool:
         cluster = name(alert.get("cluster") or "default")
         atype, sev, status = name(alert["alert_type"])[:64], alert["severity"], alert["status"]
         with self.lock:
@@ -218,20 +219,3 @@ class State:
                                       name(alert.get("title") or ""), start)
         return True
 
-
-def alert_problem(obj: dict[str, Any]) -> str | None:
-    """Why `obj` is not an alert serve can count (None: it is)."""
-    for key in ("alert_type", "fingerprint", "ts"):
-        if not isinstance(obj.get(key), str) or not obj[key]:
-            return f"missing {key}"
-    if obj.get("severity") not in SEVERITIES:
-        return f"severity must be one of {', '.join(SEVERITIES)}"
-    if obj.get("status") not in ("firing", "resolved"):
-        return "status must be firing or resolved"
-    if not isinstance(obj.get("cluster", ""), str):
-        return "cluster must be a string"
-    try:
-        parse_iso(obj["ts"])
-    except (ValueError, OverflowError, OSError):
-        return f"ts is not an RFC 3339 time: {obj['ts'][:40]!r}"
-    return None

@@ -17,12 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from doorman.severity import rank as severity_rank
+from doorman.contract.alert import Alert
+from doorman.contract.severity import rank as severity_rank
 
 if TYPE_CHECKING:
     from doorman.config.settings import Config, Setting
 
-Alert = dict[str, Any]
 Outcome = Literal["delivered", "retry", "permanent"]
 
 

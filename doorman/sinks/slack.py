@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from doorman.severity import rank as severity_rank
+from doorman.contract.severity import rank as severity_rank
 from doorman.sinks.base import Alert, Result, SinkClass
 from doorman.sinks.http import Request, UrlSink, url_settings
 from doorman.textsafe import printable

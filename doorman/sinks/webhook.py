@@ -8,6 +8,7 @@ after a lost answer can cause.
 from __future__ import annotations
 
 import hashlib
+from typing import Any, cast
 
 from doorman.sinks.base import Alert, SinkClass
 from doorman.sinks.http import Request, UrlSink, url_settings
@@ -30,7 +31,7 @@ class WebhookSink(UrlSink):
     placeholder_url = PLACEHOLDER_URL
 
     def request(self, alert: Alert) -> Request:
-        return Request(self.url, alert, {"Idempotency-Key": idempotency_key(alert)})
+        return Request(self.url, cast("dict[str, Any]", alert), {"Idempotency-Key": idempotency_key(alert)})  # as is
 
 
 SINK: SinkClass = WebhookSink  # what the registry loads; mypy checks it is a complete sink plugin

@@ -11,6 +11,7 @@ from __future__ import annotations
 import redis
 
 from doorman.brokers.base import BeatState, decode, display
+from doorman.contract.snapshot import LateEntry
 
 MAX_LATE = 10  # overdue entries named in the snapshot
 MAX_VALUE = 64  # bytes of the canary's value looked at
@@ -51,7 +52,7 @@ def read(client: redis.Redis, now: float, canary_key: str | None, redbeat_prefix
         pttl, entries, late_count, late = replies
         pttl = int(pttl)
         head = redbeat_prefix
-        late_entries = []
+        late_entries: list[LateEntry] = []
         for member, score in late or ():
             name = decode(member)
             late_entries.append({"name": display(name[len(head):] if name.startswith(head) else name)[:200],

@@ -1,4 +1,4 @@
-"""The dead-man's switch: who watches Doorman.
+"""The dead-man's switch: who watches Doorman (its pings; the `tick` record is `doorman.contract.tick`).
 
 doorman-analyze writes one `tick` record after each snapshot's alerts, whether it raised any or
 not (a quiet cycle writes nothing else), when `heartbeat_url` is set. doorman-notify, the last
@@ -18,11 +18,10 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from doorman import SCHEMA_VERSION
 from doorman.config.settings import Setting
+from doorman.contract.tick import Tick
 
 SETTINGS = (
     Setting("heartbeat_url", "webhook", None, ("DOORMAN_HEARTBEAT_URL",),
@@ -33,29 +32,6 @@ SETTINGS = (
     Setting("heartbeat_timeout_seconds", "float", 5.0, ("DOORMAN_HEARTBEAT_TIMEOUT_SECONDS",),
             "Seconds one heartbeat ping may take (connect and answer).", positive=True),
 )
-
-TICK_FIELDS = {"ts": str, "cluster": str, "broker_ok": bool, "alerts": int}
-
-
-def broker_readable(snap: dict[str, Any]) -> bool:
-    """The broker answered the check: what the analyze engine needs to run every rule."""
-    return bool(snap.get("redis_connected") and snap.get("pending_tasks") is not None)
-
-
-def tick(snap: dict[str, Any], alerts: int) -> dict[str, Any]:
-    """The record doorman-analyze writes after one snapshot's `alerts` alerts: a cycle went through."""
-    return {"v": SCHEMA_VERSION, "kind": "tick", "ts": snap["ts"], "cluster": snap.get("cluster") or "default",
-            "broker_ok": broker_readable(snap), "alerts": alerts}
-
-
-def tick_problem(obj: dict[str, Any]) -> str | None:
-    """Why this `kind: tick` line is not one doorman-analyze wrote (None: it is)."""
-    for name, kind in TICK_FIELDS.items():
-        value = obj.get(name)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            return f"invalid tick: field {name!r} missing or not a {kind.__name__}"
-    return None
-
 
 def fail_url(url: str, suffix: str) -> str:
     """`suffix` appended to the URL's path, its query kept: https://hc-ping.com/<uuid>/fail."""
@@ -108,7 +84,7 @@ class Pinger:
                 pass
             self.pending.put_nowait(ok)
 
-    def ticks(self, ticks: list[dict[str, Any]]) -> None:
+    def ticks(self, ticks: list[Tick]) -> None:
         """One ping for a batch of cycles: to the /fail URL when any says the broker could not be read."""
         if ticks:
             self.beat(all(t.get("broker_ok") is True for t in ticks))

@@ -24,6 +24,12 @@ def map_of(v: Any, check: Callable[[Any], bool]) -> bool:
     return isinstance(v, dict) and all(isinstance(k, str) and check(x) for k, x in v.items())
 
 
+def as_map(v: object) -> dict[str, Any]:
+    """`v` itself when it is a JSON object, else an empty one: a part of a record whose shapes the
+    reader checks field by field (hostile shapes read as "nothing")."""
+    return v if isinstance(v, dict) else {}
+
+
 def finite(v: Any) -> float | None:
     """A JSON number as a float, or None for anything else (bools, NaN, infinities, text)."""
     if type(v) not in (int, float):
