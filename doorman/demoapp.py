@@ -68,3 +68,20 @@ def canary() -> None:
 
     redis.Redis.from_url(app.conf.broker_url).set(os.environ.get("DOORMAN_BEAT_CANARY_KEY", "beat:canary"),
                                                   int(time.time()))
+
+
+class FlakyError(Exception):
+    """What `flaky` raises: a class name the task rules report (`exceptions`)."""
+
+
+@app.task(name="doorman.demoapp.flaky")
+def flaky(i: int) -> int:
+    """Fails for 3 of every 10 consecutive `i` (0, 1, 2 of each ten): 30 %, the same on every run."""
+    if i % 10 < 3:
+        raise FlakyError(f"run {i} fails on purpose")
+    return i
+
+
+@app.task(name="doorman.demoapp.healthy")
+def healthy(i: int) -> int:
+    return i

@@ -32,7 +32,10 @@ BUILTIN: dict[str, tuple[str, ...]] = {
                       # issue 14: RabbitMQ's own risks
                       "doorman.rules.broker_alarm:RULE", "doorman.rules.consumer_timeout:RULE",
                       # issue 16: the opt-in always-firing alert for dead-man receivers
-                      "doorman.rules.watchdog:RULE"),
+                      "doorman.rules.watchdog:RULE",
+                      # issue 24: task outcomes from task events
+                      "doorman.rules.task_failure_rate:RULE", "doorman.rules.task_retry_storm:RULE",
+                      "doorman.rules.task_slowdown:RULE", "doorman.rules.task_events:RULE"),
     "doorman.sinks": ("doorman.sinks.pagerduty:SINK", "doorman.sinks.webhook:SINK", "doorman.sinks.slack:SINK",
                       "doorman.sinks.alertmanager:SINK"),
     "doorman.brokers": ("doorman.brokers.redis:BROKER", "doorman.brokers.rabbitmq:BROKER"),

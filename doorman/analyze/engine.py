@@ -14,7 +14,7 @@ can live with:
 
 Time is the snapshot's `ts`, never the wall clock, so a replay gives the alerts a live run gave.
 While the broker cannot be read, rules that need it are skipped: their alerts neither fire nor
-resolve (unknown is not OK).
+resolve (unknown is not OK); likewise a rule whose snapshot section (`tasks`) is null or missing.
 """
 
 from __future__ import annotations
@@ -111,6 +111,9 @@ class Engine:
         cs["now"] = now
         known = bool(snap["redis_connected"] and snap.get("pending_tasks") is not None)
         rules = self.rules.rules if known else self.rules.blind
+        unseen, unseen_types = self.rules.unseen(snap) if self.rules.sectioned else (frozenset(), frozenset())
+        if unseen:
+            rules = tuple(r for r in rules if r.name not in unseen)
         slices = cs["rules"]
         config = self._use(self.configs.get(cluster, self.config)) if self.configs else self.config
         for rule in rules:
@@ -121,7 +124,7 @@ class Engine:
             for c in rule.evaluate(snap, slices[rule.name], config, now):
                 fp = fingerprint(cluster, c["alert_type"], c["subject"])
                 (explicit if c["status"] == "resolved" else fired)[fp] = c
-        skipped = frozenset() if known else self.rules.needing_broker
+        skipped = (frozenset() if known else self.rules.needing_broker) | unseen_types
         self._grace(cs, cluster, snap, known, now, fired)
         self.last_snapshot = snap
         return self._decide(cs, cluster, ts, now, fired, explicit, skipped)

@@ -14,6 +14,7 @@ from doorman.simulate.scenario import Options, problems
 PROG = "doorman-simulate"
 LOST_TASKS = ("redelivery", "stranded", "eviction", "oom", "beat-killed", "results")  # doorman.simulate.lost_tasks
 LIVENESS = ("unconsumed", "cancelled-consumer", "ghost", "ghost-no-consumer", "kill9")  # doorman.simulate.liveness
+TASKS = ("failing-task", "events-off")  # doorman.simulate.task_outcomes
 
 
 @click.command(context_settings={**CONTEXT, "allow_interspersed_args": False})
@@ -44,12 +45,13 @@ LIVENESS = ("unconsumed", "cancelled-consumer", "ghost", "ghost-no-consumer", "k
 @click.option("--serve", "serve_listen", is_flag=False, flag_value="127.0.0.1:9808", default=None,
               metavar="[HOST:PORT]", help="Also show the run live in doorman-serve's dashboard "
                                           "(default 127.0.0.1:9808; with --forever to keep it up).")
-@click.option("--scenario", type=click.Choice(["autoscale", *LOST_TASKS, *LIVENESS]), metavar="NAME",
+@click.option("--scenario", type=click.Choice(["autoscale", *LOST_TASKS, *LIVENESS, *TASKS]), metavar="NAME",
               help="autoscale: a burst (--enqueue, default 300; --task-seconds, default 1) drained by one "
                    "worker, then by workers doorman-scale --exec starts and stops; prints both drain times. "
                    "Tasks lost in silence, each until its alert comes (exit 1 if it does not): redelivery, "
                    "stranded, eviction, oom, beat-killed, results. What heartbeats never show: unconsumed, "
-                   "cancelled-consumer, ghost, ghost-no-consumer, kill9.")
+                   "cancelled-consumer, ghost, ghost-no-consumer, kill9. Task outcomes (workers with -E): "
+                   "failing-task, events-off.")
 @config_option
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="[-- COMMAND...]")
 @command_body(PROG)
@@ -68,6 +70,10 @@ def main(workers, enqueue, task_seconds, zombie, kill_after, critical_queue, sto
         from doorman.simulate.liveness import scenario as liveness
 
         sys.exit(liveness(scenario, port, interval, alerts=sys.stdout, talk=sys.stderr))
+    if scenario in TASKS:
+        from doorman.simulate.task_outcomes import scenario as outcomes
+
+        sys.exit(outcomes(scenario, port, interval, alerts=sys.stdout, talk=sys.stderr))
     if scenario in LOST_TASKS:
         from doorman.simulate.lost_tasks import scenario as lost
 

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from doorman.collect import human_tasks
 from doorman.textsafe import printable as safe
 from doorman.timefmt import parse_iso
 
@@ -110,6 +111,7 @@ def render(snap: dict[str, Any], number: int | None = None, memory: Memory | Non
         lines.append(line)
     if hidden:
         lines.append(f"     ({hidden} more worker(s) down for over {memory.forget_after:g} s, no longer listed)")
+    lines += human_tasks.lines(snap, memory.once)
     if no_hook:
         lines += memory.once(HOOK_HINT)
     if down and str(snap.get("broker", "")).startswith(("redis", "rediss", "unix", "sentinel")):

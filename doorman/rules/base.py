@@ -96,6 +96,9 @@ class BaseRule:
     name: ClassVar[str] = ""
     alert_types: ClassVar[tuple[AlertType, ...]] = ()
     needs_broker: ClassVar[bool] = True
+    # snapshot sections the rule reads (e.g. "tasks"): while one is null or missing the rule is
+    # skipped like a rule that needs the broker while it is unknown (its alerts neither fire nor resolve)
+    needs: ClassVar[tuple[str, ...]] = ()
     settings: ClassVar[tuple[Setting, ...]] = ()
 
     def initial_state(self) -> State:

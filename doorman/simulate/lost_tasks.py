@@ -130,8 +130,8 @@ class Stage:
 
         return redis.Redis.from_url(self.url)
 
-    def workers(self, n: int, env: dict[str, str] | None = None) -> WorkerPool:
-        pool = WorkerPool(self.url, self.dir, {**self.env, **(env or {})}).add(n)
+    def workers(self, n: int, env: dict[str, str] | None = None, events: bool = True) -> WorkerPool:
+        pool = WorkerPool(self.url, self.dir, {**self.env, **(env or {})}, events).add(n)
         self.pools.append(pool)
         pool.wait_ready()
         self.say(f"{n} Celery worker(s) ready: {', '.join(w.name for w in pool.workers)}")

@@ -15,11 +15,12 @@ from doorman.simulate.procs import child_env, kill_group, log_tail, spawn
 
 
 class WorkerProcess:
-    def __init__(self, index: int, url: str, workdir: Path, env: dict[str, str]):
+    def __init__(self, index: int, url: str, workdir: Path, env: dict[str, str], events: bool = True):
         self.name = f"sim{index}@{socket.gethostname()}"
         self.log = workdir / f"worker{index}.log"
+        # -E: task events on, as a deployment that wants task outcomes runs them (events=False: without)
         args = [sys.executable, "-m", "celery", "-A", "doorman.demoapp", "worker", "-n", self.name,
-                "-c", "1", "--pool", "prefork", "-l", "WARNING", "--without-mingle"]
+                "-c", "1", "--pool", "prefork", "-l", "WARNING", "--without-mingle", *(["-E"] if events else [])]
         with open(self.log, "wb") as log:
             self.proc = spawn(args, env=child_env(env, {"REDIS_URL": url}), stdout=log,
                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -34,14 +35,16 @@ class WorkerProcess:
 class WorkerPool:
     """N workers, one process group each, concurrency 1 (so a few slow tasks make a backlog)."""
 
-    def __init__(self, url: str, workdir: Path, env: dict[str, str] | None = None):
+    def __init__(self, url: str, workdir: Path, env: dict[str, str] | None = None, events: bool = True):
         self.url, self.workdir, self.env = url, workdir, dict(env or os.environ)
+        self.events = events  # workers started with -E (task events on)
         self.workers: list[WorkerProcess] = []
 
     def add(self, n: int) -> WorkerPool:
         """Start n workers; each is registered as soon as it exists, so `stop()` always finds it."""
         for _ in range(n):
-            self.workers.append(WorkerProcess(len(self.workers) + 1, self.url, self.workdir, self.env))
+            self.workers.append(WorkerProcess(len(self.workers) + 1, self.url, self.workdir, self.env,
+                                              self.events))
         return self
 
     def wait_ready(self, timeout: float = 60, listening: Callable[[list[str]], bool] | None = None) -> None:
