@@ -8,7 +8,7 @@ import sys
 import click
 from click.core import ParameterSource
 
-from doorman.cli.options import CONTEXT, command_body, config_option, load
+from doorman.cli.options import CONTEXT, command_body, config_option, load, version_option
 from doorman.simulate.scenario import Options, problems
 
 PROG = "doorman-simulate"
@@ -17,6 +17,7 @@ LIVENESS = ("unconsumed", "cancelled-consumer", "ghost", "ghost-no-consumer", "k
 
 
 @click.command(context_settings={**CONTEXT, "allow_interspersed_args": False})
+@version_option(PROG)
 @click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True, metavar="N",
               help="Real Celery workers (demo app, concurrency 1 each).")
 @click.option("--enqueue", type=click.IntRange(min=0), default=0, show_default=True, metavar="M",
