@@ -256,9 +256,6 @@ def docs_tables(r: dict[str, Any]) -> str:
         out += ["", "**Dead workers**: `kill -9` of the last worker, 5 tasks pending, default settings "
                 "([how it is measured](#dead-workers-kill--9-of-the-last-worker-5-tasks-pending)):", "",
                 det.detection_table(d["detection"], ps)]  # type: ignore[arg-type]
-        missing = "; ".join(f"{k}: {v}" for k, v in d.get("peers_missing", {}).items())
-        if missing:
-            out += ["", f"Peers not measured in this run: {missing}."]
     if "oneshot" in r:
         out += ["", f"**One-shot healthy check** (cron; {r['oneshot']['runs']} runs each, alternated):", "",
                 oneshot_table(r["oneshot"])]
