@@ -1,10 +1,11 @@
-# A fresh Debian/Ubuntu machine: `make test` builds everything it needs.
+# A fresh Debian/Ubuntu machine: `make test` builds everything it needs; `make demo` only the
+# virtualenv and redis-server.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install redis-server test lint docs bench bench-peers demo clean
+.PHONY: install redis-server test-deps test lint docs bench bench-peers demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,11 +16,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) redis-server
 
-# Tests start their own redis-server on a free port (and make a throw-away TLS CA with openssl):
-# install the Debian packages when they are missing.
+# The one system package `make install` and `make demo` may install: redis-server (Debian's, with
+# apt-get, through sudo when not root), only when it is missing.
 redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing the Debian package: redis-server" >&2; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is still missing: apt-get install redis-server" >&2; exit 1; }
+
+# What only the test-suite (and `make bench`) needs, each installed when missing: openssl (a throw-away
+# TLS CA), prometheus (promtool checks /metrics), prometheus-node-exporter and prometheus-alertmanager
+# (private instances on free loopback ports), chromium + chromium-driver (doorman-serve's page in a
+# headless browser), rabbitmq-server (the one the tests share: started, management plugin enabled).
+test-deps:
 	@missing=""; \
-	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	command -v prometheus-node-exporter >/dev/null 2>&1 || missing="$$missing prometheus-node-exporter"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
@@ -28,11 +39,10 @@ redis-server:
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	[ -x /usr/sbin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null 2>&1 || missing="$$missing rabbitmq-server"; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing the Debian package(s):$$missing" >&2; \
+	  echo "installing the Debian package(s) the test-suite needs:$$missing" >&2; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is still missing: apt-get install redis-server" >&2; exit 1; }
 	@# RabbitMQ: the tests use the machine's server (one throw-away vhost each) and its management API
 	@PATH="$$PATH:/usr/sbin"; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	$(PYTHON) -c "import socket; socket.create_connection(('127.0.0.1', 5672), 2)" 2>/dev/null || { \
@@ -43,7 +53,7 @@ redis-server:
 	  $$SUDO rabbitmq-plugins enable rabbitmq_management >/dev/null; } || \
 	  { echo "RabbitMQ's management plugin could not be enabled: rabbitmq-plugins enable rabbitmq_management" >&2; exit 1; }
 
-test: install
+test: install test-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest tests
@@ -58,7 +68,7 @@ lint: $(STAMP)
 
 # Every benchmark, one report (markdown on stdout, bench-results/report.json); `make bench-peers` first
 # adds Flower and celery-exporter to the comparison. One benchmark alone: python -m tests.bench.run NAME
-bench: install
+bench: install test-deps
 	$(BIN)/python -m tests.bench.report
 
 # Flower and celery-exporter in their own virtualenvs (.venv-flower, .venv-exporter), from PyPI

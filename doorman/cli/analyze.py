@@ -6,13 +6,14 @@ import sys
 
 import click
 
-from doorman.cli.options import CONTEXT, command_body, config_option, load, state_option
+from doorman.cli.options import CONTEXT, command_body, config_option, load, state_option, version_option
 from doorman.ndjson import warn
 
 PROG = "doorman-analyze"
 
 
 @click.command(context_settings=CONTEXT)
+@version_option(PROG)
 @click.argument("files", nargs=-1, metavar="[FILE]...")
 @config_option
 @state_option

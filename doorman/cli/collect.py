@@ -9,7 +9,15 @@ from typing import Any
 
 import click
 
-from doorman.cli.options import CONTEXT, command_body, config_option, load, redis_option, setting_help
+from doorman.cli.options import (
+    CONTEXT,
+    command_body,
+    config_option,
+    load,
+    redis_option,
+    setting_help,
+    version_option,
+)
 from doorman.ndjson import warn, write_record
 
 PROG = "doorman-collect"
@@ -27,6 +35,7 @@ def install_stop_handlers(stop: Callable[[], None]) -> None:
 
 
 @click.command(context_settings=CONTEXT)
+@version_option(PROG)
 @config_option
 @redis_option
 @click.option("--once", is_flag=True, help="Write one snapshot and exit (for cron).")

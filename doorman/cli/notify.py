@@ -7,13 +7,14 @@ import sys
 
 import click
 
-from doorman.cli.options import CONTEXT, command_body, config_option, load
+from doorman.cli.options import CONTEXT, command_body, config_option, load, version_option
 from doorman.ndjson import warn
 
 PROG = "doorman-notify"
 
 
 @click.command(context_settings=CONTEXT)
+@version_option(PROG)
 @config_option
 @click.option("--spool", "spool_path", metavar="FILE",
               help="Undelivered alerts, retried on the next run (default: "

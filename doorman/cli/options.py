@@ -17,6 +17,33 @@ from doorman.ndjson import quiet_pipe, warn
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+def package_version() -> str:
+    """The installed distribution's version (what a bug report should quote); a checkout that was
+    never installed says so rather than guess."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("celery-doorman")
+    except PackageNotFoundError:
+        from doorman import __version__
+
+        return f"{__version__} (not installed)"
+
+
+def version_option(prog: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--version`: `PROG X.Y.Z` on stdout, exit 0. The metadata is read only when asked (it scans
+    sys.path: no cost to a normal start)."""
+
+    def show(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+        if not value or ctx.resilient_parsing:
+            return
+        click.echo(f"{prog} {package_version()}")
+        ctx.exit()
+
+    return click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=show,
+                        help="Print the version and exit.")
+
+
 def config_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--config", "config_path", metavar="FILE", envvar="DOORMAN_CONFIG",

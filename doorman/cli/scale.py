@@ -7,13 +7,14 @@ import sys
 
 import click
 
-from doorman.cli.options import CONTEXT, command_body, config_option
+from doorman.cli.options import CONTEXT, command_body, config_option, version_option
 from doorman.ndjson import warn
 
 PROG = "doorman-scale"
 
 
 @click.command(context_settings=CONTEXT)
+@version_option(PROG)
 @click.argument("files", nargs=-1, metavar="[FILE]...")
 @config_option
 @click.option("--exec", "exec_command", metavar="'COMMAND {pool} {desired}'",

@@ -7,13 +7,14 @@ import sys
 
 import click
 
-from doorman.cli.options import CONTEXT, command_body, config_option, load
+from doorman.cli.options import CONTEXT, command_body, config_option, load, version_option
 from doorman.ndjson import warn
 
 PROG = "doorman-serve"
 
 
 @click.command(context_settings=CONTEXT)
+@version_option(PROG)
 @click.argument("files", nargs=-1, metavar="[FILE]...")
 @click.option("--listen", default="127.0.0.1:9808", show_default=True, envvar="DOORMAN_SERVE_LISTEN",
               metavar="HOST:PORT", help="Address to serve on; not loopback needs $DOORMAN_SERVE_TOKEN or --no-auth.")

@@ -8,7 +8,7 @@ import sys
 import click
 from click.core import ParameterSource
 
-from doorman.cli.options import CONTEXT, command_body, config_option, load
+from doorman.cli.options import CONTEXT, command_body, config_option, load, version_option
 from doorman.simulate.scenario import Options, problems
 
 PROG = "doorman-simulate"
@@ -18,6 +18,7 @@ TASKS = ("failing-task", "events-off")  # doorman.simulate.task_outcomes
 
 
 @click.command(context_settings={**CONTEXT, "allow_interspersed_args": False})
+@version_option(PROG)
 @click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True, metavar="N",
               help="Real Celery workers (demo app, concurrency 1 each).")
 @click.option("--enqueue", type=click.IntRange(min=0), default=0, show_default=True, metavar="M",

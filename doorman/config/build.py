@@ -5,7 +5,6 @@ the rest. Shared by the loader (doorman.config.load) and each `clusters:` entry
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +18,7 @@ from doorman.redact import url_secrets, webhook_secrets
 
 def _suggest(key: str, section: str) -> str:
     """The closest known key; at the top level, nested keys are candidates too (with their path)."""
+    import difflib  # only on a mistake: not worth its import at every start
     names = {k: k for k in schema()[section]}
     names.update({a: a for s in schema()[section].values() for a in s.aliases})
     if section == TOP:
@@ -117,6 +117,9 @@ def _check_plain_http(cfg: Config, origin: Mapping[str, tuple[str, str]]) -> Non
     if cfg.allow_insecure_webhooks:
         return
     for s in schema()[TOP].values():
-        problem = plain_http_problem(getattr(cfg, s.name)) if s.type == "webhook" else None
+        value = getattr(cfg, s.name)
+        if s.type != "webhook" or value == s.default:  # a default is the code's (https): no urllib3 import for it
+            continue
+        problem = plain_http_problem(value)
         if problem:
             raise BadConfig(*origin.get(s.name, ("config", s.name)), problem)

@@ -10,10 +10,15 @@
 a, b, c, e and f use one redis-server started here; d and any other tests/bench/bench_*.py run as
 their own processes, their output kept verbatim. BENCH_TRIALS (10), BENCH_EXPORTER_TRIALS (1) and
 BENCH_ONESHOT_RUNS (10) set the repetitions. Figures are medians (min–max). Nothing is asserted.
+
+`--only detection,oneshot` measures just those parts (`detection` is a, e and f) into report.json;
+`--docs` writes the first tables of docs/performance.md (detection and the one-shot check, with the
+report's date and machine) from report.json, between its `bench-report` markers.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import platform
@@ -32,6 +37,9 @@ from tests.bench.bench_collect import run_measured, time_snapshots
 from tests.support import BIN, ROOT, RedisServer, Worker, enqueue
 
 OUT = ROOT / "bench-results"
+DOCS = ROOT / "docs" / "performance.md"
+BEGIN, END = "<!-- bench-report:begin (generated: python -m tests.bench.report --docs) -->", "<!-- bench-report:end -->"
+PARTS = ("detection", "oneshot", "cost", "others")
 COVERED = {"collect", "detection"}  # measured here directly; the others run as their own processes
 
 
@@ -230,29 +238,86 @@ def render(r: dict[str, Any], ps: det.Peers) -> str:
     return "\n".join(parts)
 
 
-def main() -> None:
+def machine_line(m: dict[str, Any]) -> str:
+    return (f"{m['nproc']} CPU ({m['cpu']}), {m['memory']} RAM, {m['os']}, Python {m['python']}, "
+            f"redis-server {m['redis_server']}")
+
+
+def docs_tables(r: dict[str, Any]) -> str:
+    """The generated head of docs/performance.md: what report.json holds of a (detection) and b
+    (one-shot check), with its date and machine."""
+    from types import SimpleNamespace
+
+    out = [f"Measured {r['machine']['date']} by `make bench` (bench-results/report.json) on "
+           f"{machine_line(r['machine'])}."]
+    if "detection" in r:
+        d = r["detection"]
+        ps = SimpleNamespace(versions=d["peer_versions"])
+        out += ["", "**Dead workers**: `kill -9` of the last worker, 5 tasks pending, default settings "
+                "([how it is measured](#dead-workers-kill--9-of-the-last-worker-5-tasks-pending)):", "",
+                det.detection_table(d["detection"], ps)]  # type: ignore[arg-type]
+    if "oneshot" in r:
+        out += ["", f"**One-shot healthy check** (cron; {r['oneshot']['runs']} runs each, alternated):", "",
+                oneshot_table(r["oneshot"])]
+    return "\n".join(out)
+
+
+def write_docs(report_path: Path = OUT / "report.json", docs: Path = DOCS) -> None:
+    """Replace what lies between the markers of docs/performance.md with the report's tables."""
+    r = orjson.loads(report_path.read_bytes())
+    text = docs.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{docs}: the markers {BEGIN!r} and {END!r} are missing")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    docs.write_text(f"{head}{BEGIN}\n{docs_tables(r)}\n{END}{tail}")
+    print(f"written: {docs}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.report")
+    parser.add_argument("--only", help=f"comma-separated parts to measure ({', '.join(PARTS)}); default all")
+    parser.add_argument("--docs", action="store_true", help="write docs/performance.md's first tables from report.json")
+    args = parser.parse_args(argv)
+    if args.docs:
+        write_docs()
+        return
+    parts = set(args.only.split(",")) if args.only else set(PARTS)
+    unknown = parts - set(PARTS)
+    if unknown:
+        parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
     trials = int(os.environ.get("BENCH_TRIALS", "10"))
     exporter_trials = int(os.environ.get("BENCH_EXPORTER_TRIALS", "1"))
     runs = int(os.environ.get("BENCH_ONESHOT_RUNS", "10"))
     report: dict[str, Any] = {"machine": machine()}
+    ps = None
     server = RedisServer().start()
     try:
-        print("a+e+f. detection, queue depth, ghost and unconsumed cases vs the peers", flush=True)
-        report["detection"], ps = det.run(server, trials, exporter_trials)
-        print("b. one-shot healthy check", flush=True)
-        report["oneshot"] = oneshot(server, runs)
-        print("c. collection cost", flush=True)
-        report["collection_cost"] = collection_cost(server)
+        if "detection" in parts:
+            print("a+e+f. detection, queue depth, ghost and unconsumed cases vs the peers", flush=True)
+            report["detection"], ps = det.run(server, trials, exporter_trials)
+        if "oneshot" in parts:
+            print("b. one-shot healthy check", flush=True)
+            report["oneshot"] = oneshot(server, runs)
+        if "cost" in parts:
+            print("c. collection cost", flush=True)
+            report["collection_cost"] = collection_cost(server)
     finally:
         server.cleanup()
-    print("d. other benchmarks", flush=True)
-    report["others"] = others()
-    text = render(report, ps)
+    if "others" in parts:
+        print("d. other benchmarks", flush=True)
+        report["others"] = others()
     OUT.mkdir(exist_ok=True)
     (OUT / "report.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    (OUT / "report.md").write_text(text + "\n")
-    print("\n" + text)
-    print(f"\n(written: {OUT / 'report.json'}, {OUT / 'report.md'})")
+    if parts == set(PARTS) and ps is not None:
+        text = render(report, ps)
+        (OUT / "report.md").write_text(text + "\n")
+        print("\n" + text)
+        print(f"\n(written: {OUT / 'report.json'}, {OUT / 'report.md'}; docs/performance.md: "
+              "python -m tests.bench.report --docs)")
+    else:
+        print("\n" + docs_tables(report))
+        print(f"\n(written: {OUT / 'report.json'}; docs/performance.md: python -m tests.bench.report --docs)")
 
 
 if __name__ == "__main__":
