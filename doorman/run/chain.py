@@ -67,11 +67,12 @@ class Chain:
 
     def __init__(self, stages: Sequence[Stage], env: Mapping[str, str] | None = None,
                  taps: Sequence[Chunk | None] = (), out: Chunk | None = None,
-                 stdin: int | IO[Any] | None = None, spawn: Spawn = subprocess.Popen):
+                 stdin: int | IO[Any] | None = None, spawn: Spawn = subprocess.Popen, tap_first: bool = False):
         self.stages = list(stages)
         self.env = dict(env) if env is not None else None
         self.taps = list(taps) + [None] * (len(self.stages) - 1 - len(taps))
         self.out, self.stdin, self.spawn = out, stdin, spawn
+        self.tap_first = tap_first  # a view that must show a line before the next stage acts on it
         self.procs: dict[str, subprocess.Popen] = {}
         self.threads: list[threading.Thread] = []
 
@@ -114,15 +115,16 @@ class Chain:
                 p.wait()
             raise
         for src, dst, tap in copies:
-            t = threading.Thread(target=self._copy, args=(src, dst, tap), name="doorman-tee", daemon=True)
+            t = threading.Thread(target=self._copy, args=(src, dst, tap, self.tap_first), name="doorman-tee",
+                                 daemon=True)
             t.start()
             self.threads.append(t)
         return self
 
     @staticmethod
-    def _copy(src: int, dst: int | None, tap: Chunk | None) -> None:
-        """`tee`: every chunk to the next stage first, then to the tap; a next stage that is gone
-        is no reason to stop reading (the tap still sees everything)."""
+    def _copy(src: int, dst: int | None, tap: Chunk | None, tap_first: bool) -> None:
+        """`tee`: every chunk to the next stage first (`tap_first`: after the tap), then to the tap;
+        a next stage that is gone is no reason to stop reading (the tap still sees everything)."""
         signal.pthread_sigmask(signal.SIG_BLOCK, THREAD_BLOCKED)
         try:
             while True:
@@ -132,13 +134,16 @@ class Chain:
                     continue
                 except OSError:
                     chunk = b""
+                if tap is not None and tap_first:
+                    with contextlib.suppress(Exception):
+                        tap(chunk)
                 if dst is not None and chunk:
                     try:
                         _write_all(dst, chunk)
                     except OSError:  # the next stage is gone
                         _close(dst)
                         dst = None
-                if tap is not None:
+                if tap is not None and not tap_first:
                     with contextlib.suppress(Exception):  # a tap never holds up the stream
                         tap(chunk)
                 if not chunk:
