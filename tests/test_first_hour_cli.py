@@ -18,7 +18,7 @@ import pytest
 from tests.support import BIN, ROOT, free_port
 
 COMMANDS = ("doorman-collect", "doorman-analyze", "doorman-notify", "doorman-simulate", "doorman-serve",
-            "doorman-scale", "doorman-check-config")
+            "doorman-scale", "doorman-check-config", "doorman-run")
 SUITE_ONLY = ("prometheus", "prometheus-node-exporter", "prometheus-alertmanager", "chromium", "chromium-driver",
               "rabbitmq-server", "openssl")
 

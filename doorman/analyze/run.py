@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
-from types import FrameType
-from typing import cast
+from typing import IO, cast
 
 from doorman.analyze.engine import Engine, snapshot_problem
 from doorman.analyze.state import StateFile, StateUnavailable
@@ -15,26 +17,16 @@ from doorman.contract.alert import Alert
 from doorman.contract.snapshot import Snapshot
 from doorman.contract.tick import Tick, tick
 from doorman.ndjson import read_objects, write_record
+from doorman.process import Stop, StoppableReader, stop_signals
 
 
-class Stop:
-    """SIGTERM: exit at once while waiting for input, but never between deciding on alerts and
-    writing them (the state would say "sent" for an alert nobody got)."""
-
-    def __init__(self) -> None:
-        self.busy = self.requested = False
-
-    def idle(self) -> None:
-        """Between snapshots: a stop that came while busy takes effect now."""
-        self.busy = False
-        if self.requested:
-            raise SystemExit(0)
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002
-        if self.busy:
-            self.requested = True
-        else:
-            raise SystemExit(0)
+def _stoppable(stream: IO[bytes], stop: Stop) -> IO[bytes]:
+    """stdin (a pipe) read so that SIGTERM ends the wait for input at once, as an EOF."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return stream
+    return io.BufferedReader(StoppableReader(fd, stop))
 
 
 def run(cfg: Config, files: Sequence[str], state_path: str | None, check: bool,
@@ -51,46 +43,64 @@ def run(cfg: Config, files: Sequence[str], state_path: str | None, check: bool,
         return 3
     engine = Engine(cfg, loaded)
     ticks = bool(cfg.heartbeat_url) and not check  # the dead-man's switch: notify pings once per tick
+    # SIGTERM: stop at once while waiting for input (it reads as an EOF), but never between deciding
+    # on alerts and writing them (the state would say "sent" for an alert nobody got): the snapshot
+    # in hand is finished first. Put back at the end: callers (tests) go on living.
     stop = Stop()
-    previous = signal.signal(signal.SIGTERM, stop)  # put back at the end: callers (tests) go on living
-    failed = False
-    unwritten = False  # alerts decided but not all written: that state must not be saved
+    progress = Progress()
     try:
-        for name in files or ("-",):
-            try:
-                stream = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
-            except OSError as e:
-                say(f"error: cannot read {name}: {e.strerror}")
-                failed = True
-                continue
-            label = "<stdin>" if name == "-" else name
-            with stream:
-                for lineno, snap in read_objects(stream, "snapshot", label, say, snapshot_problem):
-                    stop.busy = True
-                    try:
-                        alerts = engine.process(cast(Snapshot, snap))  # checked by snapshot_problem
-                    except Exception as e:  # noqa: BLE001 - one bad snapshot must not end a daemon
-                        say(f"{label}:{lineno}: cannot analyze this snapshot ({type(e).__name__}: {e}); skipped")
-                        stop.idle()  # a stop that came while this snapshot failed is not lost
-                        continue
-                    if not check:
-                        unwritten = bool(alerts)
-                        for alert in alerts:
-                            write(alert)
-                        unwritten = False
-                        if ticks:
-                            write(tick(cast(Snapshot, snap), len(alerts)))
-                    if store:
-                        store.save(engine.state, urgent=bool(alerts))
-                    stop.idle()
+        with contextlib.ExitStack() as signals:
+            if threading.current_thread() is threading.main_thread():
+                signals.enter_context(stop_signals(stop, (signal.SIGTERM,)))
+            _loop(engine, store, files, check, ticks, stop, progress, say, write)
     finally:
-        if previous is not None:  # None: a handler set outside Python, which cannot be put back
-            signal.signal(signal.SIGTERM, previous)
+        stop.close()
         if store:
-            store.close(None if unwritten else engine.state)
+            store.close(None if progress.unwritten else engine.state)
     if check:
         return _check(engine, cfg)
-    return 1 if failed else 0
+    return 1 if progress.failed else 0
+
+
+class Progress:
+    """`failed`: a file could not be read; `unwritten`: alerts decided but not all written (that
+    state must not be saved)."""
+
+    failed = unwritten = False
+
+
+def _loop(engine: Engine, store: StateFile | None, files: Sequence[str], check: bool, ticks: bool, stop: Stop,
+          progress: Progress, say: Callable[[str], None], write: Callable[[Alert | Tick], None]) -> None:
+    for name in files or ("-",):
+        if stop.is_set():
+            break
+        try:
+            stream = _stoppable(sys.stdin.buffer, stop) if name == "-" else open(name, "rb")  # noqa: SIM115
+        except OSError as e:
+            say(f"error: cannot read {name}: {e.strerror}")
+            progress.failed = True
+            continue
+        label = "<stdin>" if name == "-" else name
+        with stream:
+            for lineno, snap in read_objects(stream, "snapshot", label, say, snapshot_problem):
+                try:
+                    alerts = engine.process(cast(Snapshot, snap))  # checked by snapshot_problem
+                except Exception as e:  # noqa: BLE001 - one bad snapshot must not end a daemon
+                    say(f"{label}:{lineno}: cannot analyze this snapshot ({type(e).__name__}: {e}); skipped")
+                    if stop.is_set():  # a stop that came while this snapshot failed is not lost
+                        break
+                    continue
+                if not check:
+                    progress.unwritten = bool(alerts)
+                    for alert in alerts:
+                        write(alert)
+                    progress.unwritten = False
+                    if ticks:
+                        write(tick(cast(Snapshot, snap), len(alerts)))
+                if store:
+                    store.save(engine.state, urgent=bool(alerts))
+                if stop.is_set():  # a stop that came while busy takes effect now
+                    break
 
 
 def _check(engine: Engine, cfg: Config) -> int:

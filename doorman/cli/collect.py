@@ -26,7 +26,7 @@ PROG = "doorman-collect"
 def install_stop_handlers(stop: Callable[[], None]) -> None:
     """SIGTERM/SIGINT finish the snapshot in hand, then stop: never half a line. Installed before
     any other thread starts (they inherit the blocked signals)."""
-    from doorman.signals import on_stop_signal
+    from doorman.process import on_stop_signal
 
     def stop_now(signum: int) -> None:  # noqa: ARG001
         stop()

@@ -28,7 +28,7 @@ def main(config_path: str | None, spool_path: str | None, dry_run: bool) -> None
     delivered, 1 if anything was spooled, failed or rejected, 2 on bad configuration."""
     cfg = load(PROG, config_path, spool_path=spool_path)
     from doorman.notify import Shutdown, run_notify
-    from doorman.signals import on_stop_signal
+    from doorman.process import on_stop_signal
 
     shutdown = Shutdown()  # SIGTERM: finish the delivery in hand, spool the rest, exit
     on_stop_signal(shutdown)

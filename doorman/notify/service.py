@@ -57,7 +57,7 @@ def run(alerts: Iterable[Any], dispatcher: Dispatcher, stop: threading.Event, wi
 
 class Shutdown:
     """The stop request. Call it from any thread but never from a signal handler (see
-    `doorman.signals`): it sets the event and wakes the intake out of its wait."""
+    `doorman.process`): it sets the event and wakes the intake out of its wait."""
 
     def __init__(self) -> None:
         self.event = threading.Event()

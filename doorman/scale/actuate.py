@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from doorman.contract.version import SCHEMA_VERSION
-from doorman.procgroup import kill_group
+from doorman.process import kill_group
 from doorman.timefmt import iso
 
 ERROR_CHARS = 400  # tail of the command's output kept in a failure record

@@ -6,15 +6,17 @@ happens here — slow SQLite, a stuck client, SIGSTOP, a crash — no stage wait
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 
 from doorman.errors import DoormanError
+from doorman.process import stop_signals
 from doorman.serve.auth import check_bind, parse_listen
 from doorman.serve.follow import follow_files, read_stream
 from doorman.serve.history import History
@@ -95,12 +97,13 @@ def serve(opts: ServeOptions, warn: Callable[[str], None], stdin: IO[bytes],
 
     threading.Thread(target=keep_metrics_fresh, name="serve-metrics", daemon=True).start()
 
-    def on_signal(signum: int, frame: Any) -> None:  # noqa: ARG001
+    def on_signal(signum: int) -> None:  # noqa: ARG001 - from doorman.process's thread, not a handler
         stop.set()
         threading.Thread(target=server.shutdown, daemon=True).start()
 
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(s, on_signal)
+    signals = contextlib.ExitStack()
+    if threading.current_thread() is threading.main_thread():
+        signals.enter_context(stop_signals(on_signal, (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)))
     bound = server.server_address
     url = f"http://{'[' + host + ']' if ':' in host else host}:{bound[1]}/"
     warn(f"serving {url} (metrics at {url}metrics); reading {', '.join(opts.files) or 'stdin'}")
@@ -109,6 +112,7 @@ def serve(opts: ServeOptions, warn: Callable[[str], None], stdin: IO[bytes],
     try:
         server.serve_forever(poll_interval=0.5)
     finally:
+        signals.close()
         stop.set()
         server.server_close()
         reader.join(2)

@@ -1,7 +1,8 @@
 """The real pipeline, three processes: doorman-collect | doorman-analyze | doorman-notify --dry-run.
 
-We sit on both pipes as a tee: each snapshot line is shown as the human view and handed to
-analyze at once; each alert line is printed and handed to notify at once. Nothing waits for EOF,
+The stages are joined as doorman-run joins them (`doorman.run.chain`), with a tee on both pipes:
+each snapshot line is shown as the human view and handed to analyze at once; each alert line is
+printed and handed to notify at once. Nothing waits for EOF,
 exactly as in a daemon. When collect ends (after --count checks, or on SIGTERM) its EOF flows down
 the chain and every stage finishes what it holds.
 """
@@ -16,7 +17,8 @@ from typing import IO, Any
 import orjson
 
 from doorman.collect.human import Memory, render
-from doorman.simulate.procs import command, spawn, stop, threads_ignore_stop_signals
+from doorman.run.chain import Chain, Stage, lines
+from doorman.simulate.procs import command, spawn, stop
 
 STAGES = ("doorman-collect", "doorman-analyze", "doorman-notify")
 
@@ -84,58 +86,40 @@ class Pipeline:
                       " | doorman-analyze | doorman-notify --dry-run")
         self.env, self.view, self.on_snapshot = env, view, on_snapshot
         self.procs: dict[str, subprocess.Popen] = {}
-        self.threads: list[threading.Thread] = []
+        self.chain: Chain | None = None
+        self.seen_snapshot = False
 
     def start(self) -> Pipeline:
-        pipe = subprocess.PIPE
-        self.procs["doorman-notify"] = spawn(self.argv["doorman-notify"], env=self.env, stdin=pipe, stdout=pipe)
-        self.procs["doorman-analyze"] = spawn(self.argv["doorman-analyze"], env=self.env, stdin=pipe, stdout=pipe)
-        self.procs["doorman-collect"] = spawn(self.argv["doorman-collect"], env=self.env,
-                                              stdin=subprocess.DEVNULL, stdout=pipe)
-        c, a, n = (self.procs[s] for s in STAGES)
-        with threads_ignore_stop_signals():
-            for target, args in ((self._tee_snapshots, (c.stdout, a.stdin)),
-                                 (self._tee_alerts, (a.stdout, n.stdin)),
-                                 (self._read_deliveries, (n.stdout,))):
-                t = threading.Thread(target=target, args=args, daemon=True)
-                t.start()
-                self.threads.append(t)
+        """The three stages joined by OS pipes (doorman-run's `Chain`), with a view on each joint."""
+        self.chain = Chain([Stage(name, self.argv[name]) for name in STAGES], self.env,
+                           taps=[lines(self._snapshot), lines(self._alert)], out=lines(self._delivery),
+                           stdin=subprocess.DEVNULL, spawn=spawn, tap_first=True).start()
+        self.procs = self.chain.procs
         return self
 
-    def _tee_snapshots(self, src: IO[bytes], dst: IO[bytes] | None) -> None:
-        first = True
-        with src:
-            for line in src:
-                obj = _parse(line)
-                if obj is not None and obj.get("kind") == "snapshot":
-                    self.view.snapshot(obj)
-                    if first and self.on_snapshot:
-                        first = False
-                        self.on_snapshot(obj)
-                dst = _forward(dst, line)
-        _close(dst)
+    def _snapshot(self, line: bytes) -> None:
+        obj = _parse(line)
+        if obj is not None and obj.get("kind") == "snapshot":
+            self.view.snapshot(obj)
+            if not self.seen_snapshot and self.on_snapshot:
+                self.seen_snapshot = True
+                self.on_snapshot(obj)
 
-    def _tee_alerts(self, src: IO[bytes], dst: IO[bytes] | None) -> None:
-        with src:
-            for line in src:
-                if line.strip():
-                    self.view.alert(line, _parse(line))
-                dst = _forward(dst, line)
-        _close(dst)
+    def _alert(self, line: bytes) -> None:
+        if line.strip():
+            self.view.alert(line, _parse(line))
 
-    def _read_deliveries(self, src: IO[bytes]) -> None:
-        with src:
-            for line in src:
-                obj = _parse(line)
-                if obj is not None:
-                    self.view.delivery(obj)
+    def _delivery(self, line: bytes) -> None:
+        obj = _parse(line)
+        if obj is not None:
+            self.view.delivery(obj)
 
     def wait(self, timeout: float | None = None) -> dict[str, int]:
         """Exit code of every stage, once all three ended and every line was shown."""
         for name in STAGES:
             self.procs[name].wait(timeout)
-        for t in self.threads:
-            t.join(timeout)
+        if self.chain is not None:
+            self.chain.join(timeout)
         return {name: self.procs[name].returncode for name in STAGES}
 
     def stop(self) -> None:
@@ -151,26 +135,5 @@ class Pipeline:
                 except subprocess.TimeoutExpired:
                     pass
                 stop(p, timeout=1)
-        for t in self.threads:
-            t.join(2)
-
-
-def _forward(dst: IO[bytes] | None, line: bytes) -> IO[bytes] | None:
-    """Write to the next stage; if it is gone, keep reading (and showing) but stop writing."""
-    if dst is None:
-        return None
-    try:
-        dst.write(line)
-        dst.flush()
-        return dst
-    except (BrokenPipeError, OSError, ValueError):
-        _close(dst)
-        return None
-
-
-def _close(dst: IO[bytes] | None) -> None:
-    if dst is not None:
-        try:
-            dst.close()
-        except (BrokenPipeError, OSError, ValueError):
-            pass
+        if self.chain is not None:
+            self.chain.join(2)

@@ -16,7 +16,8 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from doorman.procgroup import kill_group
+from doorman.process import command as command  # where our own commands are, shared with doorman-run
+from doorman.process import kill_group
 
 PR_SET_PDEATHSIG = 1
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
@@ -90,16 +91,6 @@ def child_env(base: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
     if root not in paths:
         env["PYTHONPATH"] = os.pathsep.join([root, *paths])
     return env
-
-
-def command(name: str) -> list[str]:
-    """argv for one of our own commands: the console script installed beside this Python, else the
-    module run by this Python (never whatever else happens to be on PATH)."""
-    script = Path(sys.executable).parent / name
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script)]
-    module = name.removeprefix("doorman-")
-    return [sys.executable, "-c", f"from doorman.cli.{module} import main; main()"]
 
 
 def log_tail(path: Path, chars: int = 1500) -> str:
