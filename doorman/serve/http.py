@@ -3,7 +3,7 @@ client, token or not, from stalling it.
 
 Limits (docs/security.md): a fixed pool of `WORKERS` threads answers requests; a connection waits
 in a selector, holding no thread, until its first bytes arrive (at most `MAX_WAITING` wait, for
-`IDLE_TIMEOUT` seconds each; past either, the oldest is closed); when every thread is busy and
+`IDLE_TIMEOUT` seconds each, the whole header block read there; past either, the oldest is closed); when every thread is busy and
 `MAX_QUEUED` more are queued, a new connection is closed at once. A request has `READ_TIMEOUT`
 seconds per read (set before the first read), a request line of `MAX_REQUEST_LINE` bytes, headers of
 `MAX_HEADER_BYTES`; a body up to `MAX_BODY` is read and dropped, a larger or chunked one closes the
@@ -19,6 +19,7 @@ fetch only from this server.
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import queue
 import selectors
@@ -61,6 +62,7 @@ READ_TIMEOUT = 5.0  # seconds per read of a request
 MAX_REQUEST_LINE = 8 * 1024
 MAX_HEADER_BYTES = 16 * 1024
 MAX_BODY = 64 * 1024  # a request body read (and dropped) to keep the stream in step; larger: closed
+BODY_SECONDS = 2.0  # to read that body, in all
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
 
 
@@ -89,6 +91,24 @@ def host_allowed(header: str | None, allowed: frozenset[str]) -> bool:
     except ValueError:
         pass
     return h in allowed or h.endswith(".localhost")
+
+
+class _Prefixed(io.RawIOBase):
+    """A socket's stream with bytes already read from it put back in front."""
+
+    def __init__(self, prefix: bytes, sock: socket.socket):
+        self.prefix, self.sock = memoryview(prefix), sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        if self.prefix:
+            n = min(len(b), len(self.prefix))
+            b[:n] = self.prefix[:n]
+            self.prefix = self.prefix[n:]
+            return n
+        return self.sock.recv_into(b)
 
 
 def load_static() -> dict[str, tuple[bytes, str]]:
@@ -180,14 +200,21 @@ class Handler(BaseHTTPRequestHandler):
         if not 0 <= n <= MAX_BODY:
             self._text(413, b"request body too large\n")
             return False
+        end = time.monotonic() + BODY_SECONDS  # in all: a body dripped byte by byte holds no thread long
         try:
             while n > 0:
-                got = self.rfile.read(min(n, 16384))
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self.connection.settimeout(left)
+                got = self.rfile.read1(min(n, 16384))
                 if not got:
                     return False
                 n -= len(got)
         except OSError:
             return False
+        finally:
+            self.connection.settimeout(self.timeout)
         return True
 
     def _text(self, status: int, body: bytes) -> None:
@@ -198,6 +225,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        prefix = getattr(self.server, "prefixes", {}).pop(self.connection, b"")
+        if prefix:  # the header block the waiting room read: the request starts with it
+            self.rfile = io.BufferedReader(_Prefixed(prefix, self.connection))
         try:  # a response is several writes: never let Nagle hold the last one back for a delayed ACK
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
@@ -297,6 +327,7 @@ class Server(ThreadingHTTPServer):
         self.max_busy, self.max_waiting, self.idle_timeout = workers + max_queued, max_waiting, idle_timeout
         self.busy = 0
         self.busy_lock = threading.Lock()
+        self.prefixes: dict[socket.socket, bytes] = {}  # what the waiting room read of each request
         self.arrivals: queue.SimpleQueue[tuple[socket.socket, Any]] = queue.SimpleQueue()
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_w.setblocking(False)
@@ -313,11 +344,19 @@ class Server(ThreadingHTTPServer):
             pass
 
     def _wait_loop(self) -> None:
+        """Hold each connection, without a thread, until its whole header block has arrived (a
+        client that sends half a request holds nothing but a slot here), then dispatch it."""
         sel = selectors.DefaultSelector()
         sel.register(self.wake_r, selectors.EVENT_READ, None)
-        waiting: dict[socket.socket, tuple[Any, float]] = {}  # insertion order: the oldest first
+        waiting: dict[socket.socket, tuple[Any, float, bytearray]] = {}  # insertion order: the oldest first
+
+        def drop(sock: socket.socket) -> None:
+            sel.unregister(sock)
+            del waiting[sock]
+            self.shutdown_request(sock)
+
         while not self.closed.is_set():
-            for key, _ in sel.select(timeout=1.0):
+            for key, _ in sel.select(timeout=0.5):
                 if key.data is None:
                     try:
                         self.wake_r.recv(4096)
@@ -325,26 +364,36 @@ class Server(ThreadingHTTPServer):
                         pass
                     continue
                 sock = key.fileobj
-                sel.unregister(sock)
-                addr, _since = waiting.pop(sock)  # type: ignore[call-overload]
-                self._dispatch(sock, addr)  # type: ignore[arg-type]
+                assert isinstance(sock, socket.socket)
+                addr, _since, buf = waiting[sock]
+                try:
+                    got = sock.recv(16384)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    got = b""
+                buf += got
+                if not got or len(buf) > MAX_REQUEST_LINE + MAX_HEADER_BYTES + MAX_BODY:
+                    drop(sock)
+                elif b"\r\n\r\n" in buf or b"\n\n" in buf:
+                    sel.unregister(sock)
+                    del waiting[sock]
+                    sock.setblocking(True)
+                    self.prefixes[sock] = bytes(buf)
+                    self._dispatch(sock, addr)
             while True:
                 try:
                     sock, addr = self.arrivals.get_nowait()
                 except queue.Empty:
                     break
                 if len(waiting) >= self.max_waiting:
-                    oldest = next(iter(waiting))
-                    sel.unregister(oldest)
-                    del waiting[oldest]
-                    self.shutdown_request(oldest)
-                waiting[sock] = (addr, time.monotonic())
+                    drop(next(iter(waiting)))
+                sock.setblocking(False)
+                waiting[sock] = (addr, time.monotonic(), bytearray())
                 sel.register(sock, selectors.EVENT_READ, addr)
             cut = time.monotonic() - self.idle_timeout
-            for sock in [s for s, (_a, since) in waiting.items() if since < cut]:
-                sel.unregister(sock)
-                del waiting[sock]
-                self.shutdown_request(sock)
+            for sock in [s for s, (_a, since, _b) in waiting.items() if since < cut]:
+                drop(sock)
         for sock in waiting:
             self.shutdown_request(sock)
         sel.close()
@@ -356,6 +405,7 @@ class Server(ThreadingHTTPServer):
             else:
                 full, self.busy = False, self.busy + 1
         if full:
+            self.prefixes.pop(sock, None)
             self.shutdown_request(sock)  # every thread busy and the queue full: closed, not queued
             return
         try:
