@@ -205,7 +205,7 @@ def call(sess: requests.Session, method: str, url: str, *, deadline: float, max_
 def _fired(why: str, url: str, deadline: float, e: BaseException) -> HttpError:
     if why == "stopped":
         return HttpError("stopping", cause="Stopped", original=e)
-    return HttpError(f"{_where(url)} did not finish its answer within {deadline:g} s", cause="Deadline", original=e)
+    return HttpError(f"{_where(url)} did not answer within {deadline:g} s", cause="Deadline", original=e)
 
 
 def _call(sess: requests.Session, method: str, url: str, end: float, max_bytes: int, over: str,
