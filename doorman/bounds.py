@@ -17,7 +17,13 @@ the serializer allows crashes a stage. So every snapshot passes through `bound_s
 - the encoded snapshot stays under `MAX_SNAPSHOT_BYTES`, a quarter of analyze's line limit.
 
 Wire messages (pidbox replies, heartbeats) are refused before parsing above a byte budget and
-after parsing when nested deeper than `MAX_DEPTH` (`check_wire`).
+after parsing when nested deeper than `MAX_DEPTH` (`check_wire`). A pidbox reply is also refused
+before parsing when it holds more than `MAX_REPLY_CONTAINERS` objects and arrays (a 4 MiB reply of
+`{}` costs ~165 MiB once parsed; counting braces costs nothing). Both brokers then keep what a
+request's replies say through one `ReplyBudget` (`accept_reply`): one node per reply message, as
+Celery answers (a reply naming 287,021 nodes is forged: refused whole, so it cannot make them
+"alive" and hide `workers_down`), at most `MAX_REPLY_NODES` nodes, `MAX_ACTIVE` tasks per node and
+`MAX_REPLY_TASKS` tasks per request, names capped by `cap_name`.
 """
 
 from __future__ import annotations
@@ -34,7 +40,15 @@ MAX_ACTIVE = 500  # active tasks reported in detail per snapshot
 MAX_TEXT = 500  # characters of any other string from the broker (task id, task name)
 MAX_DEPTH = 32  # nesting of a wire message (a real one is under 10 deep)
 MAX_HEAD_BYTES = 256 * 1024  # a queue head parsed for its headers; larger ones are not parsed
-MAX_REPLY_BYTES = 4 * 1024 * 1024  # one pidbox reply (a busy worker's `active` is well under 1 MiB)
+MAX_REPLY_BYTES = 1024 * 1024  # one pidbox reply (a busy worker's `active` is well under 1 MiB)
+MAX_REPLY_CONTAINERS = 20_000  # objects + arrays in one pidbox reply (a task is ~5): counted before parsing
+MAX_REPLY_ITEMS = 100_000  # commas in one pidbox reply: bounds the parsed scalars
+MAX_REPLY_NODES = 2 * MAX_WORKERS  # nodes kept from one request's replies
+MAX_REPLY_TASKS = 20 * MAX_ACTIVE  # tasks kept in detail from one request's replies, every node together
+MAX_MANAGEMENT_BYTES = 8 * 1024 * 1024  # one management API answer (10,000 queues are ~2 MB)
+MAX_MANAGEMENT_CONTAINERS = 50_000  # objects + arrays in one answer (a queue row is 2), before parsing
+MAX_MANAGEMENT_ITEMS = 200_000  # commas in one answer (a queue row is ~8): bounds the parsed scalars
+MAX_HTTP_ANSWER_BYTES = 64 * 1024  # what a sink or a heartbeat ping reads of an answer (the rest is cut)
 MAX_EVENT_BYTES = 64 * 1024  # one worker event (a heartbeat is under 1 KiB)
 MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024  # analyze reads lines up to 16 MiB
 
@@ -56,10 +70,51 @@ def depth_over(value: Any, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
-def check_wire(raw: bytes | str, max_bytes: int) -> None:
-    """Refuse (ValueError) a wire message over its byte budget, before it is parsed."""
+def check_wire(raw: bytes | str, max_bytes: int, max_containers: int | None = None,
+               max_items: int | None = None) -> None:
+    """Refuse (ValueError) a wire message over its byte budget or, when given, holding more JSON
+    objects and arrays than `max_containers` or more commas than `max_items` (over-counts: those in
+    strings count too), before it is parsed: what a parsed document costs is bounded by these."""
     if len(raw) > max_bytes:
         raise ValueError(f"message of {len(raw)} bytes is over the {max_bytes}-byte budget")
+    if max_containers is None and max_items is None:
+        return
+    b = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
+    if max_containers is not None and b.count(b"{") + b.count(b"[") > max_containers:
+        raise ValueError(f"message holds over {max_containers} objects and arrays")
+    if max_items is not None and b.count(b",") > max_items:
+        raise ValueError(f"message holds over {max_items} items")
+
+
+def check_reply(raw: bytes | str) -> None:
+    """A pidbox reply's budgets, before it is parsed (`check_wire`)."""
+    check_wire(raw, MAX_REPLY_BYTES, MAX_REPLY_CONTAINERS, MAX_REPLY_ITEMS)
+
+
+class ReplyBudget:
+    """What one broadcast's replies may add, on either broker: `accept(data)` with one parsed reply
+    ({node: answer}) returns the nodes to keep (none when the reply is forged or the budget spent)."""
+
+    def __init__(self, max_nodes: int = MAX_REPLY_NODES, max_tasks: int = MAX_REPLY_TASKS,
+                 tasks_per_node: int = MAX_ACTIVE):
+        self.max_nodes, self.tasks_left, self.tasks_per_node = max_nodes, max_tasks, tasks_per_node
+        self.nodes: set[str] = set()
+        self.refused = 0  # replies dropped whole: more than one node, or past the node budget
+
+    def accept(self, data: dict[str, Any]) -> dict[str, Any]:
+        if len(data) != 1:  # Celery replies {hostname: answer}: never two nodes in one message
+            self.refused += bool(data)
+            return {}
+        (node, answer), = data.items()
+        name = cap_name(node)
+        if name not in self.nodes and len(self.nodes) >= self.max_nodes:
+            self.refused += 1
+            return {}
+        self.nodes.add(name)
+        if isinstance(answer, list):
+            answer = answer[:max(0, min(self.tasks_per_node, self.tasks_left))]
+            self.tasks_left -= len(answer)
+        return {name: answer}
 
 
 def cap_name(name: Any) -> str:

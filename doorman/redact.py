@@ -7,6 +7,7 @@ keys are secrets. Each output path redacts structured values with the helpers be
 
 from __future__ import annotations
 
+import base64
 import re
 from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit, urlunsplit
 
@@ -55,6 +56,25 @@ def redact_key(key: str | None) -> str | None:
     return MASK + key[-4:] if len(key) >= 12 else MASK
 
 
+def basic_auth_forms(username: str | None, password: str | None) -> list[str]:
+    """`user:pass` of a URL's userinfo as HTTP basic auth sends it: plain and base64 (the header
+    `Authorization: Basic dXNlcjpwYXNz`), for the userinfo as written and percent-decoded, with and
+    without base64 padding. A message quoting the header must not show the credentials either."""
+    if not password:
+        return []
+    out: list[str] = []
+    for u, p in {(username or "", password), (unquote(username or ""), unquote(password))}:
+        pair = f"{u}:{p}"
+        for charset in ("utf-8", "latin-1"):
+            try:
+                encoded = base64.b64encode(pair.encode(charset)).decode()
+            except UnicodeEncodeError:
+                continue
+            out += [encoded, encoded.rstrip("="), base64.urlsafe_b64encode(pair.encode(charset)).decode().rstrip("=")]
+        out.append(pair)
+    return out
+
+
 def url_secrets(url: str | None) -> list[str]:
     """The substrings of a URL that must never be printed."""
     if not url:
@@ -68,6 +88,7 @@ def url_secrets(url: str | None) -> list[str]:
             continue
         if p.password:
             out.append(p.password)
+            out += basic_auth_forms(p.username, p.password)  # the management API's basic auth
         elif p.username and "@" in p.netloc and ":" not in p.netloc.rsplit("@", 1)[0]:
             out.append(p.username)
         for m in re.finditer(r"(?i)password=([^&]+)", p.query):
@@ -90,6 +111,7 @@ def webhook_secrets(url: str | None) -> list[str]:
         out.append(p.query)
     if p.password:
         out.append(p.password)
+        out += basic_auth_forms(p.username, p.password)  # Alertmanager's basic auth header
     return out
 
 

@@ -24,12 +24,16 @@ PROG = "doorman-collect"
 
 
 def install_stop_handlers(stop: Callable[[], None]) -> None:
-    """SIGTERM/SIGINT finish the snapshot in hand, then stop: never half a line. Installed before
-    any other thread starts (they inherit the blocked signals)."""
+    """SIGTERM/SIGINT finish the snapshot in hand, then stop: never half a line. An HTTP call in
+    flight (the management API) is cut at once, so a peer that drips its answer cannot hold the
+    stop: the snapshot finishes over AMQP. Installed before any other thread starts (they inherit
+    the blocked signals)."""
+    from doorman import httpcall
     from doorman.process import on_stop_signal
 
     def stop_now(signum: int) -> None:  # noqa: ARG001
         stop()
+        httpcall.abort_all()
 
     on_stop_signal(stop_now)
 

@@ -50,6 +50,7 @@ def main(files: tuple[str, ...], listen: str, history: str | None, retention: st
     opts = ServeOptions(files=files, listen=listen, history=path, retention=keep,
                         check_interval=max(float(c.check_interval) for c in cfg.clusters or (cfg,)),
                         token=os.environ.get("DOORMAN_SERVE_TOKEN") or None, no_auth=no_auth,
+                        allowed_hosts=tuple(cfg.serve_allowed_hosts or ()),
                         limits=Limits(max_clusters=max(Limits.max_clusters, len(cfg.clusters)), max_queues=max_queues,
                                       max_workers=max_workers, worker_expiry=worker_expiry))
     sys.exit(serve(opts, lambda msg: warn(PROG, msg), sys.stdin.buffer))

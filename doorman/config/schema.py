@@ -113,6 +113,7 @@ PARTS = {
     "doorman-collect liveness": "doorman.collect.liveness:SETTINGS",  # the connection-table watch
     "doorman-scale": "doorman.scale.settings:SETTINGS",
     "doorman heartbeat": "doorman.notify.heartbeat:SETTINGS",  # the dead-man's switch (ticks, pings)
+    "doorman-serve": "doorman.serve.settings:SETTINGS",  # the Host allow-list
 }
 
 
@@ -122,7 +123,7 @@ def _declarations(builtin_only: bool) -> Iterable[tuple[str, Iterable[Setting]]]
         yield owner, plugins.load_ref(ref)
     for kind, group in (("sink", "doorman.sinks"), ("rule", "doorman.rules"), ("broker", "doorman.brokers")):
         for p in plugins.builtins(group) if builtin_only else plugins.load(group):
-            yield f"{kind} {p.name}", p.settings
+            yield f"{kind} {p.name}", getattr(p, "settings", ()) or ()  # an incomplete plugin: none
 
 
 def all_settings(builtin_only: bool = False) -> list[Setting]:

@@ -43,13 +43,16 @@ Get = Callable[[str, float], int]  # (url, timeout) -> HTTP status; raises on a 
 
 
 def requests_get() -> Get:
-    import requests
+    """A GET through `doorman.httpcall`: `timeout` is the whole ping's deadline, the answer is read
+    up to `MAX_HTTP_ANSWER_BYTES` and dropped; any failure raises `HttpError`."""
+    from doorman import httpcall
+    from doorman.bounds import MAX_HTTP_ANSWER_BYTES
 
-    session = requests.Session()
+    session = httpcall.session()
 
     def get(url: str, timeout: float) -> int:
-        resp = session.get(url, timeout=timeout, allow_redirects=False,
-                           headers={"User-Agent": "celery-doorman/0.1 (doorman-notify heartbeat)"})
+        resp = httpcall.call(session, "GET", url, deadline=timeout, max_bytes=MAX_HTTP_ANSWER_BYTES, over="cut",
+                             headers={"User-Agent": "celery-doorman/0.1 (doorman-notify heartbeat)"})
         return resp.status_code
 
     return get
@@ -114,10 +117,11 @@ class Pinger:
             status = get(url, self.timeout)
             problem = None if 200 <= status < 300 else f"HTTP {status}"
         except Exception as e:  # noqa: BLE001 - any failure of a ping is said, never raised
+            from doorman.httpcall import HttpError
             from doorman.sinks.http import network_problem
 
             try:
-                problem = network_problem(e, url, (self.timeout, self.timeout))
+                problem = str(e) if isinstance(e, HttpError) else network_problem(e, url, (self.timeout, self.timeout))
             except Exception:  # noqa: BLE001
                 problem = type(e).__name__
         self.sent += 1

@@ -114,9 +114,9 @@ class Reader:
 
 def open_sinks(cfg: Config, scrub: Callable[[str], str], dry_run: bool, say: Callable[[str], None]) -> list[Sink]:
     """The configured destinations; for `--dry-run` with none, every one at a placeholder address."""
-    import requests
+    from doorman import httpcall
 
-    ctx = SinkContext(requests.Session(), (cfg.http_connect_timeout, cfg.http_read_timeout), scrub)
+    ctx = SinkContext(httpcall.session(trust_env=True), (cfg.http_connect_timeout, cfg.http_read_timeout), scrub)
     sinks = build_sinks(cfg, ctx)
     if sinks:
         return sinks

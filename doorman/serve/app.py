@@ -20,7 +20,7 @@ from doorman.process import stop_signals
 from doorman.serve.auth import check_bind, parse_listen
 from doorman.serve.follow import follow_files, read_stream
 from doorman.serve.history import History
-from doorman.serve.http import App, make_server
+from doorman.serve.http import App, allowed_hosts, make_server
 from doorman.serve.ingest import Ingest
 from doorman.serve.metrics import Exposition
 from doorman.serve.state import Limits, State
@@ -41,6 +41,7 @@ class ServeOptions:
     no_auth: bool
     limits: Limits
     backlog: int = 16 * 1024 * 1024
+    allowed_hosts: tuple[str, ...] = ()  # serve_allowed_hosts
 
 
 def parse_duration(text: str) -> float:
@@ -67,7 +68,8 @@ def serve(opts: ServeOptions, warn: Callable[[str], None], stdin: IO[bytes],
     history = History(opts.history, opts.retention) if opts.history else None
     ingest = Ingest(state, history, warn)
     exposition = Exposition(state, time.time)
-    app = App(state, exposition.render, opts.history, opts.check_interval, opts.token)
+    app = App(state, exposition.render, opts.history, opts.check_interval, opts.token,
+              hosts=allowed_hosts(host, opts.allowed_hosts))
     try:
         server = make_server(host, port, app)
     except OSError as e:

@@ -17,13 +17,14 @@ import sqlite3
 import stat
 from typing import Any
 
-from doorman.atomicfile import DIR_MODE, FILE_MODE
-from doorman.errors import DoormanError
+from doorman.atomicfile import FILE_MODE, make_parent, open_private
+from doorman.errors import DoormanError, UnsafePath
 from doorman.serve.state import as_dict, name, num
 
 HISTORY_QUEUES = 20
 MAX_POINTS = 600
 RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400}
+MAX_ALERT_ROWS = 10_000  # alert episodes kept whatever the retention (the oldest go first)
 PRUNE_EVERY = 300.0  # seconds of snapshot time between retention sweeps
 ROLLUPS = (60, 600)  # seconds per rollup row
 FIGURES = ("broker_up", "workers_alive", "workers_known", "pending", "active", "unacked", "oldest_age")
@@ -73,21 +74,24 @@ def default_path(env: dict[str, str]) -> str:
 
 
 def prepare(path: str) -> None:
-    """0700 directory, 0600 file, never through a symlink; then SQLite opens it by name."""
-    parent = os.path.dirname(os.path.abspath(path))
+    """Checked as the analyze state is (`doorman.atomicfile`): the directory 0700 (created so) and
+    ours or root's, never writable by others; the file a regular file of ours, 0600, opened without
+    following a symlink; SQLite's side files (-wal, -shm, -journal) regular files of ours too.
+    Anything else is one line and exit 2 (`BadHistory`); then SQLite opens it by name."""
     try:
-        os.makedirs(parent, mode=DIR_MODE, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
+        make_parent(path)
+        os.close(open_private(path, os.O_RDWR | os.O_CREAT))
+        for suffix in ("-wal", "-shm", "-journal"):
+            try:
+                st = os.lstat(path + suffix)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                raise UnsafePath(path + suffix, "is not a regular file of ours; refusing to let SQLite use it")
+    except UnsafePath as e:
+        raise BadHistory(f"--history {e}") from None
     except OSError as e:
-        raise BadHistory(f"--history {path}: {e.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise BadHistory(f"--history {path}: not a regular file")
-        if st.st_mode & 0o077:
-            os.fchmod(fd, FILE_MODE)
-    finally:
-        os.close(fd)
+        raise BadHistory(f"--history {path}: {e.strerror or e}") from None
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -114,6 +118,7 @@ class History:
             except OSError:
                 pass
         self.last_prune = 0.0
+        self.alert_rows = self.db.execute("SELECT count(*) FROM alerts").fetchone()[0]
 
     def snapshot(self, cluster: str, ts: float, snap: dict[str, Any], workers_known: int) -> None:
         queues = as_dict(snap.get("queues"))
@@ -157,6 +162,11 @@ class History:
             "DO UPDATE SET severity = excluded.severity, title = excluded.title",
             (cluster, fp, started_at, name(alert["alert_type"])[:64], alert["severity"],
              name(alert.get("subject") or ""), name(alert.get("title") or "")))
+        self.alert_rows += 1
+        if self.alert_rows > MAX_ALERT_ROWS:  # a flood of distinct alerts cannot grow the file past the cap
+            self.db.execute("DELETE FROM alerts WHERE rowid IN (SELECT rowid FROM alerts ORDER BY started_at "
+                            "LIMIT max(0, (SELECT count(*) FROM alerts) - ?))", (MAX_ALERT_ROWS,))
+            self.alert_rows = MAX_ALERT_ROWS
 
     def prune(self, now: float) -> None:
         cut = now - self.retention
@@ -166,6 +176,7 @@ class History:
         self.db.execute("DELETE FROM samples_roll WHERE ts < ? - res", (cut,))
         self.db.execute("DELETE FROM queue_roll WHERE ts < ? - res", (cut,))
         self.db.execute("DELETE FROM alerts WHERE coalesce(resolved_at, started_at) < ?", (cut,))
+        self.alert_rows = self.db.execute("SELECT count(*) FROM alerts").fetchone()[0]
 
     def close(self) -> None:
         self.db.close()

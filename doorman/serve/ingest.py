@@ -7,6 +7,7 @@ reported on stderr with its file and line number, as doorman-analyze does, and s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -18,12 +19,28 @@ from doorman.serve.history import History
 from doorman.serve.state import State, name
 from doorman.timefmt import parse_iso
 
+MAX_FUTURE_SECONDS = 300.0  # a line dated further ahead of serve's clock is refused
+
 
 class Ingest:
-    def __init__(self, state: State, history: History | None, warn: Callable[[str], None]):
-        self.state, self.history, self.warn = state, history, warn
+    def __init__(self, state: State, history: History | None, warn: Callable[[str], None],
+                 clock: Callable[[], float] = time.time):
+        self.state, self.history, self.warn, self.clock = state, history, warn, clock
         self.bad_lines = 0
         self.said_clusters: set[str] = set()
+        self.future_lines = 0  # refused: dated over MAX_FUTURE_SECONDS ahead (said once)
+
+    def _future(self, where: str, obj: dict[str, Any]) -> bool:
+        """Whether `obj` is dated too far ahead: one such line would freeze the state (every real
+        snapshot after it looks older) and the retention would wipe the history. Said once."""
+        ahead = parse_iso(obj["ts"]) - self.clock()
+        if ahead <= MAX_FUTURE_SECONDS:
+            return False
+        self.future_lines += 1
+        if self.future_lines == 1:
+            self.warn(f"{where}: {obj.get('kind')} dated {ahead:.0f} s ahead of this clock; lines dated over "
+                      f"{MAX_FUTURE_SECONDS:.0f} s ahead are skipped (said once)")
+        return True
 
     def _bad(self, where: str, why: str) -> None:
         self.bad_lines += 1
@@ -53,6 +70,8 @@ class Ingest:
         problem = snapshot_problem(obj)
         if problem:
             return self._bad(where, f"not a snapshot: {problem}")
+        if self._future(where, obj):
+            return None
         if not self.state.snapshot(cast(Snapshot, obj)):  # checked
             return self._refused(obj)
         if self.history is not None:
@@ -64,6 +83,8 @@ class Ingest:
         problem = alert_problem(obj)
         if problem:
             return self._bad(where, f"not an alert: {problem}")
+        if self._future(where, obj):
+            return None
         if not self.state.alert(cast(Alert, obj)):  # checked
             return self._refused(obj)
         if self.history is not None:

@@ -20,12 +20,20 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from doorman.serve.state import State
+from doorman.textsafe import printable
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def _g(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, labels=["cluster", *labels])
+
+
+def label(value: str) -> str:
+    """A label value from broker data, safe in the exposition: prometheus_client escapes only `\\`,
+    `"` and a newline, so every other control byte (ESC, BEL, NUL, C1...) is written as the text
+    `\\xNN` (`doorman.textsafe.printable`, as in every human output; docs/serve.md)."""
+    return printable(value)
 
 
 class StateCollector(Collector):
@@ -55,16 +63,19 @@ class StateCollector(Collector):
         emitted = CounterMetricFamily("doorman_alerts_emitted", "Alert lines read (firing and resolved).",
                                       labels=["cluster", "alert_type", "severity", "status"])
         with self.state.lock:
-            for cl, c in self.state.clusters.items():
-                for qn, q in c.queues.items():
+            for cl_raw, c in self.state.clusters.items():
+                cl = label(cl_raw)
+                for qn_raw, q in c.queues.items():
+                    qn = label(qn_raw)
                     qlen.add_metric([cl, qn], q.pending)
                     if q.consumers is not None:
                         consumers.add_metric([cl, qn], q.consumers)
                     if q.oldest_age is not None:
                         oldest.add_metric([cl, qn], q.oldest_age)
                     for p, n in q.by_priority.items():
-                        prio.add_metric([cl, qn, p], n)
-                for wn, w in c.workers.items():
+                        prio.add_metric([cl, qn, label(p)], n)
+                for wn_raw, w in c.workers.items():
+                    wn = label(wn_raw)
                     up.add_metric([cl, wn], 1 if w.alive else 0)
                     if w.active is not None:
                         wactive.add_metric([cl, wn], w.active)
@@ -84,9 +95,9 @@ class StateCollector(Collector):
                 for (atype, sev, _status) in c.emitted:  # a type that fired once shows 0 once resolved
                     counts.setdefault((atype, sev), 0)
                 for (atype, sev), n in sorted(counts.items()):
-                    firing.add_metric([cl, atype, sev], n)
+                    firing.add_metric([cl, label(atype), sev], n)
                 for (atype, sev, status), n in sorted(c.emitted.items()):
-                    emitted.add_metric([cl, atype, sev, status], n)
+                    emitted.add_metric([cl, label(atype), sev, status], n)
         yield from (qlen, consumers, up, wactive, oldest, prio, broker, collect, pending, alive, known,
                     active, unacked, unacked_age, omitted, firing, emitted)
 
@@ -102,7 +113,7 @@ class AgeCollector(Collector):
         now = self.clock()
         with self.state.lock:
             for cl, c in self.state.clusters.items():
-                age.add_metric([cl], max(0.0, now - c.ts))
+                age.add_metric([label(cl)], max(0.0, now - c.ts))
         yield age
 
 

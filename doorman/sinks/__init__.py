@@ -37,9 +37,22 @@ def build_sinks(cfg: Config, ctx: SinkContext) -> list[Sink]:
     """The configured destinations, in delivery order. `ctx.placeholder`: every sink, for `--dry-run`."""
     out = []
     for plugin in plugins.sinks():
-        sink = plugin.from_config(cfg, ctx)
-        if sink is not None:
-            out.append(sink)
+        make = getattr(plugin, "from_config", None)
+        if not callable(make):  # an incomplete plugin: left out before any alert, never mid-run
+            plugins._warn(f"destination {getattr(plugin, 'name', plugin)!r} left out: it has no from_config")
+            continue
+        sink = make(cfg, ctx)
+        if sink is None:
+            continue
+        missing = [a for a in ("name", "send") if not getattr(sink, a, None)]
+        if missing or not callable(sink.send):
+            plugins._warn(f"destination {getattr(plugin, 'name', plugin)!r} left out: its sink has no "
+                          f"{' or '.join(missing) or 'callable send'}")
+            continue
+        for attr, default in (("min_severity", "info"), ("min_interval", 0.0)):
+            if not hasattr(sink, attr):
+                setattr(sink, attr, default)
+        out.append(sink)
     return out
 
 

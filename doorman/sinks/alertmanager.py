@@ -117,9 +117,7 @@ class AlertmanagerSink(HttpSink):
 
     @classmethod
     def from_config(cls, cfg: Config, ctx: SinkContext) -> AlertmanagerSink | None:
-        import requests
-
-        from doorman import plugins
+        from doorman import httpcall, plugins
         from doorman.config.values import plain_http_problem
 
         urls = split_urls(cfg.alertmanager_url)
@@ -131,7 +129,7 @@ class AlertmanagerSink(HttpSink):
                 if problem:
                     raise BadConfig("config", "alertmanager_url", problem)
         # one session per instance: the posts to an Alertmanager cluster run side by side
-        sessions = [ctx.session] + [requests.Session() for _ in urls[1:]]
+        sessions = [ctx.session] + [httpcall.session(trust_env=True) for _ in urls[1:]]
         hold = 2 * (cfg.alert_cooldown_seconds + cfg.check_interval)
         standing = frozenset(t.name for r in plugins.rules() for t in r.alert_types if not t.reminders)
         return cls(sessions, urls or [PLACEHOLDER_URL], hold, cfg.alertmanager_generator_url, standing,

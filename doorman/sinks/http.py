@@ -18,12 +18,15 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from doorman.bounds import MAX_HTTP_ANSWER_BYTES
 from doorman.config.settings import Config, Setting
 from doorman.redact import redact_webhook
 from doorman.sinks.base import Alert, Result, SinkContext
 
 if TYPE_CHECKING:
     import requests
+
+    from doorman.httpcall import Response
 
 USER_AGENT = "celery-doorman/0.1 (doorman-notify)"
 MAX_RETRY_AFTER = 86400.0  # a receiver asking for more than a day (or for 1e400 s) gets a day
@@ -61,7 +64,7 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
-def classify(resp: requests.Response, scrub: Callable[[str], str]) -> Result:
+def classify(resp: Response, scrub: Callable[[str], str]) -> Result:
     """2xx delivered; 408/425/429/5xx worth retrying (Retry-After kept); anything else, for good."""
     status = resp.status_code
     if 200 <= status < 300:
@@ -153,18 +156,19 @@ class HttpSink:
                 "placeholder": self.placeholder}
 
     def post(self, req: Request) -> Result:
-        import requests
+        """One POST through `doorman.httpcall`: connect within timeout[0], the whole answer within
+        timeout[0] + timeout[1] (a deadline, not per read), at most `MAX_HTTP_ANSWER_BYTES` of it read."""
+        from doorman import httpcall
 
         headers = {"User-Agent": USER_AGENT, "Content-Type": "application/json", **req.headers}
         # orjson, as every stage writes: the webhook gets the alert byte for byte as analyze wrote it
         body = orjson.dumps(req.body, option=orjson.OPT_NON_STR_KEYS, default=str)
         try:
-            resp = self.session.post(req.url, data=body, headers=headers, timeout=self.timeout,
-                                     allow_redirects=False)
-        except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
-            return Result("retry", error=self.scrub(network_problem(e, req.url, self.timeout)))
-        except requests.RequestException as e:  # InvalidURL, InvalidHeader...: retrying will not help
-            return Result("permanent", error=self.scrub(f"{type(e).__name__}: {e}"))
+            resp = httpcall.call(self.session, "POST", req.url, data=body, headers=headers,
+                                 deadline=self.timeout[0] + self.timeout[1], connect_timeout=self.timeout[0],
+                                 max_bytes=MAX_HTTP_ANSWER_BYTES, over="cut")
+        except httpcall.HttpError as e:  # InvalidURL, InvalidHeader...: retrying will not help
+            return Result("retry" if e.retryable else "permanent", error=self.scrub(str(e)))
         return classify(resp, self.scrub)
 
 

@@ -3,8 +3,11 @@ memory and alarms, the server's version.
 
 The figures are the management database's, refreshed by RabbitMQ every
 `collect_statistics_interval` (5 s by default): a snapshot can lag the queues by that much.
-Answers are hostile data: the body is size-capped, every field is checked before use, and a field
-that is not what RabbitMQ documents is read as unknown.
+Answers are hostile data: each call has a total deadline and a body cap enforced while reading
+(`doorman.httpcall`), the body is refused before parsing when it holds more objects than a real
+listing could (`MAX_MANAGEMENT_CONTAINERS`), every field is checked before use, and a field that
+is not what RabbitMQ documents is read as unknown. Any failure is a `ManagementError`: the caller
+reads over AMQP instead.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import requests
 
+from doorman import httpcall
+from doorman.bounds import MAX_MANAGEMENT_BYTES, MAX_MANAGEMENT_CONTAINERS, MAX_MANAGEMENT_ITEMS, check_wire
 from doorman.brokers.rabbitmq.urls import vhost_path
 from doorman.timefmt import sane_epoch
 
-MAX_BODY = 64 * 1024 * 1024  # bytes read of one answer (10,000 queues are ~2 MB)
+MAX_BODY = MAX_MANAGEMENT_BYTES  # bytes read of one answer (doorman.bounds; 10,000 queues are ~2 MB)
 MAX_QUEUES = 10_000  # queues kept of one listing, the rest ignored
 QUEUE_COLUMNS = ("name,messages_ready,messages_unacknowledged,consumers,head_message_timestamp,"
                  "message_stats.ack,message_stats.redeliver")
@@ -53,33 +57,28 @@ class Management:
 
     def __init__(self, base: str, auth: tuple[str, str], timeout: float, verify: bool | str = True):
         self.base, self.timeout = base, timeout
-        self.session = requests.Session()
+        self.session = httpcall.session()  # no proxy from the environment sees the credentials
         self.session.auth = auth
         self.session.verify = verify
         self.session.headers["User-Agent"] = "celery-doorman"
-        self.session.trust_env = False  # no proxy from the environment sees the credentials
 
     def get(self, path: str, params: dict[str, str] | None = None) -> Any:
+        """One answer as JSON, within `timeout` seconds in all (a deadline, not per read)."""
         try:
-            r = self.session.get(self.base + path, params=params, timeout=self.timeout, stream=True,
-                                 allow_redirects=False)
-        except requests.RequestException as e:
-            # the exception's text names the host and path only (credentials are not in the URL)
-            raise ManagementError(f"management API unreachable ({type(e).__name__})") from None
+            r = httpcall.call(self.session, "GET", self.base + path, params=params, deadline=self.timeout,
+                              max_bytes=MAX_BODY)
+        except httpcall.HttpError as e:
+            # the text names the host and port only (credentials are not in the URL)
+            raise ManagementError(f"management API: {e}") from None
+        if r.status_code != 200:
+            raise ManagementError(f"management API answered HTTP {r.status_code}", r.status_code)
         try:
-            if r.status_code != 200:
-                raise ManagementError(f"management API answered HTTP {r.status_code}", r.status_code)
-            body = r.raw.read(MAX_BODY + 1, decode_content=True)
-        except (requests.RequestException, OSError) as e:
-            raise ManagementError(f"management API answer cut ({type(e).__name__})") from None
-        finally:
-            r.close()
-        if len(body) > MAX_BODY:
-            raise ManagementError(f"management API answer over {MAX_BODY // 2**20} MB")
-        try:
-            return orjson.loads(body)
+            check_wire(r.content, MAX_BODY, MAX_MANAGEMENT_CONTAINERS, MAX_MANAGEMENT_ITEMS)
+            return orjson.loads(r.content)
         except orjson.JSONDecodeError:
             raise ManagementError("management API answer is not JSON") from None
+        except ValueError as e:
+            raise ManagementError(f"management API answer refused: {e}") from None
 
     def queues(self, vhost: str) -> list[QueueRow]:
         """Every queue of `vhost`, one HTTP call, only the columns Doorman reads."""

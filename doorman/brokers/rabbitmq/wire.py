@@ -19,7 +19,7 @@ from typing import Any, cast
 import amqp
 import orjson
 
-from doorman.bounds import MAX_EVENT_BYTES, MAX_REPLY_BYTES, depth_over
+from doorman.bounds import MAX_EVENT_BYTES, MAX_REPLY_BYTES, ReplyBudget, check_reply, check_wire, depth_over
 from doorman.brokers.base import ActiveTask, ActiveTasks, WorkerEvent, WorkerEventListener
 from doorman.brokers.rabbitmq.urls import Target
 from doorman.brokers.redis.pidbox import _task
@@ -57,16 +57,18 @@ def close(conn: amqp.Connection | None) -> None:
             pass
 
 
-def _json(body: object, max_bytes: int) -> Any:
-    """A wire message as JSON, or None: over its byte budget, not JSON, or nested too deep
-    (`doorman.bounds`, as on Redis)."""
+def _json(body: object, max_bytes: int, reply: bool = False) -> Any:
+    """A wire message as JSON, or None: over its budgets (a pidbox `reply`'s are `check_reply`'s;
+    checked before parsing), not JSON, or nested too deep (`doorman.bounds`, as on Redis)."""
     if isinstance(body, str):
         body = body.encode("utf-8", "surrogateescape")
-    if not isinstance(body, (bytes, bytearray, memoryview)) or len(body) > max_bytes:
+    if not isinstance(body, (bytes, bytearray, memoryview)):
         return None
+    raw = body if isinstance(body, bytes) else bytes(body)
     try:
-        value = orjson.loads(bytes(body))
-    except orjson.JSONDecodeError:
+        check_reply(raw) if reply else check_wire(raw, max_bytes)
+        value = orjson.loads(raw)
+    except (ValueError, orjson.JSONDecodeError):
         return None
     return None if depth_over(value) else value
 
@@ -137,14 +139,20 @@ def active_tasks(conn: amqp.Connection, workers: int | None, timeout: float, now
     ch = conn.channel()
     queue = own_queue("reply")
     ticket = str(uuid.uuid4())
-    replies: dict[str, Any] = {}
+    replies: dict[str, list[ActiveTask]] = {}
+    budget = ReplyBudget()
     try:
         ch.queue_declare(queue=queue, durable=False, exclusive=True, auto_delete=True)
 
         def on_reply(msg: amqp.Message) -> None:
             headers = msg.properties.get("application_headers") or {}
-            if headers.get("ticket") == ticket:
-                replies.update(mapping(_json(msg.body, MAX_REPLY_BYTES)))
+            if headers.get("ticket") != ticket:
+                return
+            # every cap of doorman.bounds, as on Redis: budgets before parsing, one node per reply,
+            # nodes and tasks bounded; the parsed reply is dropped as soon as its tasks are read
+            for node, tasks in budget.accept(mapping(_json(msg.body, MAX_REPLY_BYTES, reply=True))).items():
+                replies[node] = ([_task(node, t, now) for t in tasks if isinstance(t, dict)]
+                                 if isinstance(tasks, list) else [])
 
         ch.basic_consume(queue=queue, no_ack=True, callback=on_reply)
         body = orjson.dumps({
@@ -170,8 +178,4 @@ def active_tasks(conn: amqp.Connection, workers: int | None, timeout: float, now
             return ActiveTasks(0, {})
     finally:
         _close_channel(ch)  # the reply queue goes with the channel's consumer (auto-delete)
-    out: dict[str, list[ActiveTask]] = {}
-    for node, tasks in replies.items():
-        name = str(node)
-        out[name] = [_task(name, t, now) for t in tasks if isinstance(t, dict)] if isinstance(tasks, list) else []
-    return ActiveTasks(workers if workers is not None else len(out), out)
+    return ActiveTasks(workers if workers is not None else len(replies), replies)

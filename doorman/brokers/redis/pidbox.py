@@ -17,13 +17,13 @@ from typing import Any
 
 import redis
 
-from doorman.bounds import MAX_ACTIVE, MAX_WORKERS
+from doorman.bounds import MAX_REPLY_NODES, ReplyBudget
 from doorman.brokers.base import ActiveTask, ActiveTasks, decode, encode
 from doorman.brokers.redis.keys import REPLY_EXCHANGE, Keys
 from doorman.brokers.redis.wire import UNREADABLE, envelope, mapping, unwrap
 from doorman.timefmt import iso, sane_epoch
 
-MAX_REPLIES = 2 * MAX_WORKERS  # nodes kept from one request's replies
+MAX_REPLIES = MAX_REPLY_NODES  # nodes kept from one request's replies (doorman.bounds, both brokers)
 
 
 def _decode_reply(raw: bytes | str) -> tuple[str | None, dict[str, Any]]:
@@ -61,6 +61,7 @@ def broadcast(client: redis.Redis, keys: Keys, method: str, timeout: float,
     }
     reply_queue = keys.reply_queue(oid)
     replies: dict[str, Any] = {}
+    budget = ReplyBudget()
     deadline = time.monotonic() + timeout
     try:
         # MULTI/EXEC: a full broker refuses the SADD (OOM) and then sends nothing at all, so
@@ -80,8 +81,9 @@ def broadcast(client: redis.Redis, keys: Keys, method: str, timeout: float,
                 continue
             got_ticket, data = _decode_reply(item[1])
             if got_ticket == ticket:
-                # one node per real reply; a forged one may name 200k: keep a bounded number
-                replies.update(list(data.items())[: max(0, MAX_REPLIES - len(replies))])
+                # one node per real reply (a forged one naming 200k is refused), every cap of
+                # doorman.bounds on nodes and tasks, as on RabbitMQ
+                replies.update(budget.accept(data))
         return receivers, replies
     finally:
         pipe = client.pipeline(transaction=False)
@@ -99,7 +101,7 @@ def active_tasks(client: redis.Redis, keys: Keys, timeout: float, now: float,
         if not isinstance(tasks, list):
             workers[decode(node)] = []
             continue
-        workers[decode(node)] = [_task(node, t, now) for t in tasks[:MAX_ACTIVE] if isinstance(t, dict)]
+        workers[decode(node)] = [_task(node, t, now) for t in tasks if isinstance(t, dict)]
     return ActiveTasks(receivers, workers)
 
 

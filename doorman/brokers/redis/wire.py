@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from doorman.bounds import MAX_REPLY_BYTES, check_wire, depth_over
+from doorman.bounds import MAX_REPLY_BYTES, MAX_REPLY_CONTAINERS, MAX_REPLY_ITEMS, check_wire, depth_over
 from doorman.brokers.redis.keys import CONTROL_EXCHANGE
 
 UNREADABLE = (ValueError, KeyError, TypeError, AttributeError)  # what `unwrap` raises on garbage
@@ -31,14 +31,18 @@ def envelope(body: dict[str, Any], expires: float) -> bytes:
     })
 
 
-def unwrap(raw: bytes | str, max_bytes: int = MAX_REPLY_BYTES) -> tuple[dict[str, Any], Any]:
+def unwrap(raw: bytes | str, max_bytes: int = MAX_REPLY_BYTES,
+           max_containers: int | None = MAX_REPLY_CONTAINERS,
+           max_items: int | None = MAX_REPLY_ITEMS) -> tuple[dict[str, Any], Any]:
     """(envelope, decoded JSON body) of one message; raises one of UNREADABLE when it cannot be read,
-    is over `max_bytes` (checked before parsing) or nests deeper than `MAX_DEPTH` (doorman.bounds)."""
-    check_wire(raw, max_bytes)
+    is over `max_bytes`, `max_containers` or `max_items` (checked before parsing) or nests deeper than
+    `MAX_DEPTH` (doorman.bounds)."""
+    check_wire(raw, max_bytes, max_containers, max_items)
     msg = orjson.loads(raw)
     body = msg["body"]
     if (msg.get("properties") or {}).get("body_encoding") == "base64":
         body = base64.b64decode(body)
+    check_wire(body, max_bytes, max_containers, max_items)
     data = orjson.loads(body)
     if depth_over(data):
         raise ValueError("nested too deep")
