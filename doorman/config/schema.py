@@ -113,6 +113,7 @@ PARTS = {
     "doorman-collect liveness": "doorman.collect.liveness:SETTINGS",  # the connection-table watch
     "doorman-scale": "doorman.scale.settings:SETTINGS",
     "doorman heartbeat": "doorman.heartbeat:SETTINGS",  # the dead-man's switch (ticks, pings)
+    "doorman-serve": "doorman.serve.settings:SETTINGS",  # the exporter drop-in's caps, gone workers kept
 }
 
 

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from doorman.serve.tasks import TaskCaps, TaskTable
 from doorman.severity import SEVERITIES
 from doorman.timefmt import parse_iso
 
@@ -25,9 +26,10 @@ class Limits:
     max_clusters: int = 32
     max_queues: int = 1000  # per cluster
     max_workers: int = 1000  # per cluster
-    worker_expiry: float = 600.0  # seconds after a worker was last seen alive
+    worker_expiry: float = 1800.0  # seconds after a worker was last seen alive (> CeleryWorkerDown's `for: 15m`)
     max_firing: int = 1000  # alerts firing per cluster
     max_alert_kinds: int = 100  # (alert_type, severity, status) counters per cluster
+    tasks: TaskCaps = TaskCaps()  # the celery_task_* series per cluster (doorman.serve.tasks)
 
 
 def name(value: Any) -> str:
@@ -61,6 +63,8 @@ class WorkerView:
     alive: bool
     active: int | None
     last_alive: float  # snapshot time it was last alive (or first seen)
+    queues: tuple[str, ...] = ()  # its active_queues, when it said
+    concurrency: int | None = None  # its pool size
 
 
 @dataclass
@@ -89,6 +93,8 @@ class ClusterState:
     workers_omitted: int = 0
     firing: dict[str, Firing] = field(default_factory=dict)
     emitted: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    rabbitmq: bool = False  # the broker counts a queue's consumers itself (celery_active_consumer_count)
+    tasks: TaskTable | None = None  # None until a snapshot carries a `tasks` section
 
     @property
     def oldest_age(self) -> float | None:
@@ -165,6 +171,12 @@ class State:
             c.collect_seconds = ms / 1000 if ms is not None else None
             c.queues, c.queues_omitted = queues, omitted
             self._workers(c, snap.get("workers"), ts)
+            c.rabbitmq = _is_rabbitmq(snap)
+            tasks = snap.get("tasks")
+            if isinstance(tasks, dict):  # null (events not read): the last totals stand
+                if c.tasks is None:
+                    c.tasks = TaskTable(lim.tasks)
+                c.tasks.update(tasks)
             self.version += 1
         return True
 
@@ -180,10 +192,14 @@ class State:
             active = active if isinstance(active, int) and not isinstance(active, bool) else None
             old = c.workers.get(wn)
             last_alive = ts if alive or old is None else old.last_alive
-            c.workers[wn] = WorkerView(alive, active if alive else None, last_alive)
+            queues = w.get("queues")
+            conc = w.get("concurrency")
+            c.workers[wn] = WorkerView(alive, active if alive else None, last_alive,
+                                       tuple(name(q) for q in queues[:100]) if isinstance(queues, list) else (),
+                                       conc if type(conc) is int and conc >= 0 else None)
         for wn, view in list(c.workers.items()):
             if wn not in seen and view.alive:
-                c.workers[wn] = WorkerView(False, None, view.last_alive)
+                c.workers[wn] = WorkerView(False, None, view.last_alive, view.queues, view.concurrency)
             if not c.workers[wn].alive and ts - c.workers[wn].last_alive > self.limits.worker_expiry:
                 del c.workers[wn]
         cap = self.limits.max_workers
@@ -217,6 +233,14 @@ class State:
                 c.firing[fp] = Firing(atype, sev, name(alert.get("subject") or ""),
                                       name(alert.get("title") or ""), start)
         return True
+
+
+def _is_rabbitmq(snap: dict[str, Any]) -> bool:
+    broker = snap.get("broker")
+    if isinstance(broker, str) and broker.startswith(("amqp", "pyamqp")):
+        return True
+    health = snap.get("broker_health")
+    return isinstance(health, dict) and health.get("server") == "rabbitmq"
 
 
 def alert_problem(obj: dict[str, Any]) -> str | None:
