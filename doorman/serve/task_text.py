@@ -7,7 +7,9 @@ this ~1 µs. The output is what prometheus_client writes for the exporter's Coun
 
 Which samples a label set has follows the exporter: the 7 counters but `sent` are all present (at
 0 too: "pre-zeroed", and `failed` with `exception=""`) once the set has any of them; `sent` only
-once it counted one (publishers' hosts are not workers); histograms once they observed something.
+once it counted one (publishers' hosts are not workers). Unlike the exporter, the runtime histogram
+is pre-zeroed likewise (and the queue-wait one when the cluster has task-sent events at all), so
+`rate()` and `increase()` see the first observations too instead of starting from them.
 """
 
 from __future__ import annotations
@@ -78,9 +80,12 @@ def render_tasks(state: State) -> bytes:
         for t, created, rows in prepared:
             bounds = t.runtime_bounds if attr == "runtime" else t.queue_wait_bounds
             les = [_num(b) for b in bounds] + ["+Inf"]
+            zeroed = attr == "runtime" or any(r.counts[SENT] for r in t.rows.values())
             for row, head, queue in rows:
                 h: Hist | None = getattr(row, attr)
-                if h is None or not h.count:
+                if not (h is not None and h.count) and zeroed and _shown(row, FAILED):
+                    h = Hist([0] * (len(bounds) + 1), 0, 0.0)
+                if h is None or (not h.count and not zeroed):
                     continue
                 labels = f"{head},{queue}"
                 acc = 0

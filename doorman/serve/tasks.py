@@ -67,8 +67,10 @@ def exporter_hostname(node: str) -> str:
 
 
 def _label(value: Any) -> str:
-    text = value if isinstance(value, str) else str(value)
-    return "".join(ch for ch in text[:MAX_LABEL] if ch >= " " and ch != "\x7f")
+    text = (value if isinstance(value, str) else str(value))[:MAX_LABEL]
+    if text.isprintable():  # the common case, at C speed
+        return text
+    return "".join(ch for ch in text if ch >= " " and ch != "\x7f")
 
 
 def _count(value: Any) -> int:
@@ -82,7 +84,9 @@ def _hist(raw: Any, nbounds: int) -> Hist | None:
     if not isinstance(counts, list) or len(counts) != nbounds + 1:
         return None
     total = finite(raw.get("sum"))
-    return Hist([_count(n) for n in counts], _count(raw.get("count")), total if total is not None else 0.0)
+    if not all(type(n) is int and n >= 0 for n in counts):
+        counts = [_count(n) for n in counts]
+    return Hist(list(counts), _count(raw.get("count")), total if total is not None else 0.0)
 
 
 def _bounds(raw: Any, default: tuple[float, ...]) -> tuple[float, ...]:
