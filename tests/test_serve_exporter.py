@@ -66,13 +66,13 @@ def test_every_exporter_series_has_its_name_type_labels_and_the_workloads_values
         assert fam.type == TYPES[kind], exposed
         labels = {x.strip() for x in row["labels"].split("[")[0].split(",")} | {"cluster"}
         if kind == "histogram":
-            got = {frozenset(s.labels) - {"le"} for s in fam.samples}
+            sets = {frozenset(s.labels) - {"le"} for s in fam.samples}
         else:
-            got = {frozenset(s.labels) for s in fam.samples if s.name == exposed}
+            sets = {frozenset(s.labels) for s in fam.samples if s.name == exposed}
         if exposed == "celery_active_consumer_count":  # RabbitMQ only, as the exporter: absent on Redis
-            assert got == set(), got
+            assert sets == set(), sets
             continue
-        assert got == {frozenset(labels)}, (exposed, got)
+        assert sets == {frozenset(labels)}, (exposed, sets)
     got = samples(text)
     want = expected_counters()
     assert {k: v for k, v in got.items() if k[0].startswith("celery_task_") and k[0].endswith("_total")} == want
