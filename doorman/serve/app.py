@@ -65,7 +65,8 @@ def serve(opts: ServeOptions, warn: Callable[[str], None], stdin: IO[bytes],
     history = History(opts.history, opts.retention) if opts.history else None
     ingest = Ingest(state, history, warn)
     exposition = Exposition(state, time.time)
-    app = App(state, exposition.render, opts.history, opts.check_interval, opts.token)
+    app = App(state, exposition.render, opts.history, opts.check_interval, opts.token,
+              metrics_gzip=exposition.render_gzip)
     try:
         server = make_server(host, port, app)
     except OSError as e:

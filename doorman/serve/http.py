@@ -51,6 +51,7 @@ class App:
     check_interval: float
     token: str | None
     clock: Callable[[], float] = time.time
+    metrics_gzip: Callable[[], bytes] | None = None  # the same text gzipped, for clients that accept it
 
     def __post_init__(self) -> None:
         self.static = load_static()
@@ -137,6 +138,8 @@ class Handler(BaseHTTPRequestHandler):
             status, body = health(app.state, app.clock(), app.check_interval)
             return self._json(status, body)
         if path == "/metrics":
+            if app.metrics_gzip is not None and "gzip" in (self.headers.get("Accept-Encoding") or ""):
+                return self._send(200, app.metrics_gzip(), CONTENT_TYPE, {"Content-Encoding": "gzip"})
             return self._send(200, app.metrics(), CONTENT_TYPE)
         if path in app.static:
             data, ctype = app.static[path]

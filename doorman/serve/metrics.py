@@ -7,11 +7,14 @@ and alerting rules keep working); the rest are `doorman_*` in base units. Every 
 
 A scrape must stay cheap with thousands of series (prometheus_client spends ~10 µs a sample), so
 everything but the snapshots' age is rendered once per change of the state, by `Exposition.refresh`
-(called from a thread of its own), and a scrape adds only the age, rendered then.
+(called from a thread of its own), and a scrape adds only the age, rendered then. The task series
+can make the text ~10 MB; it is gzipped once per change too, and Prometheus (which asks for gzip)
+gets that: two gzip members, the cached one and the age's, which gzip readers join.
 """
 
 from __future__ import annotations
 
+import gzip
 import threading
 from collections.abc import Callable, Iterator
 
@@ -164,6 +167,7 @@ class Exposition:
         self.lock = threading.Lock()
         self.version = -1
         self.text = b""
+        self.gz = b""
 
     def refresh(self) -> None:
         """Render the state's series again if it changed since the last time."""
@@ -173,12 +177,18 @@ class Exposition:
                 with self.state.lock:
                     tasks = render_tasks(self.state)
                 self.text = generate_latest(self.static) + tasks
+                self.gz = gzip.compress(self.text, compresslevel=1, mtime=0)
                 self.version = version
 
     def render(self) -> bytes:
         if self.version < 0:
             self.refresh()
         return self.text + generate_latest(self.dynamic)
+
+    def render_gzip(self) -> bytes:
+        if self.version < 0:
+            self.refresh()
+        return self.gz + gzip.compress(generate_latest(self.dynamic), compresslevel=1, mtime=0)
 
 
 def exposition_maker(state: State, clock: Callable[[], float]) -> Callable[[], bytes]:
