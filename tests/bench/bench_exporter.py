@@ -22,7 +22,7 @@ import orjson
 import requests
 
 from tests.bench import peers
-from tests.bench.bench_serve import pct, rss_mib, timed
+from tests.bench.bench_serve import pct, rss_mib
 from tests.exporter_support import WRow, workload_snapshot
 from tests.serve_support import Serve
 from tests.support import BIN, ROOT, RedisServer
