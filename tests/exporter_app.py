@@ -1,12 +1,13 @@
 """The known task mix of the exporter drop-in's end-to-end test and bench: run by real workers (-E).
 
 Successes, failures of two exception classes, a task that retries twice then succeeds, and
-countdown tasks the test revokes.
+running tasks the test revokes (terminate).
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 from celery import Celery
 
@@ -33,6 +34,8 @@ def flaky(self, key: str) -> str:
     return key
 
 
-@app.task(name="mix.later")
-def later() -> None:
-    return None
+@app.task(name="mix.slow")
+def slow(seconds: float) -> None:
+    """Revoked with terminate=True while it runs: the worker sends task-revoked at once (a revoked
+    countdown task would send it only when its ETA comes)."""
+    time.sleep(seconds)

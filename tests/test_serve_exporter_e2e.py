@@ -55,10 +55,11 @@ def test_real_workers_mix_counted_and_every_row_answered(own_redis, tmp_path):
             app.send_task("mix.fail", args=("key",))
         for i in range(FLAKY):
             app.send_task("mix.flaky", args=(str(i),))
-        later = [app.send_task("mix.later", countdown=3600) for _ in range(REVOKED)]
-        time.sleep(2)
-        for r in later:
-            app.control.revoke(r.id)
+        time.sleep(5)  # the rest done: the slow ones start at once
+        slow = [app.send_task("mix.slow", args=(60,)) for _ in range(REVOKED)]
+        time.sleep(3)
+        for r in slow:
+            app.control.revoke(r.id, terminate=True)
         want = {"succeeded": OK + 1 + FLAKY, "failed": VALUE + KEY, "retried": 2 * FLAKY}
         for outcome, n in want.items():
             q = f"sum(celery_task_{outcome}_total) == {n}"

@@ -102,10 +102,11 @@ def run_mix(url: str) -> None:
         app.send_task("mix.fail", args=("key",))
     for i in range(MIX["flaky"]):
         app.send_task("mix.flaky", args=(str(i),))
-    later = [app.send_task("mix.later", countdown=3600) for _ in range(MIX["revoked"])]
-    time.sleep(2)
-    for r in later:
-        app.control.revoke(r.id)
+    time.sleep(5)  # the rest done: the slow ones start at once
+    slow = [app.send_task("mix.slow", args=(60,)) for _ in range(MIX["revoked"])]
+    time.sleep(3)
+    for r in slow:
+        app.control.revoke(r.id, terminate=True)
 
 
 def counters(text: str) -> dict[tuple[str, str, str], float]:
