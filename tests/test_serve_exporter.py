@@ -322,3 +322,27 @@ def test_a_real_prometheus_answers_every_dashboard_and_alert_expression(tmp_path
     finally:
         prom.stop()
         serve.stop()
+
+
+def test_hostile_task_sections_are_read_as_nothing_and_names_escaped():
+    t = time.time()
+    state = State()
+    said: list[str] = []
+    ingest = Ingest(state, None, said.append)
+    odd_rows = [{"name": 'a"b\\c\nd', "hostname": "x@y@z", "queue": "q", "received": 2, "failed": "many",
+                 "exceptions": {"": 1, "E" * 500: True}, "runtime": {"counts": [1], "count": 1, "sum": "x"}},
+                {"name": None, "hostname": 7, "queue": [], "received": -3, "runtime": None},
+                "not a row", {"received": 10**18}]
+    for i, tasks in enumerate([{"since": None, "series": {"not": "a list"}}, [],
+                               {"since": "yesterday", "series": odd_rows, "buckets": {"runtime": [3, 2, 1]},
+                                "omitted": {"names": "x"}}], start=1):
+        snap = workload_snapshot(t + i, t)
+        snap["tasks"] = tasks
+        ingest.line("hostile", i, orjson.dumps(snap))
+    text = render(state, t + 5)
+    assert promtool_problems(promtool(), text) == []
+    got = samples(text)
+    names = {dict(k[1]).get("name") for k in got if k[0] == "celery_task_received_total"}
+    assert 'a"b\\cd' in names  # control characters kept out; quotes and backslashes escaped, read back whole
+    assert not said
+    assert {dict(k[1]).get("hostname") for k in got if k[0] == "celery_task_received_total"} >= {"y@z"}
