@@ -13,6 +13,7 @@ import yaml
 
 from doorman.serve.metrics import exposition_maker
 from doorman.serve.state import State
+from tests.exporter_support import workload_snapshot
 from tests.serve_support import alert, snapshot
 from tests.support import ROOT, require
 
@@ -30,6 +31,7 @@ def served_names() -> set[str]:
     state.snapshot(snapshot(t, {"celery": 1}, [("w@h", True, 1)], oldest={"celery": 1.0}, unacked=1,
                             unacked_age=2.0))
     state.alert(alert(t))
+    state.snapshot(workload_snapshot(t, t - 60, cluster="tasks"))  # the celery-exporter task series
     text = exposition_maker(state, lambda: t)().decode()
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
 

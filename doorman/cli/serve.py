@@ -27,12 +27,13 @@ PROG = "doorman-serve"
               help="Queues per cluster in /metrics (the most pending kept).")
 @click.option("--max-workers", type=click.IntRange(min=1), default=1000, show_default=True, metavar="N",
               help="Workers per cluster in /metrics (alive ones first).")
-@click.option("--worker-expiry", type=click.FloatRange(min=0), default=600.0, show_default=True, metavar="S",
-              help="A gone worker's series are dropped this many seconds after it was last alive.")
+@click.option("--worker-expiry", type=click.FloatRange(min=0), default=None, metavar="S",
+              help="A gone worker shows celery_worker_up 0 this many seconds after it was last alive, then loses "
+                   "its series (default: serve_worker_down_keep_seconds, 1800).")
 @config_option
 @command_body(PROG)
 def main(files: tuple[str, ...], listen: str, history: str | None, retention: str, no_auth: bool,
-         max_queues: int, max_workers: int, worker_expiry: float, config_path: str | None) -> None:
+         max_queues: int, max_workers: int, worker_expiry: float | None, config_path: str | None) -> None:
     """Follow FILEs (as `tail -F`; default: stdin) of snapshots and alerts, and serve them over HTTP.
 
     Run it beside the daemon, reading the files `doorman-run` appends to, never inside the pipeline."""
@@ -40,6 +41,7 @@ def main(files: tuple[str, ...], listen: str, history: str | None, retention: st
     from doorman.serve.app import ServeOptions, parse_duration, serve
     from doorman.serve.history import default_path
     from doorman.serve.state import Limits
+    from doorman.serve.tasks import TaskCaps
 
     try:
         keep = parse_duration(retention)
@@ -52,7 +54,13 @@ def main(files: tuple[str, ...], listen: str, history: str | None, retention: st
                         token=os.environ.get("DOORMAN_SERVE_TOKEN") or None, no_auth=no_auth,
                         allowed_hosts=tuple(cfg.serve_allowed_hosts or ()),
                         limits=Limits(max_clusters=max(Limits.max_clusters, len(cfg.clusters)), max_queues=max_queues,
-                                      max_workers=max_workers, worker_expiry=worker_expiry))
+                                      max_workers=max_workers,
+                                      worker_expiry=cfg.serve_worker_down_keep_seconds if worker_expiry is None
+                                      else worker_expiry,
+                                      tasks=TaskCaps(names=cfg.serve_max_task_names,
+                                                     hostnames=cfg.serve_max_task_hostnames,
+                                                     exceptions=cfg.serve_max_task_exceptions,
+                                                     series=cfg.serve_max_task_series, queues=max_queues)))
     sys.exit(serve(opts, lambda msg: warn(PROG, msg), sys.stdin.buffer))
 
 

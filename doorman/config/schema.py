@@ -113,7 +113,7 @@ PARTS = {
     "doorman-collect liveness": "doorman.collect.liveness:SETTINGS",  # the connection-table watch
     "doorman-scale": "doorman.scale.settings:SETTINGS",
     "doorman heartbeat": "doorman.notify.heartbeat:SETTINGS",  # the dead-man's switch (ticks, pings)
-    "doorman-serve": "doorman.serve.settings:SETTINGS",  # the Host allow-list
+    "doorman-serve": "doorman.serve.settings:SETTINGS",  # the Host allow-list, the exporter drop-in's caps, gone workers kept
 }
 
 

@@ -24,6 +24,8 @@ OTHER = "(other)"  # the key overflow is summed under
 UNKNOWN = "(unknown)"  # a task whose name (or queue) was never seen
 EVENT_STATES = ("on", "off", "partial", "unknown")
 PLAIN_FIELDS = ("sent", "received", "started", "succeeded", "failed", "retried", "rejected", "revoked")
+# the eight counters in celery-exporter's order (its celery_task_<outcome>_total series)
+OUTCOMES: tuple[str, ...] = ("sent", "received", "started", "succeeded", "failed", "rejected", "revoked", "retried")
 
 
 class Hist(TypedDict):

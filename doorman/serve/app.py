@@ -69,7 +69,7 @@ def serve(opts: ServeOptions, warn: Callable[[str], None], stdin: IO[bytes],
     ingest = Ingest(state, history, warn)
     exposition = Exposition(state, time.time)
     app = App(state, exposition.render, opts.history, opts.check_interval, opts.token,
-              hosts=allowed_hosts(host, opts.allowed_hosts))
+              hosts=allowed_hosts(host, opts.allowed_hosts), metrics_gzip=exposition.render_gzip)
     try:
         server = make_server(host, port, app)
     except OSError as e:

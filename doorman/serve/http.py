@@ -125,6 +125,7 @@ class App:
     token: str | None
     clock: Callable[[], float] = time.time
     hosts: frozenset[str] = field(default_factory=lambda: allowed_hosts("127.0.0.1"))
+    metrics_gzip: Callable[[], bytes] | None = None  # the same text gzipped, for clients that accept it
 
     def __post_init__(self) -> None:
         self.static = load_static()
@@ -279,6 +280,8 @@ class Handler(BaseHTTPRequestHandler):
             status, body = health(app.state, app.clock(), app.check_interval)
             return self._json(status, body)
         if path == "/metrics":
+            if app.metrics_gzip is not None and "gzip" in (self.headers.get("Accept-Encoding") or ""):
+                return self._send(200, app.metrics_gzip(), CONTENT_TYPE, {"Content-Encoding": "gzip"})
             return self._send(200, app.metrics(), CONTENT_TYPE)
         if path in app.static:
             data, ctype = app.static[path]

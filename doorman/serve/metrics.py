@@ -7,11 +7,14 @@ and alerting rules keep working); the rest are `doorman_*` in base units. Every 
 
 A scrape must stay cheap with thousands of series (prometheus_client spends ~10 µs a sample), so
 everything but the snapshots' age is rendered once per change of the state, by `Exposition.refresh`
-(called from a thread of its own), and a scrape adds only the age, rendered then.
+(called from a thread of its own), and a scrape adds only the age, rendered then. The task series
+can make the text ~10 MB; it is gzipped once per change too, and Prometheus (which asks for gzip)
+gets that: two gzip members, the cached one and the age's, which gzip readers join.
 """
 
 from __future__ import annotations
 
+import gzip
 import threading
 from collections.abc import Callable, Iterator
 
@@ -19,7 +22,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from doorman.serve.state import State
+from doorman.serve.state import ClusterState, State
+from doorman.serve.task_text import render_tasks
+from doorman.serve.tasks import exporter_hostname
 from doorman.textsafe import printable
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -42,10 +47,14 @@ class StateCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         qlen = _g("celery_queue_length", "Tasks waiting in the queue, every priority list included.", ["queue_name"])
-        consumers = _g("celery_active_worker_count", "Live consumers of the queue (when the broker tells).",
+        consumers = _g("celery_active_consumer_count", "The broker's count of the queue's consumers (RabbitMQ).",
                        ["queue_name"])
-        up = _g("celery_worker_up", "1 if the worker is alive; 0 until it expires after going away.", ["hostname"])
-        wactive = _g("celery_worker_tasks_active", "Tasks the worker is running.", ["hostname"])
+        wcount = _g("celery_active_worker_count", "Live workers whose active_queues list the queue.", ["queue_name"])
+        procs = _g("celery_active_process_count", "Pool processes (concurrency) of the live workers consuming "
+                   "the queue.", ["queue_name"])
+        up = _g("celery_worker_up", "1 if a worker of the host is alive; 0 until worker_down_keep_seconds after it "
+                "went away.", ["hostname"])
+        wactive = _g("celery_worker_tasks_active", "Tasks the host's live workers are running.", ["hostname"])
         oldest = _g("doorman_queue_oldest_age_seconds", "Age of the message that has waited longest.",
                     ["queue_name"])
         prio = _g("doorman_queue_pending_by_priority", "Tasks waiting, per kombu priority step.",
@@ -58,27 +67,31 @@ class StateCollector(Collector):
         active = _g("doorman_active_tasks", "Tasks running over all workers.", [])
         unacked = _g("doorman_unacked_tasks", "Messages delivered to workers but not acknowledged.", [])
         unacked_age = _g("doorman_unacked_oldest_age_seconds", "Age of the oldest unacknowledged message.", [])
-        omitted = _g("doorman_series_omitted", "Queues or workers left out by serve's cardinality caps.", ["what"])
+        omitted = _g("doorman_series_omitted", "Distinct keys left out or summed under (other) by the cardinality "
+                     "caps.", ["what"])
         firing = _g("doorman_alerts_firing", "Alerts firing now.", ["alert_type", "severity"])
         emitted = CounterMetricFamily("doorman_alerts_emitted", "Alert lines read (firing and resolved).",
                                       labels=["cluster", "alert_type", "severity", "status"])
         with self.state.lock:
             for cl_raw, c in self.state.clusters.items():
                 cl = label(cl_raw)
+                per_queue = _per_queue(c, self.state.limits.max_queues)
                 for qn_raw, q in c.queues.items():
                     qn = label(qn_raw)
                     qlen.add_metric([cl, qn], q.pending)
-                    if q.consumers is not None:
+                    if c.rabbitmq and q.consumers is not None:
                         consumers.add_metric([cl, qn], q.consumers)
                     if q.oldest_age is not None:
                         oldest.add_metric([cl, qn], q.oldest_age)
                     for p, n in q.by_priority.items():
                         prio.add_metric([cl, qn, label(p)], n)
-                for wn_raw, w in c.workers.items():
-                    wn = label(wn_raw)
-                    up.add_metric([cl, wn], 1 if w.alive else 0)
-                    if w.active is not None:
-                        wactive.add_metric([cl, wn], w.active)
+                for qn_raw, (nw, np) in per_queue.items():
+                    wcount.add_metric([cl, label(qn_raw)], nw)
+                    procs.add_metric([cl, label(qn_raw)], np)
+                for host, (is_up, running) in _per_host(c).items():
+                    up.add_metric([cl, label(host)], is_up)
+                    if running is not None:
+                        wactive.add_metric([cl, label(host)], running)
                 broker.add_metric([cl], 1 if c.broker_up else 0)
                 if c.collect_seconds is not None:
                     collect.add_metric([cl], c.collect_seconds)
@@ -89,6 +102,11 @@ class StateCollector(Collector):
                 known.add_metric([cl], len(c.workers) + c.workers_omitted)
                 omitted.add_metric([cl, "queues"], c.queues_omitted)
                 omitted.add_metric([cl, "workers"], c.workers_omitted)
+                if c.tasks is not None:
+                    for what, n in sorted(c.tasks.omitted.items()):
+                        omitted.add_metric([cl, f"task_{what}"], n)
+                    for what, n in sorted(c.tasks.collect_omitted.items()):
+                        omitted.add_metric([cl, f"collect_task_{what}"], n)
                 counts: dict[tuple[str, str], int] = {}
                 for f in c.firing.values():
                     counts[(f.alert_type, f.severity)] = counts.get((f.alert_type, f.severity), 0) + 1
@@ -98,8 +116,38 @@ class StateCollector(Collector):
                     firing.add_metric([cl, label(atype), sev], n)
                 for (atype, sev, status), n in sorted(c.emitted.items()):
                     emitted.add_metric([cl, label(atype), sev, status], n)
-        yield from (qlen, consumers, up, wactive, oldest, prio, broker, collect, pending, alive, known,
+        yield from (qlen, consumers, wcount, procs, up, wactive, oldest, prio, broker, collect, pending, alive, known,
                     active, unacked, unacked_age, omitted, firing, emitted)
+
+
+def _per_host(c: ClusterState) -> dict[str, tuple[int, int | None]]:
+    """celery-exporter's worker series are per host (`celery@web-1` -> `web-1`): up if any of its
+    workers is, tasks active summed over its live workers."""
+    out: dict[str, tuple[int, int | None]] = {}
+    for wn, w in c.workers.items():
+        host = exporter_hostname(wn)
+        is_up, running = out.get(host, (0, None))
+        if w.alive:
+            is_up = 1
+            if w.active is not None:
+                running = (running or 0) + w.active
+        out[host] = (is_up, running)
+    return out
+
+
+def _per_queue(c: ClusterState, cap: int) -> dict[str, tuple[int, int]]:
+    """(live workers whose active_queues list the queue, their pool processes) for every queue the
+    snapshot has, and the queues live workers consume beside them (up to `cap` queues in all)."""
+    out: dict[str, tuple[int, int]] = {qn: (0, 0) for qn in c.queues}
+    for w in c.workers.values():
+        if not w.alive:
+            continue
+        for qn in w.queues:
+            if qn not in out and len(out) >= cap:
+                continue
+            nw, np = out.get(qn, (0, 0))
+            out[qn] = (nw + 1, np + (w.concurrency or 0))
+    return out
 
 
 class AgeCollector(Collector):
@@ -129,19 +177,28 @@ class Exposition:
         self.lock = threading.Lock()
         self.version = -1
         self.text = b""
+        self.gz = b""
 
     def refresh(self) -> None:
         """Render the state's series again if it changed since the last time."""
         with self.lock:
             version = self.state.version
             if version != self.version:
-                self.text = generate_latest(self.static)
+                with self.state.lock:
+                    tasks = render_tasks(self.state)
+                self.text = generate_latest(self.static) + tasks
+                self.gz = gzip.compress(self.text, compresslevel=1, mtime=0)
                 self.version = version
 
     def render(self) -> bytes:
         if self.version < 0:
             self.refresh()
         return self.text + generate_latest(self.dynamic)
+
+    def render_gzip(self) -> bytes:
+        if self.version < 0:
+            self.refresh()
+        return self.gz + gzip.compress(generate_latest(self.dynamic), compresslevel=1, mtime=0)
 
 
 def exposition_maker(state: State, clock: Callable[[], float]) -> Callable[[], bytes]:

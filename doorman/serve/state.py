@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from doorman.contract.alert import Alert
 from doorman.contract.snapshot import Snapshot
+from doorman.serve.tasks import TaskCaps, TaskTable
 from doorman.timefmt import parse_iso
 
 MAX_NAME = 200  # characters of a queue, worker, subject or cluster name kept
@@ -26,9 +28,10 @@ class Limits:
     max_clusters: int = 32
     max_queues: int = 1000  # per cluster
     max_workers: int = 1000  # per cluster
-    worker_expiry: float = 600.0  # seconds after a worker was last seen alive
+    worker_expiry: float = 1800.0  # seconds after a worker was last seen alive (> CeleryWorkerDown's `for: 15m`)
     max_firing: int = 1000  # alerts firing per cluster
     max_alert_kinds: int = 100  # (alert_type, severity, status) counters per cluster
+    tasks: TaskCaps = TaskCaps()  # the celery_task_* series per cluster (doorman.serve.tasks)
 
 
 def name(value: Any) -> str:
@@ -62,6 +65,8 @@ class WorkerView:
     alive: bool
     active: int | None
     last_alive: float  # snapshot time it was last alive (or first seen)
+    queues: tuple[str, ...] = ()  # its active_queues, when it said
+    concurrency: int | None = None  # its pool size
 
 
 @dataclass
@@ -90,6 +95,8 @@ class ClusterState:
     workers_omitted: int = 0
     firing: dict[str, Firing] = field(default_factory=dict)
     emitted: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    rabbitmq: bool = False  # the broker counts a queue's consumers itself (celery_active_consumer_count)
+    tasks: TaskTable | None = None  # None until a snapshot carries a `tasks` section
 
     @property
     def oldest_age(self) -> float | None:
@@ -166,6 +173,12 @@ class State:
             c.collect_seconds = ms / 1000 if ms is not None else None
             c.queues, c.queues_omitted = queues, omitted
             self._workers(c, snap.get("workers"), ts)
+            c.rabbitmq = _is_rabbitmq(snap)
+            tasks = snap.get("tasks")
+            if isinstance(tasks, dict):  # null (events not read): the last totals stand
+                if c.tasks is None:
+                    c.tasks = TaskTable(lim.tasks)
+                c.tasks.update(tasks)
             self.version += 1
         return True
 
@@ -181,10 +194,14 @@ class State:
             active = active if isinstance(active, int) and not isinstance(active, bool) else None
             old = c.workers.get(wn)
             last_alive = ts if alive or old is None else old.last_alive
-            c.workers[wn] = WorkerView(alive, active if alive else None, last_alive)
+            queues = w.get("queues")
+            conc = w.get("concurrency")
+            c.workers[wn] = WorkerView(alive, active if alive else None, last_alive,
+                                       tuple(name(q) for q in queues[:100]) if isinstance(queues, list) else (),
+                                       conc if type(conc) is int and conc >= 0 else None)
         for wn, view in list(c.workers.items()):
             if wn not in seen and view.alive:
-                c.workers[wn] = WorkerView(False, None, view.last_alive)
+                c.workers[wn] = WorkerView(False, None, view.last_alive, view.queues, view.concurrency)
             if not c.workers[wn].alive and ts - c.workers[wn].last_alive > self.limits.worker_expiry:
                 del c.workers[wn]
         cap = self.limits.max_workers
@@ -218,4 +235,12 @@ class State:
                 c.firing[fp] = Firing(atype, sev, name(alert.get("subject") or ""),
                                       name(alert.get("title") or ""), start)
         return True
+
+
+def _is_rabbitmq(snap: Mapping[str, Any]) -> bool:
+    broker = snap.get("broker")
+    if isinstance(broker, str) and broker.startswith(("amqp", "pyamqp")):
+        return True
+    health = snap.get("broker_health")
+    return isinstance(health, dict) and health.get("server") == "rabbitmq"
 
