@@ -103,7 +103,7 @@ class HeartbeatTracker:
     def observe(self, event: WorkerEvent, received: float) -> None:
         """Record one worker event; wake the collector when the picture changes."""
         name, kind = event["hostname"], event.get("type", "")
-        if self.tasks is not None and kind == "worker-heartbeat":
+        if self.tasks is not None and kind in ("worker-heartbeat", "worker-online"):  # online: processed 0
             self.tasks.heartbeat(name, event.get("processed"))
         beat = event.get("freq")
         freq = float(beat) if isinstance(beat, (int, float)) and not isinstance(beat, bool) and beat > 0 else 2.0

@@ -282,6 +282,9 @@ class TaskCounts:
                 entry[memory.QUEUE] = q if type(q) is str and len(q) <= MAX_NAME and q.isprintable() else clean(q)
                 entry[memory.SENT] = ts
             else:
+                prev = entry[memory.RECEIVED]
+                if prev is not None and entry[memory.SENT] is not None and entry[memory.SENT] <= prev:
+                    entry[memory.SENT] = None  # a retry not announced by task-sent: no queue_wait for it
                 entry[memory.RECEIVED] = ts
                 retries = ev.get("retries")
                 if type(retries) is int and retries > 0:
@@ -289,8 +292,8 @@ class TaskCounts:
             eta = ev.get("eta")
             if eta is not None:
                 entry[memory.ETA] = _eta(eta)
-        elif kind >= SUCCEEDED and kind != RETRIED:
-            entry = mem.forget(uuid)  # its outcome: the task is done
+        elif kind == SUCCEEDED or kind == REJECTED or kind == REVOKED:
+            entry = mem.forget(uuid)  # its outcome: the task is done (a failure may still be rejected)
         else:
             entry = mem.get(uuid)
         if entry is None:
@@ -320,20 +323,20 @@ class TaskCounts:
             if entry is not None and ts is not None:
                 got = entry[memory.RECEIVED]
                 if got is not None:
-                    wait = ts - got
-                    if wait >= 0:
-                        stat.w[bisect_left(_WB, wait)] += 1
-                        stat.w_sum += wait
+                    wait = ts - got if ts > got else 0.0  # clocks of two processes: never negative
+                    stat.w[bisect_left(_WB, wait)] += 1
+                    stat.w_sum += wait
                 sent = entry[memory.SENT]
                 if sent is not None:
                     eta = entry[memory.ETA]
                     qw = ts - (sent if eta is None or eta < sent else eta)
-                    if qw >= 0:
-                        i = bisect_left(_QB, qw)
-                        stat.qw[i] += 1
-                        stat.qw_sum += qw
-                        row.qw[i] += 1
-                        row.qw_sum += qw
+                    if qw < 0:
+                        qw = 0.0  # task-sent is stamped after the message is published, hosts' clocks differ
+                    i = bisect_left(_QB, qw)
+                    stat.qw[i] += 1
+                    stat.qw_sum += qw
+                    row.qw[i] += 1
+                    row.qw_sum += qw
         elif kind == SUCCEEDED:
             rt = ev.get("runtime")
             if (type(rt) is float or type(rt) is int) and rt >= 0:
@@ -352,7 +355,6 @@ class TaskCounts:
                 stat.n[FINAL] += 1
         elif kind == RETRIED and entry is not None:
             entry[memory.RETRIED] = True
-            entry[memory.SENT] = entry[memory.RECEIVED] = None  # the next try's are its own
 
     # ------------------------------------------------------------ caps (cold path)
 

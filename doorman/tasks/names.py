@@ -3,7 +3,7 @@
 Only `task-sent` and `task-received` carry the task's name (and only `task-sent` its queue), so the
 name of a `task-succeeded` is looked up by uuid here. The memory holds at most `task_name_memory`
 tasks (100,000 by default: about 20 MiB); the oldest is forgotten first. A task is forgotten at its
-outcome (succeeded, failed, rejected, revoked). An event whose task is not remembered is counted
+outcome (succeeded, rejected, revoked; a failed one stays, since a `task-rejected` may follow it). An event whose task is not remembered is counted
 under the name `(unknown)` (doorman.contract.tasks.UNKNOWN), never dropped.
 """
 
