@@ -413,7 +413,7 @@ class TaskCounts:
                 sending += 1
             elif acc_prev > 0:
                 silent.append(host)
-            if acc_prev > started:
+            if events and acc_prev > started:  # a silent worker is `silent_workers`, not a loss
                 lost[host] = acc_prev - started
         state: Events = ("partial" if silent and sending else "off" if silent else "on" if sending else "unknown")
         return {
