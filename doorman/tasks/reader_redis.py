@@ -14,6 +14,8 @@ import threading
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from doorman.brokers.base import WorkerEventListener
 from doorman.brokers.redis.events import parse_event
@@ -36,6 +38,10 @@ def follow(client: redis.Redis, keys: Keys, listener: WorkerEventListener, stop:
     feed = tasks.feed if tasks is not None else None
     try:
         pubsub.psubscribe(keys.events_pattern if tasks is not None else keys.worker_events_pattern)
+        if pubsub.connection is not None:
+            # redis-py would reconnect and resubscribe by itself, silently: every event in between
+            # lost and no gap said. Without its retries the break raises, and is counted.
+            pubsub.connection.retry = Retry(NoBackoff(), 0)
         listener.subscribed()
         if tasks is not None:
             tasks.subscribed()
@@ -43,7 +49,7 @@ def follow(client: redis.Redis, keys: Keys, listener: WorkerEventListener, stop:
         while not stop.is_set():
             msg = get(timeout=POLL)
             n = 0
-            while msg is not None and n < BURST:
+            while msg is not None:
                 n += 1
                 if msg.get("type") == "pmessage":
                     channel, data = msg["channel"], msg["data"]
@@ -59,7 +65,7 @@ def follow(client: redis.Redis, keys: Keys, listener: WorkerEventListener, stop:
                         event = parse_event(data)
                         if event:
                             listener.received(event)
-                msg = get(timeout=0)
+                msg = get(timeout=0) if n < BURST else None  # at BURST: look at `stop`, then read on
     except redis.ResponseError as e:
         if tasks is not None and "NOPERM" in str(e).upper():
             tasks.deny(f"the Redis ACL refuses {keys.events_pattern}: task events are not read, "
