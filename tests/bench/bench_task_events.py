@@ -66,10 +66,10 @@ def messages(count: int, names: list[str]) -> list[bytes]:
 def publish(client, pool: list[bytes], rate: int, seconds: float) -> int:
     """PUBLISH `rate` events/s (as messages of 24) for `seconds`; returns events published."""
     per_tick = rate / BATCH * TICK
-    sent, owed, i = 0, 0.0, 0
+    sent, owed, i = 0, 0.0, 0  # `i`: messages published, heard or not (the pace); `sent`: events heard
     start = time.monotonic()
     while (elapsed := time.monotonic() - start) < seconds:
-        owed = rate / BATCH * elapsed - sent / BATCH
+        owed = rate / BATCH * elapsed - i
         n = int(min(owed, per_tick * 4))
         if n > 0:
             pipe = client.pipeline(transaction=False)
