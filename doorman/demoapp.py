@@ -85,3 +85,39 @@ def flaky(i: int) -> int:
 @app.task(name="doorman.demoapp.healthy")
 def healthy(i: int) -> int:
     return i
+
+
+# Task outcomes for the task-event tests and scenarios (docs/tasks.md): each one outcome, exactly.
+if os.environ.get("DOORMAN_DEMO_SENT_EVENTS") == "1":
+    app.conf.task_send_sent_event = True  # retries re-published by the worker send `task-sent` too
+
+
+@app.task(name="demo.fail_value")
+def fail_value() -> None:
+    raise ValueError("demo failure")
+
+
+@app.task(name="demo.fail_key")
+def fail_key() -> None:
+    raise KeyError("demo")
+
+
+@app.task(name="demo.retry_then_ok", bind=True, max_retries=5)
+def retry_then_ok(self, tries: int = 3) -> int:  # noqa: ANN001 - Celery's bound task
+    """Fails `tries - 1` times (each a retry), then succeeds."""
+    if self.request.retries < tries - 1:
+        raise self.retry(countdown=0)
+    return self.request.retries
+
+
+@app.task(name="demo.retry_give_up", bind=True, max_retries=2)
+def retry_give_up(self) -> None:  # noqa: ANN001
+    """Retries twice, then fails for good with ValueError (the last try)."""
+    raise self.retry(exc=ValueError("still failing"), countdown=0)
+
+
+@app.task(name="demo.reject")
+def reject() -> None:
+    from celery.exceptions import Reject
+
+    raise Reject("not for me", requeue=False)

@@ -21,7 +21,7 @@ READONLY_ACL = (
     "+ping +hello +auth +client|setname +client|list +select "
     "+scan +dbsize +type +smembers +scard +sscan +zcard +zrange +llen +lindex +eval_ro "
     "+psubscribe +punsubscribe +info +zcount +zrangebyscore +hstrlen +hmget +get +pttl "
-    f"%R~* &{KEYS.worker_events_pattern}"
+    f"%R~* &{KEYS.events_pattern}"
 )
 
 

@@ -35,7 +35,7 @@ DOORMAN_ACL = (
     "+publish +psubscribe +punsubscribe "
     "+multi +exec +info +zcount +zrangebyscore +hstrlen +hmget +get +pttl "
     "+scard +sscan +eval_ro "
-    f"%R~* &{KEYS.pidbox_channel} &{KEYS.worker_events_pattern} "
+    f"%R~* &{KEYS.pidbox_channel} &{KEYS.events_pattern} "
     f'"(+sadd +srem %W~{KEYS.reply_binding})" '
     f'"(+brpop +del %RW~{KEYS.reply_queue(UUID_GLOB)})"'
 )
@@ -192,7 +192,7 @@ EARLIER_ACL = (
     "+scan +type +smembers +zcard +zrange +llen +lindex "
     "+sadd +srem +brpop +del +publish +psubscribe +punsubscribe "
     f"%R~* %RW~{KEYS.reply_binding} %RW~{KEYS.reply_queue('*')} "
-    f"&{KEYS.pidbox_channel} &{KEYS.worker_events_pattern}"
+    f"&{KEYS.pidbox_channel} &{KEYS.events_pattern}"
 )
 
 

@@ -17,15 +17,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from doorman.brokers.base import Broker, WorkerEvent
 from doorman.timefmt import iso
 
+if TYPE_CHECKING:
+    from doorman.tasks.counts import TaskCounts
+
 EXPIRE_FACTOR = 2.0  # Celery's HEARTBEAT_EXPIRE_WINDOW of 200 %
 MAX_WORKERS = 10_000  # bound memory whatever arrives on the channel
 FORGET_AFTER = 600.0  # a worker silent this long is dropped (rolling deploys bring new names)
-RETRY_AFTER = 1.0  # seconds between subscription attempts while the broker is down
+RETRY_AFTER = 1.0  # seconds between subscription attempts while the broker is down, at most
+RETRY_FIRST = 0.1  # the first retry after a break: events are lost until the subscription is back
 
 
 class _Seen(TypedDict):
@@ -49,10 +53,15 @@ class Beat(TypedDict):
 
 
 class HeartbeatTracker:
-    """Liveness of every worker heard of; `Broker.follow_worker_events` reports to it (in a thread)."""
+    """Liveness of every worker heard of; `Broker.follow_worker_events` reports to it (in a thread).
 
-    def __init__(self, broker: Broker, wake: threading.Event, clock: Callable[[], float] = time.time):
+    With `tasks` (a `doorman.tasks.counts.TaskCounts`), the same subscription also carries the task
+    events, which the broker hands to `tasks` directly: one subscription for both."""
+
+    def __init__(self, broker: Broker, wake: threading.Event, clock: Callable[[], float] = time.time,
+                 tasks: TaskCounts | None = None):
         self.broker, self.wake, self.clock = broker, wake, clock
+        self.tasks = tasks
         self._lock = threading.Lock()
         self._workers: dict[str, _Seen] = {}
         self._reported_dead: set[str] = set()
@@ -69,14 +78,20 @@ class HeartbeatTracker:
         self._thread.join(timeout=3)
 
     def _run(self) -> None:
+        delay = RETRY_FIRST
         while not self._stop.is_set():
             try:
                 self.broker.follow_worker_events(self, self._stop)
             except Exception:  # noqa: BLE001 - broker down: the snapshot reports it; retry quietly
+                if self.connected:
+                    delay = RETRY_FIRST  # it was up: try again soon, each second lost is lost events
                 self.connected = False
                 with self._lock:
                     self._workers.clear()  # stale after a gap; replies rebuild the picture
-            self._stop.wait(RETRY_AFTER)  # at once when stopping
+            if self.tasks is not None and not self._stop.is_set():
+                self.tasks.unsubscribed()
+            self._stop.wait(delay)  # at once when stopping
+            delay = min(RETRY_AFTER, delay * 2)
 
     # WorkerEventListener, called from the broker's subscription
     def subscribed(self) -> None:
@@ -88,6 +103,8 @@ class HeartbeatTracker:
     def observe(self, event: WorkerEvent, received: float) -> None:
         """Record one worker event; wake the collector when the picture changes."""
         name, kind = event["hostname"], event.get("type", "")
+        if self.tasks is not None and kind in ("worker-heartbeat", "worker-online"):  # online: processed 0
+            self.tasks.heartbeat(name, event.get("processed"))
         beat = event.get("freq")
         freq = float(beat) if isinstance(beat, (int, float)) and not isinstance(beat, bool) and beat > 0 else 2.0
         with self._lock:

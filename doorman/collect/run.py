@@ -15,6 +15,12 @@ from doorman.collect.snapshot import Collector
 from doorman.config.settings import Config
 from doorman.contract.snapshot import Snapshot
 from doorman.ndjson import warn
+from doorman.tasks.counts import TaskCounts
+
+
+def broker_kind(url: str) -> str:
+    """"rabbitmq" or "redis", for `tasks.reader.broker`."""
+    return "rabbitmq" if url.split(":", 1)[0].lower() in ("amqp", "amqps", "pyamqp") else "redis"
 
 
 def run(cfg: Config, emit: Callable[[Snapshot, int], None], *, once: bool = False, count: int | None = None,
@@ -25,7 +31,10 @@ def run(cfg: Config, emit: Callable[[Snapshot, int], None], *, once: bool = Fals
     stopping = stopping if stopping is not None else threading.Event()
     wake = wake if wake is not None else threading.Event()
     broker = brokers.connect(cfg)
-    tracker = None if once else HeartbeatTracker(broker, wake, clock.wall).start()
+    tasks = None if once or not cfg.task_events else TaskCounts.of(cfg, broker_kind(cfg.broker_url), clock.wall)
+    if tasks is not None:
+        tasks.say = lambda message: warn("doorman-collect", message)
+    tracker = None if once else HeartbeatTracker(broker, wake, clock.wall, tasks=tasks).start()
 
     def believed_alive() -> list[str]:
         """Workers to ping when a consumer connection vanishes: alive by heartbeat, or silent but
@@ -40,7 +49,8 @@ def run(cfg: Config, emit: Callable[[Snapshot, int], None], *, once: bool = Fals
                                               if b["offline"]])
     directory = WorkerDirectory(broker, cfg.inspect_timeout, max_age=0.0 if once else cfg.check_interval * 0.9,
                                 clock=clock.wall)
-    collector = Collector(cfg, broker, clock=clock.wall, heartbeats=tracker, watch=watch, directory=directory)
+    collector = Collector(cfg, broker, clock=clock.wall, heartbeats=tracker, watch=watch, directory=directory,
+                          tasks=tasks)
     try:
         return schedule.run(collector.snapshot, emit, interval=cfg.check_interval, count=1 if once else count,
                    trigger="once" if once else "interval", wake=wake, stopping=stopping,

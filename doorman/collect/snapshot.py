@@ -20,18 +20,20 @@ from doorman.config.settings import Config
 from doorman.contract.snapshot import Snapshot
 from doorman.contract.version import SCHEMA_VERSION
 from doorman.redact import Scrubber, redact_url
+from doorman.tasks.counts import TaskCounts
 from doorman.timefmt import iso
 
 
 class Collector:
     def __init__(self, cfg: Config, broker: Broker, clock: Callable[[], float] = time.time,
                  heartbeats: HeartbeatTracker | None = None, watch: ConnectionWatch | None = None,
-                 directory: WorkerDirectory | None = None):
+                 directory: WorkerDirectory | None = None, tasks: TaskCounts | None = None):
         self.cfg = cfg
         self.broker = broker
         self.clock = clock
         self.heartbeats = heartbeats
         self.watch, self.directory = watch, directory  # liveness from the connection table (optional)
+        self.tasks = tasks  # None: --once or task_events: false (the snapshot's `tasks` is null)
         self.scrub = Scrubber(cfg.secrets())
         self.seq = 0
 
@@ -66,6 +68,9 @@ class Collector:
                                              f"({type(e).__name__}: {e})"), connected=True))
             else:
                 snap.update(_down(self.scrub(f"{type(e).__name__}: {e}"), connected=failure == "refused"))
+        # counted by the reader thread; a copy under its short lock. Cumulative: there even when
+        # the broker is down now (docs/tasks.md)
+        snap["tasks"] = self.tasks.section(now) if self.tasks is not None else None
         snap = bound_snapshot(snap)  # whatever the broker holds, the line stays small and flat (doorman.bounds)
         snap["collect_ms"] = round((time.perf_counter() - started) * 1000, 2)
         return cast(Snapshot, snap)

@@ -111,6 +111,7 @@ def sections() -> list[str]:
 # Keys of Doorman's own parts that are neither a rule, a sink nor a broker: owner -> module:attribute.
 PARTS = {
     "doorman-collect liveness": "doorman.collect.liveness:SETTINGS",  # the connection-table watch
+    "doorman-collect task events": "doorman.tasks.counts:SETTINGS",  # the task-event reader
     "doorman-scale": "doorman.scale.settings:SETTINGS",
     "doorman heartbeat": "doorman.notify.heartbeat:SETTINGS",  # the dead-man's switch (ticks, pings)
     "doorman-serve": "doorman.serve.settings:SETTINGS",  # the Host allow-list, the exporter drop-in's caps, gone workers kept

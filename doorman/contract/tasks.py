@@ -23,6 +23,7 @@ WAIT_BUCKETS: tuple[float, ...] = QUEUE_WAIT_BUCKETS
 OTHER = "(other)"  # the key overflow is summed under
 UNKNOWN = "(unknown)"  # a task whose name (or queue) was never seen
 EVENT_STATES = ("on", "off", "partial", "unknown")
+Events = Literal["on", "off", "partial", "unknown"]
 PLAIN_FIELDS = ("sent", "received", "started", "succeeded", "failed", "retried", "rejected", "revoked")
 # the eight counters in celery-exporter's order (its celery_task_<outcome>_total series)
 OUTCOMES: tuple[str, ...] = ("sent", "received", "started", "succeeded", "failed", "rejected", "revoked", "retried")
@@ -110,7 +111,7 @@ class Omitted(TypedDict):
 class Tasks(TypedDict):
     """The `tasks` section of a snapshot."""
 
-    events: Literal["on", "off", "partial", "unknown"]
+    events: Events
     silent_workers: list[str]
     since: float
     reader: Reader

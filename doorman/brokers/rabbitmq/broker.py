@@ -30,6 +30,7 @@ from doorman.brokers.base import (
 from doorman.brokers.rabbitmq import urls, wire
 from doorman.brokers.rabbitmq.management import Management, ManagementError, QueueRow
 from doorman.config.settings import Config
+from doorman.tasks import reader_rabbitmq
 from doorman.timefmt import iso
 
 MANAGEMENT = "management_api"
@@ -200,7 +201,7 @@ class RabbitConnection:
         conn = wire.connect(self.target, self.cfg.rabbitmq_timeout, self.ssl)
         self._events = conn
         try:
-            wire.follow(conn, listener, stop)
+            reader_rabbitmq.follow(conn, listener, stop, getattr(listener, "tasks", None))
         finally:
             self._events = None
             wire.close(conn)

@@ -32,11 +32,12 @@ from doorman.brokers.base import (
     WorkerInfo,
     collect_say,
 )
-from doorman.brokers.redis import beat, client, events, health, liveness, pidbox, queues, unacked
+from doorman.brokers.redis import beat, client, health, liveness, pidbox, queues, unacked
 from doorman.brokers.redis.discovery import MAX_DISCOVERED_NAME, Scanner, State
 from doorman.brokers.redis.discovery_cache import Cache, default_path, identity
 from doorman.brokers.redis.keys import Keys
 from doorman.config.settings import Config
+from doorman.tasks import reader_redis
 
 SAVE_EVERY = 300.0  # seconds: a daemon killed with -9 loses at most this much SCAN progress
 
@@ -157,7 +158,7 @@ class RedisConnection:
         return answers
 
     def follow_worker_events(self, listener: WorkerEventListener, stop: threading.Event) -> None:
-        events.follow(self.client, self.keys, listener, stop)
+        reader_redis.follow(self.client, self.keys, listener, stop, getattr(listener, "tasks", None))
 
     def failure(self, error: Exception) -> Failure | None:
         if isinstance(error, redis.ResponseError):

@@ -84,6 +84,11 @@ class Keys:
     def worker_events_pattern(self) -> str:
         return self.fanout_channel(EVENT_EXCHANGE, "worker.*")
 
+    @property
+    def events_pattern(self) -> str:
+        """Every event (worker and task) on the `celeryev` fanout: one subscription for both."""
+        return self.fanout_channel(EVENT_EXCHANGE, "*")
+
     def worker_event_channel(self, event_type: str) -> str:
         """Where Celery publishes one event type (`worker-heartbeat` -> routing key `worker.heartbeat`)."""
         return self.fanout_channel(EVENT_EXCHANGE, event_type.replace("-", "."))
