@@ -12,8 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from doorman.collect.main import collect
-
+from doorman.collect.run import run as collect
 from doorman.config.load import make_config
 from tests.support import BIN, ROOT, wait_for
 
@@ -150,7 +149,11 @@ def assert_every_count(t: dict[str, Any], expected: dict[str, dict[str, int]], w
     got = t["by_worker"][worker]
     assert {k: got[k] for k in PLAIN if k != "sent"} == {k: v for k, v in worker_side.items() if k != "sent"}
     assert sum(w["sent"] for w in t["by_worker"].values()) == total["sent"]
-    assert {q: plain(c) for q, c in t["by_queue"].items()} == {"celery": total}
+    # every event is counted under a queue; only task-sent names it, so a task-received that overtakes
+    # its task-sent (the publisher's and the worker's events race) counts under "(unknown)" (docs/tasks.md)
+    queues = {q: plain(c) for q, c in t["by_queue"].items()}
+    assert set(queues) <= {"celery", "(unknown)"} and queues["celery"]["sent"] == total["sent"]
+    assert {k: sum(q[k] for q in queues.values()) for k in total} == total
     rows = [r for r in t["series"] if r["hostname"] == worker]
     assert {r["name"] for r in rows} == set(expected)
     assert sum(r["succeeded"] for r in t["series"]) == total["succeeded"]

@@ -122,7 +122,7 @@ def test_the_uuid_memory_forgets_the_oldest_first():
     m = TaskMemory(3)
     for u in "abcd":
         m.remember(u, u.upper())
-    assert m.get("a") is None and m.get("d") == ["D", None, None, None, False, None] and m.forgotten == 1
+    assert m.get("a") is None and m.get("d") == ["D", None, None, None, False, None, None] and m.forgotten == 1
 
 
 def test_final_failures_are_the_last_try_after_retries_and_waits_come_from_times():
@@ -156,3 +156,18 @@ def test_events_off_partial_and_lost_from_processed():
     c.unsubscribed()
     c.subscribed()
     assert c.section()["lost"]["gaps"] == 1
+
+
+def test_a_start_that_overtakes_its_task_sent_still_gets_its_queue_wait():
+    """The publisher's task-sent and the worker's events race: a start seen first waits for it."""
+    c = TaskCounts("redis")
+    c.feed([ev("sent", "u0", host="pub@h", ts=990.0, name="t", queue="celery"),  # sent events exist
+            ev("received", "u0", ts=991.0, name="t"), ev("started", "u0", ts=992.0),
+            ev("succeeded", "u0", ts=993.0, runtime=1.0)])
+    c.feed([ev("received", "u1", ts=1001.0, name="t"), ev("started", "u1", ts=1002.0),
+            ev("succeeded", "u1", ts=1003.0, runtime=1.0)])
+    assert c.section()["by_name"]["t"]["queue_wait"]["count"] == 1  # u1's sent not seen yet
+    c.feed([ev("sent", "u1", host="pub@h", ts=1000.0, name="t", queue="celery")])
+    t = c.section()["by_name"]["t"]
+    assert t["queue_wait"]["count"] == 2 and t["queue_wait"]["sum"] == 2.0 + 2.0
+    assert c.memory.get("u1") is None  # done with it: forgotten once its task-sent came

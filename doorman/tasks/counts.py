@@ -173,6 +173,7 @@ class TaskCounts:
         self.since = clock()
         self.max_names, self.max_hostnames, self.max_series = max_names, max_hostnames, max_series
         self.memory = memory.TaskMemory(name_memory)
+        self.sent_seen = False  # task-sent events exist (a start may then wait for its own)
         self._lock = threading.Lock()
         self.names: dict[str, _Stat] = {}
         self.queues: dict[str, list[int]] = {}
@@ -244,6 +245,18 @@ class TaskCounts:
                 h.acc += processed - h.last if processed >= h.last else processed  # lower: it restarted
             h.last = processed
 
+    def _queue_wait(self, entry: list[Any], stat: _Stat, row: _Stat, started: float, sent: float) -> None:
+        """One sent -> started wait, into its task's and its series row's histogram."""
+        eta = entry[memory.ETA]
+        qw = started - (sent if eta is None or eta < sent else eta)
+        if qw < 0:
+            qw = 0.0  # task-sent is stamped after the message is published, hosts' clocks differ
+        i = bisect_left(_QB, qw)
+        stat.qw[i] += 1
+        stat.qw_sum += qw
+        row.qw[i] += 1
+        row.qw_sum += qw
+
     def feed(self, events: Iterable[dict[str, Any]]) -> None:
         """Count the events of one broker message."""
         with self._lock:
@@ -281,6 +294,13 @@ class TaskCounts:
                     q = ev.get("routing_key")
                 entry[memory.QUEUE] = q if type(q) is str and len(q) <= MAX_NAME and q.isprintable() else clean(q)
                 entry[memory.SENT] = ts
+                self.sent_seen = True
+                late = entry[memory.STARTED]
+                if late is not None and ts is not None:  # the start came first (two publishers' events
+                    entry[memory.STARTED] = None       # race): its queue wait is known only now
+                    self._queue_wait(entry, late[1], late[2], late[0], ts)
+                    if late[3]:
+                        mem.forget(uuid)  # its outcome came already
             else:
                 prev = entry[memory.RECEIVED]
                 if prev is not None and entry[memory.SENT] is not None and entry[memory.SENT] <= prev:
@@ -293,7 +313,11 @@ class TaskCounts:
             if eta is not None:
                 entry[memory.ETA] = _eta(eta)
         elif kind == SUCCEEDED or kind == REJECTED or kind == REVOKED:
-            entry = mem.forget(uuid)  # its outcome: the task is done (a failure may still be rejected)
+            entry = mem.get(uuid)
+            if entry is None or entry[memory.STARTED] is None:
+                entry = mem.forget(uuid)  # its outcome: the task is done (a failure may still be rejected)
+            else:  # kept while its late task-sent may come, then forgotten
+                entry[memory.STARTED] = (*entry[memory.STARTED][:3], True)
         else:
             entry = mem.get(uuid)
         if entry is None:
@@ -328,15 +352,9 @@ class TaskCounts:
                     stat.w_sum += wait
                 sent = entry[memory.SENT]
                 if sent is not None:
-                    eta = entry[memory.ETA]
-                    qw = ts - (sent if eta is None or eta < sent else eta)
-                    if qw < 0:
-                        qw = 0.0  # task-sent is stamped after the message is published, hosts' clocks differ
-                    i = bisect_left(_QB, qw)
-                    stat.qw[i] += 1
-                    stat.qw_sum += qw
-                    row.qw[i] += 1
-                    row.qw_sum += qw
+                    self._queue_wait(entry, stat, row, ts, sent)
+                elif self.sent_seen:  # task-sent events exist: this one's may still be on its way
+                    entry[memory.STARTED] = (ts, stat, row, False)
         elif kind == SUCCEEDED:
             rt = ev.get("runtime")
             if (type(rt) is float or type(rt) is int) and rt >= 0:

@@ -23,8 +23,9 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 # the fields of one remembered task (a list: the hot path indexes it)
-NAME, QUEUE, SENT, RECEIVED, RETRIED, ETA = range(6)
-Entry = list  # [name: str, queue: str | None, sent: float | None, received: float | None, retried: bool, eta: float | None]
+NAME, QUEUE, SENT, RECEIVED, RETRIED, ETA, STARTED = range(7)
+Entry = list  # [name: str, queue: str | None, sent: float | None, received: float | None, retried: bool, eta: float | None,
+#               started: (ts, row key) of a start seen before its task-sent, or None]
 
 
 class TaskMemory:
@@ -49,7 +50,7 @@ class TaskMemory:
         if entry is not None:
             entry[NAME] = name
             return entry
-        entry = [name, None, None, None, False, None]
+        entry = [name, None, None, None, False, None, None]
         self._tasks[uuid] = entry
         if len(self._tasks) > self.cap:
             self._tasks.popitem(last=False)
