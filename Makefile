@@ -57,13 +57,13 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 # Every benchmark, one report (markdown on stdout, bench-results/report.json); `make bench-peers` first
-# adds Flower and celery-exporter to the comparison. One benchmark alone: python -m tests.bench.run NAME
+# adds Flower and celery-exporter to the comparison. One benchmark alone: python -m bench.run NAME
 bench: install
-	$(BIN)/python -m tests.bench.report
+	$(BIN)/python -m bench.report
 
 # Flower and celery-exporter in their own virtualenvs (.venv-flower, .venv-exporter), from PyPI
 bench-peers: install
-	PYTHON=$(PYTHON) MAIN_PY=$(BIN)/python bash tests/bench/peers/setup.sh
+	PYTHON=$(PYTHON) MAIN_PY=$(BIN)/python bash bench/peers/setup.sh
 
 demo: install
 	$(BIN)/doorman-simulate --workers 0 --enqueue 5

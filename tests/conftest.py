@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.receiver import Receiver
-from tests.support import RedisServer, Worker
+from tests.support.receiver import Receiver
+from tests.support.redis import RedisServer
+from tests.support.tls import tls_files  # noqa: F401 - a fixture (module-scoped) for the TLS tests
+from tests.support.workers import Worker
 
 
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: a deselected soak is never started

@@ -19,8 +19,8 @@ import orjson
 import pytest
 
 from doorman.timefmt import iso
-from tests.notify_support import notify_env
-from tests.support import BIN, free_port, records, require, wait_for
+from tests.support.notify import notify_env
+from tests.support.process import BIN, free_port, records, require, wait_for
 
 AM_SECRET = "AMPATHSECRET0042"  # an instance URL's path is a secret like any webhook's
 GENERATOR = "http://127.0.0.1:8099/"

@@ -13,8 +13,8 @@ import time
 
 import orjson
 
-from tests.scenario import queue, snap, worker
-from tests.support import BIN, cli, records
+from tests.support.process import BIN, cli, records
+from tests.support.scenario import queue, snap, worker
 
 
 def lines(*snaps: dict) -> bytes:
@@ -137,7 +137,7 @@ def test_sigterm_saves_state(tmp_path):
     p.stdin.flush()
     assert p.stdout.readline()
     # no alert from this one, so the write is paced, not immediate; SIGTERM must flush it
-    from tests.scenario import head
+    from tests.support.scenario import head
     p.stdin.write(lines(snap(1, workers=[], queues={"celery": queue(5, [head("abc")])})))
     p.stdin.flush()
     time.sleep(0.5)
@@ -204,7 +204,7 @@ def test_an_alert_that_could_not_be_written_is_not_recorded_as_sent(tmp_path):
     run would hold it back for a whole cooldown."""
     import subprocess
 
-    from tests.support import BIN
+    from tests.support.process import BIN
 
     state = tmp_path / "s.json"
     snap = (b'{"v":1,"kind":"snapshot","ts":"2026-11-28T01:00:00.000Z","cluster":"c","redis_connected":true,'

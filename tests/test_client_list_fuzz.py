@@ -1,7 +1,7 @@
 """The CLIENT LIST parser against hypothesis: on any table Redis could print (hostile client names,
 non-UTF-8 hosts, every field value) it agrees with a plain split-every-field reading, and on any
 bytes at all it never crashes and stays within its bounds. The parser reads only the lines that
-matter, in place, for speed (tests/bench/bench_liveness.py); this is what keeps that honest."""
+matter, in place, for speed (bench/bench_liveness.py); this is what keeps that honest."""
 
 from __future__ import annotations
 

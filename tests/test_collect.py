@@ -11,7 +11,8 @@ from doorman import brokers
 from doorman.brokers.redis.keys import Keys
 from doorman.collect.snapshot import Collector
 from doorman.config.load import load_config
-from tests.support import BIN, celery_app, cli, collect_once, enqueue, records, wait_for
+from tests.support.process import BIN, cli, collect_once, records, wait_for
+from tests.support.workers import celery_app, enqueue
 
 KEYS = Keys()  # kombu's names with the default transport options (no prefix, database 0)
 

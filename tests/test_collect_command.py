@@ -10,7 +10,8 @@ import orjson
 import pytest
 
 from doorman.config.load import load_config
-from tests.support import BIN, cli, enqueue, free_port, records
+from tests.support.process import BIN, cli, free_port, records
+from tests.support.workers import enqueue
 
 
 def test_broker_down_then_back_daemon_keeps_going(own_redis):

@@ -1,4 +1,5 @@
-from tests.support import collect_once, enqueue
+from tests.support.process import collect_once
+from tests.support.workers import enqueue
 
 
 def test_once_counts_priority_lists_and_sees_the_worker(redis_server, workers):

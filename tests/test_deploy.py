@@ -15,7 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.support import BIN, ROOT, enqueue, records
+from tests.support.process import BIN, ROOT, records
+from tests.support.workers import enqueue
 
 RUN = ROOT / "bin" / "doorman-run"
 UNIT = ROOT / "deploy" / "celery-doorman.service"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from doorman.analyze.engine import Engine, fingerprint
 from doorman.timefmt import iso
-from tests.scenario import T0, brief, cfg, feed, head, queue, snap, task, worker
+from tests.support.scenario import T0, brief, cfg, feed, head, queue, snap, task, worker
 
 
 def test_cooldown_reminder_and_resolution_once():

@@ -14,7 +14,7 @@ from doorman.brokers.redis.keys import Keys
 from doorman.collect import heartbeats
 from doorman.collect.heartbeats import MAX_WORKERS, HeartbeatTracker
 from doorman.config.load import make_config
-from tests.support import BIN, collect_once, wait_for
+from tests.support.process import BIN, collect_once, wait_for
 
 
 def test_a_paused_broker_costs_one_timeout_and_the_daemon_carries_on(own_redis):

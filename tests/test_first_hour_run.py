@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.notify_support import read_ndjson
-from tests.support import BIN, ROOT, enqueue, free_port, wait_for
+from tests.support.notify import read_ndjson
+from tests.support.process import BIN, ROOT, free_port, wait_for
+from tests.support.workers import enqueue
 
 # 6. doorman-run ------------------------------------------------------------------------------------
 

@@ -16,8 +16,9 @@ import yaml
 from doorman.collect.fleet import Fleet
 from doorman.collect.main import collect
 from doorman.config.load import make_config
-from tests.blackhole import BlackHole
-from tests.support import BIN, cli, enqueue, records, wait_for
+from tests.support.blackhole import BlackHole
+from tests.support.process import BIN, cli, records, wait_for
+from tests.support.workers import enqueue
 
 SECRET = "hole-pw-7f3a"
 

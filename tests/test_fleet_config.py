@@ -12,8 +12,8 @@ import yaml
 from doorman.analyze.engine import Engine
 from doorman.config.load import load_config, make_config
 from doorman.errors import BadConfig
-from tests.scenario import brief, feed, queue, snap
-from tests.support import cli
+from tests.support.process import cli
+from tests.support.scenario import brief, feed, queue, snap
 
 SECRET = "s3cr3t-pw"
 A = f"redis://:{SECRET}@127.0.0.1:6390/0"

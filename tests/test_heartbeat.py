@@ -16,10 +16,10 @@ import orjson
 import pytest
 
 from doorman.heartbeat import Pinger, fail_url, tick, tick_problem
-from tests.notify_support import notify_env
-from tests.receiver import Receiver
-from tests.scenario import snap
-from tests.support import BIN, records, wait_for
+from tests.support.notify import notify_env
+from tests.support.process import BIN, records, wait_for
+from tests.support.receiver import Receiver
+from tests.support.scenario import snap
 
 PING = "/ping/HBSECRET0123456789"
 FAIL = PING + "/fail"
@@ -93,8 +93,8 @@ def test_one_ping_per_cycle_fail_while_the_broker_is_down_none_once_a_stage_dies
 def test_a_hanging_monitor_never_holds_up_an_alert(tmp_path, monitor):
     """The monitor takes the first ping and never answers; the next cycle's alert goes out anyway,
     long before that ping's timeout."""
-    from tests.receiver import Reply
-    from tests.scenario import queue
+    from tests.support.receiver import Reply
+    from tests.support.scenario import queue
 
     monitor.script(PING, Reply(200, delay=30))
     env = pipeline_env(tmp_path, monitor, DOORMAN_HEARTBEAT_TIMEOUT_SECONDS="6")
@@ -149,7 +149,7 @@ def test_the_pinger_sends_the_newest_ping_and_fails_when_any_cycle_could_not_rea
 
 def test_watchdog_fires_only_when_asked_and_even_while_the_broker_is_down():
     from doorman.analyze.engine import Engine
-    from tests.scenario import cfg
+    from tests.support.scenario import cfg
 
     assert [a["alert_type"] for a in Engine(cfg()).process(snap(0.0))] == []
     on = cfg().replace(watchdog=True)

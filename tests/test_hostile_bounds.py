@@ -26,7 +26,7 @@ from doorman.brokers.redis.events import parse_event
 from doorman.brokers.redis.keys import Keys
 from doorman.brokers.redis.pidbox import _decode_reply, _task
 from doorman.brokers.redis.queues import parse_message
-from tests.support import cli, records
+from tests.support.process import cli, records
 
 KEYS = Keys()
 SEP = b"\x06\x16"
@@ -218,8 +218,8 @@ def test_any_broker_shaped_snapshot_is_bounded_and_serializable(queues, workers,
 def test_a_deeply_nested_line_is_a_bad_line_and_the_next_alert_is_delivered(tmp_path):
     """PoC: an alert nested ~300 deep crashed notify (`Recursion limit reached`) and the alerts
     after it were lost. Now it is one reported bad line; the stream goes on."""
-    from tests.notify_support import alert, notify_env
-    from tests.receiver import Receiver
+    from tests.support.notify import alert, notify_env
+    from tests.support.receiver import Receiver
 
     deep = orjson.dumps(alert(1, details={"x": "DEEP"})).replace(b'"DEEP"', b"[" * 300 + b"1" + b"]" * 300)
     receiver = Receiver()

@@ -16,9 +16,9 @@ import pytest
 from doorman.bounds import MAX_WORKERS
 from doorman.brokers.redis.keys import Keys
 from doorman.ndjson import warn
-from tests.notify_support import alert, ndjson, notify_env
-from tests.receiver import Receiver
-from tests.support import BIN, cli, records
+from tests.support.notify import alert, ndjson, notify_env
+from tests.support.process import BIN, cli, records
+from tests.support.receiver import Receiver
 
 BINDING = b"_kombu.binding.celery"
 SEP = b"\x06\x16"
@@ -168,7 +168,7 @@ def test_two_thousand_workers_lost_at_once_are_one_alert_even_in_truncated_snaps
     lost alone still gets its own alert."""
     from doorman.analyze.engine import Engine
     from doorman.bounds import bound_snapshot
-    from tests.scenario import cfg, queue, snap, worker
+    from tests.support.scenario import cfg, queue, snap, worker
 
     def burst(t, fakes_alive: bool, real_alive: bool = True):
         ws = [worker("real@host", real_alive), worker("other@host")]

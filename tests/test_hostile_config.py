@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from doorman.redact import Scrubber
-from tests.notify_support import alert, ndjson, notify_env, read_ndjson
-from tests.support import cli, collect_with_config, free_port, records
+from tests.support.notify import alert, ndjson, notify_env, read_ndjson
+from tests.support.process import cli, collect_with_config, free_port, records
 
 
 def one_line_exit_2(p) -> str:

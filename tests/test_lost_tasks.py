@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from doorman.simulate.lost_tasks import fill
-from tests.support import BIN, ROOT, cli, enqueue, records, wait_for
+from tests.support.process import BIN, ROOT, cli, records, wait_for
+from tests.support.workers import enqueue
 
 
 def brief(alerts: list[dict]) -> list[tuple[str, str, str]]:
@@ -258,7 +259,7 @@ def test_canary_alone_missing_is_beat_down(redis_server, conf, tmp_path):
 
 @pytest.mark.parametrize("name", ["oom", "stranded"])
 def test_simulate_scenario_stages_it_and_gets_its_alert(name):
-    from tests.support import free_port
+    from tests.support.process import free_port
 
     got = cli("doorman-simulate", "--scenario", name, "--port", str(free_port()), "--interval", "0.5", timeout=120)
     assert got.returncode == 0, got.stderr.decode()[-2000:]

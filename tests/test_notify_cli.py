@@ -10,7 +10,7 @@ import time
 import orjson
 import pytest
 
-from tests.notify_support import (
+from tests.support.notify import (
     HOOK_PATH,
     PD_PATH,
     ROUTING_KEY,
@@ -21,8 +21,8 @@ from tests.notify_support import (
     notify_env,
     read_ndjson,
 )
-from tests.receiver import Receiver, Reply
-from tests.support import BIN, cli, free_port, records
+from tests.support.process import BIN, cli, free_port, records
+from tests.support.receiver import Receiver, Reply
 
 
 @pytest.fixture

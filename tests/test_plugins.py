@@ -17,8 +17,9 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from tests.plugin_guard import PLUGIN
-from tests.support import BIN, ROOT, enqueue
+from tests.support.plugin_guard import PLUGIN
+from tests.support.process import BIN, ROOT
+from tests.support.workers import enqueue
 
 
 def pip(*args: str) -> None:

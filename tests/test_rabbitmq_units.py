@@ -12,7 +12,7 @@ from doorman.brokers.rabbitmq import urls
 from doorman.brokers.rabbitmq.broker import HeldUnacked, internal
 from doorman.brokers.rabbitmq.management import Management, ManagementError, QueueRow, health_of
 from doorman.rules import broker_alarm, consumer_timeout
-from tests.scenario import cfg, run_rule, snap
+from tests.support.scenario import cfg, run_rule, snap
 
 
 @pytest.mark.parametrize("url,vhost", [

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from doorman.brokers.redis.keys import Keys
-from tests.support import ROOT, cli, records
+from tests.support.process import ROOT, cli, records
 
 KEYS = Keys()
 # The exact rule docs/security.md documents for `inspect: false`: reads, the connection table, the

@@ -11,18 +11,8 @@ import textwrap
 import orjson
 import pytest
 
-from tests.support import BIN, cli, records
-from tests.test_scale_policy import Model
-
-
-def burst_lines(n: int = 12, burst_at: int = 2, burst: int = 100) -> list[bytes]:
-    """Snapshots 5 s apart of one worker meeting a burst: the pool grows at the 4th line."""
-    m = Model(workers=1)
-    out = []
-    for i in range(n):
-        m.advance(5, burst=burst if i == burst_at else 0)
-        out.append(orjson.dumps(m.snapshot()) + b"\n")
-    return out
+from tests.support.process import BIN, cli, records
+from tests.support.scale import burst_lines
 
 
 def script(tmp_path, body: str, name: str = "scaler") -> str:

@@ -11,8 +11,8 @@ import time
 import requests
 import yaml
 
-from tests.support import ROOT, cli, free_port, records, require
-from tests.test_scale_cli import burst_lines
+from tests.support.process import ROOT, cli, free_port, records, require
+from tests.support.scale import burst_lines
 
 DEPLOY = ROOT / "deploy"
 

@@ -23,8 +23,8 @@ from doorman.serve.health import health
 from doorman.serve.history import History, Reader
 from doorman.serve.metrics import exposition_maker
 from doorman.serve.state import Limits, State
-from tests.serve_support import XSS, Serve, alert, lines, snapshot
-from tests.support import BIN, require, wait_for
+from tests.support.process import BIN, require, wait_for
+from tests.support.serve import XSS, Serve, alert, lines, snapshot
 
 
 def promtool() -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from doorman.simulate.scenario import Options, plan
-from tests.support import BIN, free_port, records
+from tests.support.process import BIN, free_port, records
 
 SIM = str(BIN / "doorman-simulate")
 
