@@ -12,6 +12,7 @@ import subprocess
 import time
 
 import orjson
+import pytest
 
 from tests.support.process import BIN, cli, records
 from tests.support.scenario import queue, snap, worker
@@ -74,6 +75,7 @@ def test_state_file_carries_cooldown_and_reminders_across_runs(tmp_path):
     assert glob.glob(state + ".tmp*") == []
 
 
+@pytest.mark.slow
 def test_corrupt_or_foreign_state_is_reported_and_replaced(tmp_path):
     for content in (b"{not json", b'{"kind": "prometheus", "v": 1}', b"[]",
                     b'{"v": 1, "kind": "doorman-analyze-state", "clusters": {"prod": {"alerts": 5}}}'):
@@ -93,6 +95,7 @@ def test_dev_null_state_is_a_fresh_memory_only_state():
     assert len(records(r.stdout)) == 1
 
 
+@pytest.mark.slow
 def test_second_run_waits_for_the_lock_then_sees_the_first_runs_state(tmp_path):
     state = str(tmp_path / "s.json")
     first = subprocess.Popen([str(BIN / "doorman-analyze"), "--state", state], stdin=subprocess.PIPE,
@@ -164,6 +167,7 @@ def check(*snaps: dict, env: dict | None = None) -> tuple[int, str]:
     return r.returncode, out.strip()
 
 
+@pytest.mark.slow
 def test_check_mode_lines_and_exit_codes():
     code, line = check(snap(0, queues={"celery": queue(5)}, workers=[worker("w1@test"), worker("w2@test")]))
     assert code == 0

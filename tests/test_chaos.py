@@ -24,6 +24,8 @@ import pytest
 
 from bench.chaos.run import Outcome, run_soak
 
+pytestmark = pytest.mark.soak
+
 SEED = 7
 SECONDS = 300.0
 FIRST = ("flap", "broker_restart", "burst_above", "pause_long", "kill")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -79,6 +80,7 @@ def tables(draw: Any) -> bytes:
     return b"\n".join(lines) + (b"\n" if draw(st.booleans()) else b"")
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tables())
 def test_any_table_redis_prints_is_read_as_a_full_split_reads_it(raw: bytes):

@@ -145,6 +145,7 @@ def test_run_replays_the_spool_periodically_while_streaming(tmp_path, receiver):
     assert run.spool.counts() == {}
 
 
+@pytest.mark.slow
 def test_a_long_outage_spools_hundreds_in_order_and_replays_them_all_once(tmp_path, receiver):
     receiver.script(HOOK_PATH, Reply(503))
     alerts = [alert(i) for i in range(1, 301)]

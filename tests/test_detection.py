@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.support.daemon_pipeline import DaemonPipeline
 from tests.support.process import wait_for
 from tests.support.receiver import Receiver
 from tests.support.workers import enqueue
+
+pytestmark = pytest.mark.e2e
 
 HOOK = "/hooks/doorman"
 WORKER = "busy@detect"

@@ -3,6 +3,8 @@ resolution, inhibition, replay determinism, bounded state. Time is the snapshot'
 
 from __future__ import annotations
 
+import pytest
+
 from doorman.analyze.engine import Engine, fingerprint
 from doorman.timefmt import iso
 from tests.support.scenario import T0, brief, cfg, feed, head, queue, snap, task, worker
@@ -153,6 +155,7 @@ def test_a_resolution_goes_out_at_the_highest_severity_that_was_sent():
     assert brief(feed(e, [snap(20, {"mail": queue(0)})])) == [("high_latency", "critical", "resolved", "queue:mail")]
 
 
+@pytest.mark.slow
 def test_a_full_alert_table_still_admits_a_page():
     from doorman.analyze import engine as analyze
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.support.notify import notify_env
 from tests.support.process import BIN, LAUNCHER_RSS, cli, free_port, records, wait_for
@@ -50,6 +51,7 @@ def test_absurd_numbers_are_handled(tmp_path):
         assert r["kind"] == "alert"
 
 
+@pytest.mark.e2e
 def test_no_secret_in_any_output_of_any_command(tmp_path):
     password = "PW-never-print-7f3a"
     server = RedisServer(password=password).start()
@@ -94,6 +96,7 @@ def test_no_secret_in_any_output_of_any_command(tmp_path):
         server.cleanup()
 
 
+@pytest.mark.slow
 def test_sigkill_of_notify_mid_retry_loses_nothing(tmp_path):
     """Write-ahead spool: alerts are journaled before their first attempt, so a kill -9 while the
     receiver is down and a retry is in progress loses none of them; the next run delivers each once."""
@@ -124,6 +127,7 @@ def test_sigkill_of_notify_mid_retry_loses_nothing(tmp_path):
         receiver.close()
 
 
+@pytest.mark.slow
 def test_sigkill_while_one_destination_retries_loses_nothing_for_the_others(tmp_path):
     """The batch is journaled for every destination before the first attempt to any of them."""
     from tests.support.notify import ROUTING_KEY, alert

@@ -13,12 +13,15 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.support.notify import notify_env
 from tests.support.process import BIN, cli, free_port, wait_for
 from tests.support.receiver import Receiver
 from tests.support.scenario import snapshot_line
 from tests.support.workers import enqueue
+
+pytestmark = pytest.mark.e2e
 
 
 class Lines:

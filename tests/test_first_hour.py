@@ -185,6 +185,7 @@ def test_a_line_that_is_not_json_says_what_was_expected(tmp_path):
 
 # 5. Configuration edge cases ---------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["file", "env", "env-blank"])
 def test_an_empty_cluster_name_is_refused_with_one_line(tmp_path, how):
     env = {"DOORMAN_CONFIG": ""}

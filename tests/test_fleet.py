@@ -20,6 +20,8 @@ from tests.support.blackhole import BlackHole
 from tests.support.process import BIN, cli, records, wait_for
 from tests.support.workers import enqueue
 
+pytestmark = pytest.mark.e2e
+
 SECRET = "hole-pw-7f3a"
 
 

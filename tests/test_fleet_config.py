@@ -94,6 +94,7 @@ def write(tmp_path: Path, data: dict) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["doorman-collect", "doorman-analyze"])
 def test_a_bad_override_is_one_line_and_exit_2(tmp_path, command):
     path = write(tmp_path, {"clusters": [{"name": "a", "broker_url": A},

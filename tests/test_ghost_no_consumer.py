@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from doorman.simulate.partition import Partition
 from tests.support.liveness import collect_analyze, consumer_ids
 from tests.support.process import cli, records, wait_for
 from tests.support.workers import enqueue
+
+pytestmark = pytest.mark.e2e
 
 
 def test_a_worker_whose_consumer_connection_is_left_half_open_is_a_ghost(redis_server, workers):

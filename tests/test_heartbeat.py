@@ -55,6 +55,7 @@ def start_pipeline(url: str, env: dict[str, str], *collect_args: str) -> list[su
     return [collect, analyze, notify]
 
 
+@pytest.mark.e2e
 def test_one_ping_per_cycle_fail_while_the_broker_is_down_none_once_a_stage_dies(tmp_path, own_redis, monitor):
     env = pipeline_env(tmp_path, monitor, DOORMAN_INSPECT_TIMEOUT="0.2")
 
@@ -90,6 +91,7 @@ def test_one_ping_per_cycle_fail_while_the_broker_is_down_none_once_a_stage_dies
     assert b"HBSECRET" not in stages[2].stderr.read()  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_a_hanging_monitor_never_holds_up_an_alert(tmp_path, monitor):
     """The monitor takes the first ping and never answers; the next cycle's alert goes out anyway,
     long before that ping's timeout."""

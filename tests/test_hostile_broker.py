@@ -128,6 +128,7 @@ def heartbeat(name: str, freq: float) -> bytes:
     return orjson.dumps({"body": base64.b64encode(body).decode(), "properties": {"body_encoding": "base64"}})
 
 
+@pytest.mark.slow
 def test_a_burst_of_spoofed_heartbeats_stays_bounded_and_never_floods(redis_server, tmp_path):
     """PoC: one 30 ms burst of 2,000 fake heartbeats produced 999 worker_lost alerts. The daemon
     reads them on the real channel: every snapshot stays bounded, and analyze raises at most one

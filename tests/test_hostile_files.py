@@ -56,6 +56,7 @@ def one_error_line(p: subprocess.CompletedProcess, *words: str) -> str:
 # ------------------------------------------------------------------ a directory others can write
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("planted", ["state.json.tmp", "state.json.lock", "state.json"])
 def test_analyze_refuses_a_world_writable_state_directory_and_writes_through_nothing(tmp_path, victim, planted):
     d = tmp_path / "shared"

@@ -13,6 +13,7 @@ import subprocess
 import time
 
 import orjson
+import pytest
 
 from doorman.simulate.procs import children_of
 from tests.support.daemon_pipeline import DaemonPipeline
@@ -20,6 +21,8 @@ from tests.support.liveness import collect_analyze, consumer_ids
 from tests.support.process import BIN, ROOT, cli, records, wait_for
 from tests.support.receiver import Receiver
 from tests.support.workers import enqueue
+
+pytestmark = pytest.mark.e2e
 
 HOOK = "/hooks/doorman"
 

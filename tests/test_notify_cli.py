@@ -100,6 +100,7 @@ def test_all_delivered_exits_0(tmp_path, receiver):
     assert p.stderr == b""
 
 
+@pytest.mark.slow
 def test_spool_is_replayed_on_the_next_run_exactly_once(tmp_path, receiver):
     receiver.script(HOOK_PATH, Reply(503, "down"))
     env = notify_env(tmp_path, hook=receiver.url(HOOK_PATH))
@@ -133,6 +134,7 @@ def test_permanent_failure_is_reported_and_kept_in_the_dead_letter_file(tmp_path
     assert read_ndjson(tmp_path / "spool.ndjson") == []
 
 
+@pytest.mark.slow
 def test_secrets_appear_in_no_output_spool_or_error(tmp_path, receiver):
     """Every failure kind at once; the webhook path, PagerDuty path and routing key must never show."""
     receiver.script(SLACK_PATH, Reply(500, f"oops {SLACK_PATH}"))

@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import orjson
+import pytest
 
 from doorman.simulate.partition import Partition
 from doorman.timefmt import parse_iso
@@ -17,6 +18,8 @@ from tests.support.process import BIN, cli, collect_once, free_port, records, wa
 from tests.support.rabbit import Vhost, vhost_fixture, wait_listening  # noqa: F401 - the fixture `vhost`
 from tests.support.receiver import Receiver
 from tests.support.workers import enqueue
+
+pytestmark = pytest.mark.e2e
 
 HOOK = "/hooks/doorman"
 

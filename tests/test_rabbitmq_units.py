@@ -15,6 +15,7 @@ from doorman.rules import broker_alarm, consumer_timeout
 from tests.support.scenario import cfg, run_rule, snap
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("url,vhost", [
     ("amqp://h", "/"), ("amqp://h/", "/"), ("amqp://h//", "/"), ("amqp://h/%2F", "/"), ("amqp://h/app", "app"),
     ("pyamqp://u:p@h:5673/a%2Fb", "a/b"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import time
 
+import pytest
 import requests
 import yaml
 
@@ -21,6 +22,7 @@ def need(binary: str) -> str:
     return require(binary, {"promtool": "prometheus"}.get(binary, binary))
 
 
+@pytest.mark.e2e
 def test_textfile_gauge_reaches_prometheus_format_through_node_exporter(tmp_path):
     exporter, promtool = need("prometheus-node-exporter"), need("promtool")
     textdir = tmp_path / "textfile"

@@ -41,6 +41,7 @@ def test_the_acl_tested_is_the_one_documented():
     assert set(documented) == {"ACL SETUSER doorman " + DOORMAN_ACL.replace("{password}", "CHANGE-ME")}
 
 
+@pytest.mark.e2e
 def test_collect_works_with_the_documented_least_privilege_acl(redis_server, workers):
     client = redis_server.client()
     password = "acl-Secret-42xyz"
@@ -74,6 +75,7 @@ def test_collect_works_with_the_documented_least_privilege_acl(redis_server, wor
     client.execute_command("ACL", "DELUSER", "doorman")
 
 
+@pytest.mark.e2e
 def test_collect_daemon_follows_heartbeats_under_the_acl(redis_server, workers):
     client = redis_server.client()
     password = "acl-Secret-43xyz"
@@ -108,6 +110,7 @@ def tls_redis(tls_files):
     server.cleanup()
 
 
+@pytest.mark.e2e
 def test_tls_verifies_the_certificate_by_default(tls_redis, tls_files):
     url = f"rediss://127.0.0.1:{tls_redis.tls_port}/0"
     ok = cli("doorman-collect", "--once", "--redis-url", url,
@@ -124,6 +127,7 @@ def test_tls_verifies_the_certificate_by_default(tls_redis, tls_files):
     assert wrong_ca["redis_connected"] is False
 
 
+@pytest.mark.slow
 def test_disabling_tls_verification_is_explicit_and_warned(tls_redis):
     url = f"rediss://127.0.0.1:{tls_redis.tls_port}/0"
     result = cli("doorman-collect", "--once", "--redis-url", url, env={"DOORMAN_TLS_INSECURE": "true"})
@@ -165,6 +169,7 @@ EARLIER_ACL = (
 )
 
 
+@pytest.mark.e2e
 def test_an_acl_from_an_earlier_release_still_reads_the_queues_and_the_workers(redis_server, workers):
     client = redis_server.client()
     password = "acl-Secret-44xyz"

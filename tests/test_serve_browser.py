@@ -20,6 +20,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 from tests.support.process import ROOT, require, wait_for
 from tests.support.serve import XSS, Serve, alert, lines, snapshot
 
+pytestmark = pytest.mark.browser
+
 ARTIFACTS = ROOT / "test-artifacts"
 
 

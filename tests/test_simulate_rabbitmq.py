@@ -13,6 +13,8 @@ import pytest
 from tests.support.process import BIN, records
 from tests.support.rabbit import require_rabbitmq
 
+pytestmark = pytest.mark.e2e
+
 SIM = str(BIN / "doorman-simulate")
 
 
