@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.receiver import Receiver
-from tests.support import RedisServer, Worker
+from tests.support.receiver import Receiver
+from tests.support.redis import RedisServer
+from tests.support.tls import tls_files  # noqa: F401 - a fixture (module-scoped) for the TLS tests
+from tests.support.workers import Worker
 
 
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: a deselected soak is never started
@@ -15,6 +17,14 @@ def pytest_collection_modifyitems(session, config, items):  # noqa: ARG001
         return
     items[:] = [i for i in items if i.path.name != "test_chaos.py"] + chaos
     chaos[0].module.BACKGROUND.start()  # the module object pytest imported, not another copy
+
+
+def _starts_servers(request, what: str) -> None:
+    """Unmarked tests are `make test-fast`, which starts no server beyond the session's one
+    redis-server: a test that starts more says so with the `e2e` marker (pyproject.toml)."""
+    if not any(request.node.get_closest_marker(m) for m in ("e2e", "soak")):
+        pytest.fail(f"{request.node.nodeid} starts {what}: mark it `@pytest.mark.e2e` "
+                    "(or `pytestmark = pytest.mark.e2e` for the module)", pytrace=False)
 
 
 def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001
@@ -64,12 +74,13 @@ def redis_server(shared_redis):
 
 
 @pytest.fixture
-def make_redis():
+def make_redis(request):
     """Start redis-servers only this test uses: `make_redis(password=..., extra=[...])`; all are
-    removed after the test."""
+    removed after the test. Only e2e tests may."""
     started: list[RedisServer] = []
 
     def start(**kw) -> RedisServer:
+        _starts_servers(request, "a redis-server of its own")
         server = RedisServer(**kw)
         started.append(server)
         return server.start()
@@ -86,11 +97,13 @@ def own_redis(make_redis):
 
 
 @pytest.fixture
-def workers():
-    """Start real Celery workers: `workers(url, "w1@test")`; all are stopped after the test."""
+def workers(request):
+    """Start real Celery workers: `workers(url, "w1@test")`; all are stopped after the test. Only
+    e2e tests may."""
     started: list[Worker] = []
 
     def start(url: str, name: str, client=None, prefix: str = "", **kw) -> Worker:
+        _starts_servers(request, "Celery workers")
         w = Worker(url, name, **kw)
         started.append(w)
         if client is not None:

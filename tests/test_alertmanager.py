@@ -19,8 +19,8 @@ import orjson
 import pytest
 
 from doorman.timefmt import iso
-from tests.notify_support import notify_env
-from tests.support import BIN, free_port, records, require, wait_for
+from tests.support.notify import notify_env
+from tests.support.process import BIN, free_port, records, require, wait_for
 
 AM_SECRET = "AMPATHSECRET0042"  # an instance URL's path is a secret like any webhook's
 GENERATOR = "http://127.0.0.1:8099/"
@@ -104,6 +104,7 @@ def replica(tmp_path, name: str, line: bytes, env: dict[str, str]) -> list[dict]
     return records(p.stdout)
 
 
+@pytest.mark.e2e
 def test_two_replicas_give_one_alert_in_alertmanager_and_it_resolves(tmp_path, alertmanager, hook):
     dead = f"http://127.0.0.1:{free_port()}"  # a second cluster member that is down: one accepting is enough
     env = {**os.environ, **notify_env(tmp_path), "ALERTMANAGER_URL": f"{alertmanager}, {dead}",

@@ -12,9 +12,10 @@ import subprocess
 import time
 
 import orjson
+import pytest
 
-from tests.scenario import queue, snap, worker
-from tests.support import BIN, cli, records
+from tests.support.process import BIN, cli, records
+from tests.support.scenario import queue, snap, worker
 
 
 def lines(*snaps: dict) -> bytes:
@@ -74,6 +75,7 @@ def test_state_file_carries_cooldown_and_reminders_across_runs(tmp_path):
     assert glob.glob(state + ".tmp*") == []
 
 
+@pytest.mark.slow
 def test_corrupt_or_foreign_state_is_reported_and_replaced(tmp_path):
     for content in (b"{not json", b'{"kind": "prometheus", "v": 1}', b"[]",
                     b'{"v": 1, "kind": "doorman-analyze-state", "clusters": {"prod": {"alerts": 5}}}'):
@@ -93,6 +95,7 @@ def test_dev_null_state_is_a_fresh_memory_only_state():
     assert len(records(r.stdout)) == 1
 
 
+@pytest.mark.slow
 def test_second_run_waits_for_the_lock_then_sees_the_first_runs_state(tmp_path):
     state = str(tmp_path / "s.json")
     first = subprocess.Popen([str(BIN / "doorman-analyze"), "--state", state], stdin=subprocess.PIPE,
@@ -137,7 +140,7 @@ def test_sigterm_saves_state(tmp_path):
     p.stdin.flush()
     assert p.stdout.readline()
     # no alert from this one, so the write is paced, not immediate; SIGTERM must flush it
-    from tests.scenario import head
+    from tests.support.scenario import head
     p.stdin.write(lines(snap(1, workers=[], queues={"celery": queue(5, [head("abc")])})))
     p.stdin.flush()
     time.sleep(0.5)
@@ -164,6 +167,7 @@ def check(*snaps: dict, env: dict | None = None) -> tuple[int, str]:
     return r.returncode, out.strip()
 
 
+@pytest.mark.slow
 def test_check_mode_lines_and_exit_codes():
     code, line = check(snap(0, queues={"celery": queue(5)}, workers=[worker("w1@test"), worker("w2@test")]))
     assert code == 0
@@ -204,7 +208,7 @@ def test_an_alert_that_could_not_be_written_is_not_recorded_as_sent(tmp_path):
     run would hold it back for a whole cooldown."""
     import subprocess
 
-    from tests.support import BIN
+    from tests.support.process import BIN
 
     state = tmp_path / "s.json"
     snap = (b'{"v":1,"kind":"snapshot","ts":"2026-11-28T01:00:00.000Z","cluster":"c","redis_connected":true,'

@@ -7,7 +7,12 @@ import os
 import subprocess
 import time
 
-from tests.support import BIN, celery_app, cli, enqueue, free_port, records
+import pytest
+
+from tests.support.process import BIN, cli, free_port, records
+from tests.support.workers import celery_app, enqueue
+
+pytestmark = pytest.mark.e2e
 
 
 def pipeline(url: str, *analyze_args: str, env: dict[str, str] | None = None) -> tuple[list[dict], bytes]:

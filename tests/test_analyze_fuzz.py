@@ -4,6 +4,7 @@ through the command. Whatever comes in, what goes out is valid alerts and a vali
 from __future__ import annotations
 
 import orjson
+import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -77,6 +78,7 @@ def check_alert(a: dict) -> None:
     assert isinstance(a["ts"], str) and isinstance(a["started_at"], str)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(snapshots(), min_size=1, max_size=12))
 def test_engine_never_raises_on_arbitrary_objects(objs):
@@ -91,6 +93,7 @@ def test_engine_never_raises_on_arbitrary_objects(objs):
     assert state_problem(saved) is None
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.binary(max_size=40) | snapshots().map(orjson.dumps) | JSON.map(orjson.dumps), max_size=8))
 def test_command_never_raises_on_arbitrary_lines(chunks):
@@ -102,6 +105,7 @@ def test_command_never_raises_on_arbitrary_lines(chunks):
         check_alert(orjson.loads(line))
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=200) | JSON.map(orjson.dumps))
 def test_any_state_file_content_is_survived(tmp_path_factory, content):

@@ -3,10 +3,10 @@
 A real redis-server (killed and restarted on its port, paused), three real prefork workers (one
 killed four times in a row, others once), bursts over and under the backlog threshold, and
 `doorman-collect --interval 5 | doorman-analyze | doorman-notify` to a webhook on 127.0.0.1. Every
-delivered alert is scored by tests/chaos/score.py (its rules are unit-tested in
+delivered alert is scored by bench/chaos/score.py (its rules are unit-tested in
 tests/test_chaos_score.py): nothing missed, no false alarm, no duplicate page, no early all-clear.
 The recorded snapshots, replayed through `doorman-analyze`, give the same alerts. Timings are the
-benchmark's business (tests/bench/bench_chaos.py), not asserted here.
+benchmark's business (bench/bench_chaos.py), not asserted here.
 
 The soak is mostly waiting, so in a whole-suite run it goes on beside the other tests: conftest.py
 starts it in a thread once the tests are collected and places this test last, to collect the
@@ -22,7 +22,9 @@ import time
 
 import pytest
 
-from tests.chaos.run import Outcome, run_soak
+from bench.chaos.run import Outcome, run_soak
+
+pytestmark = pytest.mark.soak
 
 SEED = 7
 SECONDS = 300.0

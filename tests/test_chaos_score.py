@@ -1,13 +1,13 @@
-"""The chaos soak's scorer and planner on synthetic logs: every rule of tests/chaos/score.py, fast."""
+"""The chaos soak's scorer and planner on synthetic logs: every rule of bench/chaos/score.py, fast."""
 
 from __future__ import annotations
 
 import itertools
 
+from bench.chaos import scenario
+from bench.chaos.report import timeline
+from bench.chaos.score import Rules, score
 from doorman.timefmt import iso
-from tests.chaos import scenario
-from tests.chaos.report import timeline
-from tests.chaos.score import Rules, score
 
 T0 = 1_800_000_000.0
 RULES = Rules()

@@ -1,12 +1,13 @@
 """The CLIENT LIST parser against hypothesis: on any table Redis could print (hostile client names,
 non-UTF-8 hosts, every field value) it agrees with a plain split-every-field reading, and on any
 bytes at all it never crashes and stays within its bounds. The parser reads only the lines that
-matter, in place, for speed (tests/bench/bench_liveness.py); this is what keeps that honest."""
+matter, in place, for speed (bench/bench_liveness.py); this is what keeps that honest."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -79,6 +80,7 @@ def tables(draw: Any) -> bytes:
     return b"\n".join(lines) + (b"\n" if draw(st.booleans()) else b"")
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tables())
 def test_any_table_redis_prints_is_read_as_a_full_split_reads_it(raw: bytes):

@@ -6,12 +6,14 @@ import subprocess
 import time
 
 import orjson
+import pytest
 
 from doorman import brokers
 from doorman.brokers.redis.keys import Keys
 from doorman.collect.snapshot import Collector
 from doorman.config.load import load_config
-from tests.support import BIN, celery_app, cli, collect_once, enqueue, records, wait_for
+from tests.support.process import BIN, cli, collect_once, records, wait_for
+from tests.support.workers import celery_app, enqueue
 
 KEYS = Keys()  # kombu's names with the default transport options (no prefix, database 0)
 
@@ -76,6 +78,7 @@ def test_unstamped_messages_report_the_head_without_an_age(redis_server):
     assert oldest["task_id"] == first and oldest["age_seconds"] is None and oldest["age_source"] is None
 
 
+@pytest.mark.e2e
 def test_queues_are_discovered_from_kombu_bindings(redis_server, workers):
     url, client = redis_server.url, redis_server.client()
     workers(url, "w1@test", client=client, queues="emails,reports")
@@ -91,6 +94,7 @@ def test_queues_are_discovered_from_kombu_bindings(redis_server, workers):
     assert snap["queues"]["unbound-anon"]["pending"] == 2
 
 
+@pytest.mark.e2e
 def test_global_keyprefix_is_applied(redis_server, workers, tmp_path):
     url, client = redis_server.url, redis_server.client()
     workers(url, "wp@test", client=client, prefix="pfx:", env={"DOORMAN_DEMO_KEYPREFIX": "pfx:"})
@@ -121,6 +125,7 @@ def test_odd_queue_names_round_trip(redis_server):
     assert snap["queues"][name]["pending"] == 1
 
 
+@pytest.mark.e2e
 def test_running_tasks_and_unacked_are_reported_and_untouched(redis_server, workers):
     url, client = redis_server.url, redis_server.client()
     w = workers(url, "w1@test", client=client, concurrency=1,
@@ -141,6 +146,7 @@ def test_running_tasks_and_unacked_are_reported_and_untouched(redis_server, work
     assert snap["unacked"]["count"] == 3 and snap["unacked"]["oldest_age_seconds"] >= 0
 
 
+@pytest.mark.e2e
 def test_killed_worker_shows_dead_and_check_stays_fast(redis_server, workers):
     url, client = redis_server.url, redis_server.client()
     live = workers(url, "live@test", client=client)
@@ -156,6 +162,7 @@ def test_killed_worker_shows_dead_and_check_stays_fast(redis_server, workers):
     assert snap["collect_ms"] < 4000
 
 
+@pytest.mark.e2e
 def test_twenty_runs_leave_no_keys_behind(redis_server, workers):
     url, client = redis_server.url, redis_server.client()
     workers(url, "w1@test", client=client)
@@ -168,6 +175,7 @@ def test_twenty_runs_leave_no_keys_behind(redis_server, workers):
     assert keyspace(client) == before
 
 
+@pytest.mark.e2e
 def test_password_never_appears_in_any_output(make_redis):
     secret = "s3cr3t-Pa55word-xyz"
     server = make_redis(password=secret)
@@ -194,6 +202,7 @@ def test_collector_library_runs_without_processes(redis_server):
     assert snap["ts"] == "2027-01-15T08:00:00.000Z" and snap["pending_tasks"] == 2
 
 
+@pytest.mark.e2e
 def test_daemon_writes_a_snapshot_when_a_worker_dies_without_waiting_for_the_interval(redis_server, workers):
     """kill -9 of the last worker: a `connection_lost` snapshot shows it dead as soon as its connections
     vanish (the heartbeat fallback, without CLIENT LIST: tests/test_liveness.py)."""
@@ -230,6 +239,7 @@ def test_a_stamp_in_milliseconds_or_absurd_numbers_never_blind_the_collector(red
     assert snap["unacked"]["count"] == 1 and snap["unacked"]["oldest_delivered_at"] is None
 
 
+@pytest.mark.slow
 def test_a_short_redis_timeout_is_not_mistaken_for_a_dead_broker(redis_server):
     """A subscriber that never answers (like a solo worker busy with a task) makes the check wait
     for its reply; that wait must stay shorter than the socket timeout."""

@@ -10,9 +10,11 @@ import orjson
 import pytest
 
 from doorman.config.load import load_config
-from tests.support import BIN, cli, enqueue, free_port, records
+from tests.support.process import BIN, cli, free_port, records
+from tests.support.workers import enqueue
 
 
+@pytest.mark.e2e
 def test_broker_down_then_back_daemon_keeps_going(own_redis):
     url = own_redis.url
     proc = subprocess.Popen([str(BIN / "doorman-collect"), "--redis-url", url, "--interval", "0.3"],
@@ -64,6 +66,7 @@ def test_head_closes_the_pipe_quietly(redis_server):
     assert proc.stderr == b""
 
 
+@pytest.mark.slow
 def test_count_and_human_view(redis_server):
     enqueue(redis_server.url, 5, task="demo.add", args=(1, 2))
     result = cli("doorman-collect", "--redis-url", redis_server.url, "--interval", "0.05", "--count", "3")
@@ -74,6 +77,7 @@ def test_count_and_human_view(redis_server):
     assert "Redis:          ✅" in text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content, env, expected", [
     ("max_queue_sise: 5\n", {}, "max_queue_sise: unknown key (did you mean 'thresholds.max_queue_size'?)"),
     ("thresholds:\n  max_queue_sise: 5\n", {}, "thresholds.max_queue_sise: unknown key (did you mean 'max_queue_size'?)"),
@@ -120,6 +124,7 @@ def test_precedence_flags_beat_env_beat_file(tmp_path):
                                   "REDIS_URL": "redis://a:1/0"}).broker_url == "redis://a:1/0"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, env, expected", [
     (["--interval", "0"], {}, "command line: --interval: must be greater than 0"),
     ([], {"DOORMAN_REDIS_TIMEOUT": "0"}, "environment: DOORMAN_REDIS_TIMEOUT: must be greater than 0"),
@@ -134,6 +139,7 @@ def test_values_that_would_break_a_check_are_refused(args, env, expected):
     assert "s3cr" not in err and "etpw" not in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", ["redis_timeout", "check_interval", "thresholds:\n  max_queue_size",
                                  "broker_transport_options:\n  priority_steps"])
 def test_an_empty_value_is_refused_not_taken_as_no_limit(tmp_path, key):

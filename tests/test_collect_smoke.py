@@ -1,4 +1,9 @@
-from tests.support import collect_once, enqueue
+import pytest
+
+from tests.support.process import collect_once
+from tests.support.workers import enqueue
+
+pytestmark = pytest.mark.e2e
 
 
 def test_once_counts_priority_lists_and_sees_the_worker(redis_server, workers):

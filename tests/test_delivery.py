@@ -12,10 +12,10 @@ from doorman.notify import Clock, Intake, Pacer, RetryPolicy, send_with_retry
 from doorman.sinks import Result
 from doorman.sinks.pagerduty import PagerDutySink
 from doorman.sinks.slack import SlackSink
-from tests.delivery_support import FakeTime, Run, hook, run_dispatcher
-from tests.notify_support import HOOK_PATH, PD_PATH, ROUTING_KEY, SLACK_PATH, alert
-from tests.receiver import Reply
-from tests.support import free_port
+from tests.support.delivery import FakeTime, Run, hook, run_dispatcher
+from tests.support.notify import HOOK_PATH, PD_PATH, ROUTING_KEY, SLACK_PATH, alert
+from tests.support.process import free_port
+from tests.support.receiver import Reply
 
 
 def test_500_then_200_is_delivered_once_on_the_second_attempt(tmp_path, receiver):

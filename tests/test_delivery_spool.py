@@ -12,10 +12,10 @@ import requests
 
 from doorman.notify import Spool
 from doorman.sinks.slack import SlackSink
-from tests.delivery_support import FakeTime, Run, hook, run_dispatcher
-from tests.notify_support import HOOK_PATH, SLACK_PATH, alert, read_ndjson
-from tests.receiver import Reply
-from tests.support import free_port
+from tests.support.delivery import FakeTime, Run, hook, run_dispatcher
+from tests.support.notify import HOOK_PATH, SLACK_PATH, alert, read_ndjson
+from tests.support.process import free_port
+from tests.support.receiver import Reply
 
 
 def test_retry_after_beyond_the_cap_waits_in_the_spool_until_due(tmp_path, receiver):
@@ -145,6 +145,7 @@ def test_run_replays_the_spool_periodically_while_streaming(tmp_path, receiver):
     assert run.spool.counts() == {}
 
 
+@pytest.mark.slow
 def test_a_long_outage_spools_hundreds_in_order_and_replays_them_all_once(tmp_path, receiver):
     receiver.script(HOOK_PATH, Reply(503))
     alerts = [alert(i) for i in range(1, 301)]

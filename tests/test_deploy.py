@@ -13,9 +13,11 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
-from tests.support import BIN, ROOT, enqueue, records
+from tests.support.process import BIN, ROOT, records
+from tests.support.workers import enqueue
 
 RUN = ROOT / "bin" / "doorman-run"
 UNIT = ROOT / "deploy" / "celery-doorman.service"
@@ -117,6 +119,7 @@ def run_env(tmp_path: Path, url: str, **extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.e2e
 def test_doorman_run_delivers_alerts_end_to_end(redis_server, tmp_path):
     enqueue(redis_server.url, 5)
     result = subprocess.run([str(RUN)], capture_output=True, timeout=60,
@@ -163,6 +166,7 @@ def alive(pids) -> list[int]:
             and (Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z")]
 
 
+@pytest.mark.e2e
 def test_doorman_run_on_sigterm_drains_and_exits_zero(redis_server, tmp_path):
     proc, kids = start_daemon(tmp_path, redis_server.url)
     time.sleep(1)
@@ -172,6 +176,7 @@ def test_doorman_run_on_sigterm_drains_and_exits_zero(redis_server, tmp_path):
     assert alive(kids) == []
 
 
+@pytest.mark.e2e
 def test_doorman_run_ends_when_a_stage_dies_with_its_status(redis_server, tmp_path):
     proc, kids = start_daemon(tmp_path, redis_server.url)
     [notify] = [p for p, c in kids.items() if "doorman-notify" in c]
@@ -182,6 +187,7 @@ def test_doorman_run_ends_when_a_stage_dies_with_its_status(redis_server, tmp_pa
     assert alive(kids) == []
 
 
+@pytest.mark.e2e
 def test_doorman_run_bad_config_exits_2(redis_server, tmp_path):
     result = subprocess.run([str(RUN)], capture_output=True, timeout=30,
                             env=run_env(tmp_path, redis_server.url, SLACK_WEBHOOK_URL="ftp://x"))
@@ -189,6 +195,7 @@ def test_doorman_run_bad_config_exits_2(redis_server, tmp_path):
     assert b"SLACK_WEBHOOK_URL: must be an http:// or https:// URL" in result.stderr
 
 
+@pytest.mark.e2e
 def test_doorman_run_stopped_while_starting_exits_and_leaves_nothing(redis_server, tmp_path):
     """A SIGTERM that lands while the stages start (systemd stop right after start) must neither
     orphan a stage nor leave one blocked in open() on a FIFO."""

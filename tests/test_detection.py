@@ -2,16 +2,21 @@
 
 Real redis-server, a real prefork worker, the real `doorman-collect --interval 30 | doorman-analyze |
 doorman-notify` and a real HTTP receiver on 127.0.0.1. Timing is the benchmark's business
-(tests/bench/bench_detection.py); here only what arrives is checked.
+(bench/bench_detection.py); here only what arrives is checked.
 """
 
 from __future__ import annotations
 
 import time
 
-from tests.daemon_pipeline import DaemonPipeline
-from tests.receiver import Receiver
-from tests.support import enqueue, wait_for
+import pytest
+
+from tests.support.daemon_pipeline import DaemonPipeline
+from tests.support.process import wait_for
+from tests.support.receiver import Receiver
+from tests.support.workers import enqueue
+
+pytestmark = pytest.mark.e2e
 
 HOOK = "/hooks/doorman"
 WORKER = "busy@detect"

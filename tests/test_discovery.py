@@ -12,12 +12,17 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from doorman.brokers.redis.broker import RedisConnection
 from doorman.brokers.redis.discovery import Scanner
 from doorman.brokers.redis.keys import Keys
 from doorman.collect.snapshot import Collector
 from doorman.config.load import load_config
-from tests.support import cli, collect_once, enqueue, records
+from tests.support.process import cli, collect_once, records
+from tests.support.workers import enqueue
+
+pytestmark = pytest.mark.e2e
 
 KEYS = Keys()
 DEBUG = ["--enable-debug-command", "yes"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from doorman.brokers.redis.discovery import State
 from doorman.brokers.redis.discovery_cache import Cache, default_path, identity
-from tests.test_hostile_files import give_away
+from tests.support.files import give_away
 
 NOW = 1_800_000_000.0
 ODD = "caf\udce9"  # a name that is not UTF-8 on the wire (decoded with surrogateescape)

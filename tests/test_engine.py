@@ -3,9 +3,11 @@ resolution, inhibition, replay determinism, bounded state. Time is the snapshot'
 
 from __future__ import annotations
 
+import pytest
+
 from doorman.analyze.engine import Engine, fingerprint
 from doorman.timefmt import iso
-from tests.scenario import T0, brief, cfg, feed, head, queue, snap, task, worker
+from tests.support.scenario import T0, brief, cfg, feed, head, queue, snap, task, worker
 
 
 def test_cooldown_reminder_and_resolution_once():
@@ -153,6 +155,7 @@ def test_a_resolution_goes_out_at_the_highest_severity_that_was_sent():
     assert brief(feed(e, [snap(20, {"mail": queue(0)})])) == [("high_latency", "critical", "resolved", "queue:mail")]
 
 
+@pytest.mark.slow
 def test_a_full_alert_table_still_admits_a_page():
     from doorman.analyze import layout as analyze
 

@@ -8,15 +8,17 @@ import threading
 import time
 
 import orjson
+import pytest
 
 from doorman import brokers
 from doorman.brokers.redis.keys import Keys
 from doorman.collect import heartbeats
 from doorman.collect.heartbeats import MAX_WORKERS, HeartbeatTracker
 from doorman.config.load import make_config
-from tests.support import BIN, collect_once, wait_for
+from tests.support.process import BIN, collect_once, wait_for
 
 
+@pytest.mark.e2e
 def test_a_paused_broker_costs_one_timeout_and_the_daemon_carries_on(own_redis):
     client = own_redis.client()
     proc = subprocess.Popen([str(BIN / "doorman-collect"), "--redis-url", own_redis.url, "--interval", "0.2"],
@@ -59,6 +61,7 @@ def heartbeat(name: str, freq: float = 2.0) -> bytes:
                          "properties": {"body_encoding": "base64"}})
 
 
+@pytest.mark.slow
 def test_ten_thousand_workers_heartbeats_are_tracked_within_a_bound(redis_server):
     """Published on the real channel, read by the real tracker; memory stays bounded past the cap."""
     client = redis_server.client()
@@ -87,6 +90,7 @@ def test_ten_thousand_workers_heartbeats_are_tracked_within_a_bound(redis_server
         broker.close()
 
 
+@pytest.mark.e2e
 def test_a_broker_stuck_in_debug_sleep_costs_one_timeout(make_redis):
     server = make_redis(extra=["--enable-debug-command", "local"])
     sleeper = threading.Thread(target=lambda: server.client().execute_command("DEBUG", "SLEEP", "3"))

@@ -11,11 +11,13 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
-from tests.notify_support import notify_env
-from tests.receiver import Receiver
-from tests.scenario import snapshot_line
-from tests.support import BIN, LAUNCHER_RSS, RedisServer, cli, free_port, records, wait_for
+from tests.support.notify import notify_env
+from tests.support.process import BIN, LAUNCHER_RSS, cli, free_port, records, wait_for
+from tests.support.receiver import Receiver
+from tests.support.redis import RedisServer
+from tests.support.scenario import snapshot_line
 
 
 def test_a_100_mb_line_is_refused_with_bounded_memory(tmp_path):
@@ -49,6 +51,7 @@ def test_absurd_numbers_are_handled(tmp_path):
         assert r["kind"] == "alert"
 
 
+@pytest.mark.e2e
 def test_no_secret_in_any_output_of_any_command(tmp_path):
     password = "PW-never-print-7f3a"
     server = RedisServer(password=password).start()
@@ -93,10 +96,11 @@ def test_no_secret_in_any_output_of_any_command(tmp_path):
         server.cleanup()
 
 
+@pytest.mark.slow
 def test_sigkill_of_notify_mid_retry_loses_nothing(tmp_path):
     """Write-ahead spool: alerts are journaled before their first attempt, so a kill -9 while the
     receiver is down and a retry is in progress loses none of them; the next run delivers each once."""
-    from tests.notify_support import alert
+    from tests.support.notify import alert
 
     port = free_port()
     env = {**os.environ, **notify_env(tmp_path, hook=f"http://127.0.0.1:{port}/hooks/doorman",
@@ -123,10 +127,11 @@ def test_sigkill_of_notify_mid_retry_loses_nothing(tmp_path):
         receiver.close()
 
 
+@pytest.mark.slow
 def test_sigkill_while_one_destination_retries_loses_nothing_for_the_others(tmp_path):
     """The batch is journaled for every destination before the first attempt to any of them."""
-    from tests.notify_support import ROUTING_KEY, alert
-    from tests.receiver import Reply
+    from tests.support.notify import ROUTING_KEY, alert
+    from tests.support.receiver import Reply
 
     receiver = Receiver()
     receiver.script("/v2/enqueue", Reply(503))
@@ -155,8 +160,8 @@ def test_sigkill_while_one_destination_retries_loses_nothing_for_the_others(tmp_
 
 
 def test_a_receiver_asking_to_retry_in_1e12_seconds_does_not_break_notify(tmp_path):
-    from tests.notify_support import alert
-    from tests.receiver import Reply
+    from tests.support.notify import alert
+    from tests.support.receiver import Reply
 
     receiver = Receiver()
     receiver.script("/hook", Reply(503, headers={"Retry-After": "1e12"}))
@@ -174,7 +179,7 @@ def test_a_receiver_asking_to_retry_in_1e12_seconds_does_not_break_notify(tmp_pa
 
 
 def test_the_webhook_gets_the_alert_byte_for_byte(tmp_path):
-    from tests.notify_support import alert
+    from tests.support.notify import alert
 
     receiver = Receiver()
     line = orjson.dumps(alert(1, details={"ratio": 0.1, "names": ["ü", "x"], "n": 10**18}))

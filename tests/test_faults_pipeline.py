@@ -13,11 +13,15 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
-from tests.notify_support import notify_env
-from tests.receiver import Receiver
-from tests.scenario import snapshot_line
-from tests.support import BIN, cli, enqueue, free_port, wait_for
+from tests.support.notify import notify_env
+from tests.support.process import BIN, cli, free_port, wait_for
+from tests.support.receiver import Receiver
+from tests.support.scenario import snapshot_line
+from tests.support.workers import enqueue
+
+pytestmark = pytest.mark.e2e
 
 
 class Lines:
@@ -108,7 +112,7 @@ def test_receiver_down_then_back_gets_every_alert_exactly_once_in_order(tmp_path
     records_out = Lines(proc.stdout)
     receiver = None
     try:
-        from tests.notify_support import alert
+        from tests.support.notify import alert
 
         sent = [alert(n) for n in range(1, 8)]
         for a in sent:

@@ -14,8 +14,8 @@ import stat
 import orjson
 import pytest
 
-from tests.notify_support import alert, ndjson, notify_env
-from tests.support import cli, free_port, records
+from tests.support.notify import alert, ndjson, notify_env
+from tests.support.process import cli, free_port, records
 
 TS = "2026-11-30T12:00:00.000Z"
 
@@ -128,7 +128,7 @@ def test_human_view_of_a_real_broker_with_unstamped_tasks_and_a_dead_workers_bin
 
 
 def enqueue_unstamped(url: str, n: int) -> None:
-    from tests.support import celery_app
+    from tests.support.workers import celery_app
 
     app = celery_app(url, stamp=False)
     with app.connection_for_write() as conn:
@@ -185,6 +185,7 @@ def test_a_line_that_is_not_json_says_what_was_expected(tmp_path):
 
 # 5. Configuration edge cases ---------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["file", "env", "env-blank"])
 def test_an_empty_cluster_name_is_refused_with_one_line(tmp_path, how):
     env = {"DOORMAN_CONFIG": ""}

@@ -15,7 +15,7 @@ from importlib.metadata import version
 import orjson
 import pytest
 
-from tests.support import BIN, ROOT, free_port
+from tests.support.process import BIN, ROOT, free_port
 
 COMMANDS = ("doorman-collect", "doorman-analyze", "doorman-notify", "doorman-simulate", "doorman-serve",
             "doorman-scale", "doorman-check-config", "doorman-run")
@@ -199,7 +199,7 @@ def test_connect_to_a_broker_nobody_listens_on(tmp_path):
 # performance.md's first tables come from the report ---------------------------------------------
 
 def test_performance_docs_tables_are_written_between_the_markers(tmp_path):
-    from tests.bench import report
+    from bench import report
 
     text = report.DOCS.read_text()
     assert text.count(report.BEGIN) == 1 and text.count(report.END) == 1

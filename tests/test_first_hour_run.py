@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.notify_support import read_ndjson
-from tests.support import BIN, ROOT, enqueue, free_port, wait_for
+from tests.support.notify import read_ndjson
+from tests.support.process import BIN, ROOT, free_port, wait_for
+from tests.support.workers import enqueue
 
 # 6. doorman-run ------------------------------------------------------------------------------------
 
@@ -36,6 +37,7 @@ def test_doorman_run_help_prints_its_settings_and_exits_0():
     assert out.startswith("doorman-run: the Doorman daemon as one command") and "DOORMAN_STATE_DIR" in out
 
 
+@pytest.mark.e2e
 def test_doorman_run_sigterm_with_an_alert_in_the_spool_exits_0_and_keeps_it(redis_server, tmp_path):
     enqueue(redis_server.url, 5)  # no worker: workers_down, for a webhook that is not listening
     env = run_env(tmp_path, redis_server.url, DOORMAN_INTERVAL="0.5",
@@ -77,6 +79,7 @@ def help_flags(command: str) -> set[str]:
 CORE = ("doorman-collect", "doorman-analyze", "doorman-notify", "doorman-simulate", "doorman-run")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [c for c in sorted(PAGES) if c in CORE or (ROOT / "docs" / PAGES[c]).exists()])
 def test_every_flag_of_help_is_in_its_docs_page(command):
     page = ROOT / "docs" / PAGES[command]
@@ -89,6 +92,7 @@ def test_every_flag_of_help_is_in_its_docs_page(command):
     assert not missing, f"docs/{page.name} does not document {missing}"
 
 
+@pytest.mark.slow
 def test_make_installs_without_the_editable_installation_warning(tmp_path):
     """The install recipe's two pip lines, as make runs them, in a throw-away virtualenv (without the
     dependencies, which the warning has nothing to do with)."""

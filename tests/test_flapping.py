@@ -3,7 +3,7 @@ covers another: the engine on crafted snapshots, time from their `ts` (docs/anal
 
 from __future__ import annotations
 
-from tests.scenario import T0, brief, cfg, feed, queue, snap, worker
+from tests.support.scenario import T0, brief, cfg, feed, queue, snap, worker
 
 W1, W2, W3 = "w1@test", "w2@test", "w3@test"
 UP = [worker(W1), worker(W2), worker(W3)]

@@ -16,8 +16,11 @@ import yaml
 from doorman.collect.fleet import Fleet
 from doorman.collect.run import run as collect
 from doorman.config.load import make_config
-from tests.blackhole import BlackHole
-from tests.support import BIN, cli, enqueue, records, wait_for
+from tests.support.blackhole import BlackHole
+from tests.support.process import BIN, cli, records, wait_for
+from tests.support.workers import enqueue
+
+pytestmark = pytest.mark.e2e
 
 SECRET = "hole-pw-7f3a"
 

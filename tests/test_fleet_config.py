@@ -12,8 +12,8 @@ import yaml
 from doorman.analyze.engine import Engine
 from doorman.config.load import load_config, make_config
 from doorman.errors import BadConfig
-from tests.scenario import brief, feed, queue, snap
-from tests.support import cli
+from tests.support.process import cli
+from tests.support.scenario import brief, feed, queue, snap
 
 SECRET = "s3cr3t-pw"
 A = f"redis://:{SECRET}@127.0.0.1:6390/0"
@@ -94,6 +94,7 @@ def write(tmp_path: Path, data: dict) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["doorman-collect", "doorman-analyze"])
 def test_a_bad_override_is_one_line_and_exit_2(tmp_path, command):
     path = write(tmp_path, {"clusters": [{"name": "a", "broker_url": A},

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from doorman.simulate.partition import Partition
-from tests.support import cli, enqueue, records, wait_for
-from tests.test_liveness import collect_analyze, consumer_ids
+from tests.support.liveness import collect_analyze, consumer_ids
+from tests.support.process import cli, records, wait_for
+from tests.support.workers import enqueue
+
+pytestmark = pytest.mark.e2e
 
 
 def test_a_worker_whose_consumer_connection_is_left_half_open_is_a_ghost(redis_server, workers):
@@ -43,7 +48,7 @@ def test_a_worker_whose_consumer_connection_is_left_half_open_is_a_ghost(redis_s
 
 
 def test_simulate_stages_the_ghost_with_no_consumer_connection_until_its_alert_comes():
-    from tests.support import free_port
+    from tests.support.process import free_port
 
     result = cli("doorman-simulate", "--scenario", "ghost-no-consumer", "--port", str(free_port()), timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -17,10 +17,10 @@ import pytest
 
 from doorman.contract.tick import tick, tick_problem
 from doorman.notify.heartbeat import Pinger, fail_url
-from tests.notify_support import notify_env
-from tests.receiver import Receiver
-from tests.scenario import snap
-from tests.support import BIN, records, wait_for
+from tests.support.notify import notify_env
+from tests.support.process import BIN, records, wait_for
+from tests.support.receiver import Receiver
+from tests.support.scenario import snap
 
 PING = "/ping/HBSECRET0123456789"
 FAIL = PING + "/fail"
@@ -56,6 +56,7 @@ def start_pipeline(url: str, env: dict[str, str], *collect_args: str) -> list[su
     return [collect, analyze, notify]
 
 
+@pytest.mark.e2e
 def test_one_ping_per_cycle_fail_while_the_broker_is_down_none_once_a_stage_dies(tmp_path, own_redis, monitor):
     env = pipeline_env(tmp_path, monitor, DOORMAN_INSPECT_TIMEOUT="0.2")
 
@@ -91,11 +92,12 @@ def test_one_ping_per_cycle_fail_while_the_broker_is_down_none_once_a_stage_dies
     assert b"HBSECRET" not in stages[2].stderr.read()  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_a_hanging_monitor_never_holds_up_an_alert(tmp_path, monitor):
     """The monitor takes the first ping and never answers; the next cycle's alert goes out anyway,
     long before that ping's timeout."""
-    from tests.receiver import Reply
-    from tests.scenario import queue
+    from tests.support.receiver import Reply
+    from tests.support.scenario import queue
 
     monitor.script(PING, Reply(200, delay=30))
     env = pipeline_env(tmp_path, monitor, DOORMAN_HEARTBEAT_TIMEOUT_SECONDS="6")
@@ -150,7 +152,7 @@ def test_the_pinger_sends_the_newest_ping_and_fails_when_any_cycle_could_not_rea
 
 def test_watchdog_fires_only_when_asked_and_even_while_the_broker_is_down():
     from doorman.analyze.engine import Engine
-    from tests.scenario import cfg
+    from tests.support.scenario import cfg
 
     assert [a["alert_type"] for a in Engine(cfg()).process(snap(0.0))] == []
     on = cfg().replace(watchdog=True)

@@ -26,7 +26,7 @@ from doorman.brokers.redis.events import parse_event
 from doorman.brokers.redis.keys import Keys
 from doorman.brokers.redis.pidbox import _decode_reply, _task
 from doorman.brokers.redis.queues import parse_message
-from tests.support import cli, records
+from tests.support.process import cli, records
 
 KEYS = Keys()
 SEP = b"\x06\x16"
@@ -46,6 +46,7 @@ def alert_types(snapshot: bytes, **env: str) -> list[str]:
     return [a["alert_type"] for a in records(out.stdout)]
 
 
+@pytest.mark.slow
 def test_a_17_mib_task_header_cannot_hide_workers_down(redis_server):
     """PoC: one 17 MiB `task` header at a queue's head made a snapshot over analyze's 16 MiB line
     limit: skipped, so workers_down stayed silent with tasks pending."""
@@ -58,6 +59,7 @@ def test_a_17_mib_task_header_cannot_hide_workers_down(redis_server):
     assert "workers_down" in alert_types(snap)
 
 
+@pytest.mark.slow
 def test_the_head_budget_bounds_what_crosses_the_network(redis_server):
     """LINDEX has no GETRANGE: the head is read inside the server (EVAL_RO) and only its size comes
     back when over the budget. The broker's own byte counter proves the client never got it."""
@@ -69,6 +71,7 @@ def test_the_head_budget_bounds_what_crosses_the_network(redis_server):
     assert sent < 2 * MAX_HEAD_BYTES + 256 * 1024, sent
 
 
+@pytest.mark.slow
 def test_150k_fake_worker_bindings_cannot_hide_workers_down(redis_server):
     """PoC: 150k fake pidbox bindings made a snapshot line over 16 MiB (and cost 500+ MiB)."""
     c = redis_server.client()
@@ -82,6 +85,7 @@ def test_150k_fake_worker_bindings_cannot_hide_workers_down(redis_server):
     assert "workers_down" in alert_types(snap)
 
 
+@pytest.mark.slow
 def test_thousands_of_fake_queues_are_truncated_and_the_real_queue_still_alerts(redis_server):
     """PoC: 200k fake queues took 15.7 s and 885 MiB. Read within a budget, marked `truncated`;
     the configured queue is always read, so the pending work still raises its alert."""
@@ -141,6 +145,7 @@ class FakeWorker:
         self.pubsub.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("reply", [
     b'{"fake@evil": [{"id": ' + b"[" * 250 + b'"x"' + b"]" * 250 + b', "name": "t"}]}',
     b"{" + b",".join(b'"n%d@evil": []' % i for i in range(200_000)) + b"}",
@@ -178,6 +183,7 @@ def wire(body: bytes, b64: bool = True) -> bytes:
                          "headers": {"ticket": "t"}, "properties": {"body_encoding": "base64" if b64 else None}})
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(MESSAGE.map(orjson.dumps), st.binary(max_size=200), JSON.map(lambda v: orjson.dumps(v))))
 def test_queue_heads_never_crash_the_parser(raw):
@@ -186,6 +192,7 @@ def test_queue_heads_never_crash_the_parser(raw):
     assert p.task_name is None or isinstance(p.task_name, str)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(JSON.map(lambda v: wire(orjson.dumps(v))), st.binary(max_size=200),
                  st.dictionaries(st.text(max_size=8), st.lists(JSON, max_size=3), max_size=4)
@@ -200,6 +207,7 @@ def test_pidbox_replies_and_events_never_crash_the_parsers(raw):
     assert event is None or isinstance(event["hostname"], str)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(queues=st.dictionaries(st.text(max_size=300), JSON, max_size=6),
        workers=st.lists(st.fixed_dictionaries({"name": JSON}, optional={"alive": JSON}), max_size=6),
@@ -218,8 +226,8 @@ def test_any_broker_shaped_snapshot_is_bounded_and_serializable(queues, workers,
 def test_a_deeply_nested_line_is_a_bad_line_and_the_next_alert_is_delivered(tmp_path):
     """PoC: an alert nested ~300 deep crashed notify (`Recursion limit reached`) and the alerts
     after it were lost. Now it is one reported bad line; the stream goes on."""
-    from tests.notify_support import alert, notify_env
-    from tests.receiver import Receiver
+    from tests.support.notify import alert, notify_env
+    from tests.support.receiver import Receiver
 
     deep = orjson.dumps(alert(1, details={"x": "DEEP"})).replace(b'"DEEP"', b"[" * 300 + b"1" + b"]" * 300)
     receiver = Receiver()

@@ -16,9 +16,9 @@ import pytest
 from doorman.bounds import MAX_WORKERS
 from doorman.brokers.redis.keys import Keys
 from doorman.ndjson import warn
-from tests.notify_support import alert, ndjson, notify_env
-from tests.receiver import Receiver
-from tests.support import BIN, cli, records, wait_for
+from tests.support.notify import alert, ndjson, notify_env
+from tests.support.process import BIN, cli, records, wait_for
+from tests.support.receiver import Receiver
 
 BINDING = b"_kombu.binding.celery"
 SEP = b"\x06\x16"
@@ -128,6 +128,7 @@ def heartbeat(name: str, freq: float) -> bytes:
     return orjson.dumps({"body": base64.b64encode(body).decode(), "properties": {"body_encoding": "base64"}})
 
 
+@pytest.mark.slow
 def test_a_burst_of_spoofed_heartbeats_stays_bounded_and_never_floods(redis_server, tmp_path):
     """PoC: one 30 ms burst of 2,000 fake heartbeats produced 999 worker_lost alerts. The daemon
     reads them on the real channel: every snapshot stays bounded, and analyze raises at most one
@@ -173,7 +174,7 @@ def test_two_thousand_workers_lost_at_once_are_one_alert_even_in_truncated_snaps
     lost alone still gets its own alert."""
     from doorman.analyze.engine import Engine
     from doorman.bounds import bound_snapshot
-    from tests.scenario import cfg, queue, snap, worker
+    from tests.support.scenario import cfg, queue, snap, worker
 
     def burst(t, fakes_alive: bool, real_alive: bool = True):
         ws = [worker("real@host", real_alive), worker("other@host")]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from doorman.redact import Scrubber
-from tests.notify_support import alert, ndjson, notify_env, read_ndjson
-from tests.support import cli, collect_with_config, free_port, records
+from tests.support.notify import alert, ndjson, notify_env, read_ndjson
+from tests.support.process import cli, collect_with_config, free_port, records
 
 
 def one_line_exit_2(p) -> str:
@@ -28,6 +28,7 @@ def test_a_password_given_as_a_flag_is_warned_about_and_never_printed():
     assert "command line" not in no_secret.stderr.decode()
 
 
+@pytest.mark.slow
 def test_percent_encoded_secrets_are_scrubbed(tmp_path):
     """PoC: a webhook path `SLACK SECRET|TOKEN` came out as `SLACK%20SECRET%7CTOKEN` in an error."""
     url = f"http://127.0.0.1:{free_port()}/services/SLACK SECRET|TOKEN"
@@ -55,6 +56,7 @@ def test_webhook_host_is_the_one_urllib3_sends_to():
     assert "SLACK_WEBHOOK_URL" in err and "192.0.2.2" not in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", ["ssl_cert_reqs=n%6Fne", "ssl_check_hostname=false", "ssl_cert_reqs=CERT_NONE",
                                     "ssl%5Fcert%5Freqs=optional", "ssl_check_hostname=No"])
 def test_every_tls_weakening_option_is_warned_about(option):
@@ -71,6 +73,7 @@ def test_an_option_name_redis_py_does_not_know_is_refused_not_ignored():
     assert p.returncode == 2 and "unknown URL option ?SSL_CERT_REQS=" in p.stderr.decode()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", ["db=abc", "max_connections=-1", "socket_timeout=x", "nonsense=1"])
 def test_bad_url_options_are_one_line_and_exit_2(option):
     """PoC: `?db=abc` and `?max_connections=-1` produced a traceback."""
@@ -80,6 +83,7 @@ def test_bad_url_options_are_one_line_and_exit_2(option):
     assert records(p.stdout) == []
 
 
+@pytest.mark.slow
 def test_world_writable_config_is_warned_about(tmp_path):
     """PoC: a world-writable config that holds secrets raised no warning."""
     cfg = tmp_path / "doorman.yaml"

@@ -15,21 +15,13 @@ import pytest
 
 from doorman.atomicfile import write_atomic
 from doorman.errors import UnsafePath
-from tests.notify_support import alert, ndjson, notify_env
-from tests.receiver import Receiver
-from tests.scenario import queue, snap
-from tests.support import BIN, cli
+from tests.support.files import give_away
+from tests.support.notify import alert, ndjson, notify_env
+from tests.support.process import BIN, cli
+from tests.support.receiver import Receiver
+from tests.support.scenario import queue, snap
 
-OTHER = 65534  # nobody
 SNAP = orjson.dumps(snap(0, workers=[], queues={"celery": queue(5)})) + b"\n"
-
-
-def give_away(path: Path) -> None:
-    """Make `path` belong to another user (the attacker), as the review's PoC had it."""
-    if os.geteuid() == 0:
-        os.chown(path, OTHER, OTHER, follow_symlinks=False)
-    else:  # not root: the suite needs sudo for this (never a skip)
-        subprocess.run(["sudo", "-n", "chown", "-h", f"{OTHER}:{OTHER}", str(path)], check=True)
 
 
 @pytest.fixture
@@ -64,6 +56,7 @@ def one_error_line(p: subprocess.CompletedProcess, *words: str) -> str:
 # ------------------------------------------------------------------ a directory others can write
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("planted", ["state.json.tmp", "state.json.lock", "state.json"])
 def test_analyze_refuses_a_world_writable_state_directory_and_writes_through_nothing(tmp_path, victim, planted):
     d = tmp_path / "shared"

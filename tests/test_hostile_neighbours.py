@@ -20,8 +20,8 @@ import amqp
 import orjson
 import pytest
 
-from tests.rabbit import HOST, PORT, Vhost, api, vhost_fixture  # noqa: F401 - the fixture `vhost`
-from tests.support import BIN, LAUNCHER_RSS, cli, records, wait_for
+from tests.support.process import BIN, LAUNCHER_RSS, cli, records, wait_for
+from tests.support.rabbit import HOST, PORT, Vhost, api, vhost_fixture  # noqa: F401 - the fixture `vhost`
 
 ENV = {"DOORMAN_CONFIG": ""}
 FAKE = "fake@evil"

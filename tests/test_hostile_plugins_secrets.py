@@ -12,10 +12,10 @@ import time
 
 import orjson
 
-from tests.notify_support import notify_env
-from tests.receiver import Reply
-from tests.scenario import snapshot_line
-from tests.support import BIN, records
+from tests.support.notify import notify_env
+from tests.support.process import BIN, records
+from tests.support.receiver import Reply
+from tests.support.scenario import snapshot_line
 
 BROKEN = '''
 class NoNeedsBroker:  # evaluate but none of the class attributes a BaseRule has

@@ -12,8 +12,8 @@ import orjson
 import pytest
 import requests
 
-from tests.serve_support import Serve, alert, lines, snapshot
-from tests.support import BIN, wait_for
+from tests.support.process import BIN, wait_for
+from tests.support.serve import Serve, alert, lines, snapshot
 
 
 @pytest.fixture

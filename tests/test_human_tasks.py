@@ -4,7 +4,7 @@ that fills `tasks` is tested with real workers in its own tests)."""
 from __future__ import annotations
 
 from doorman.collect.human import Memory, render
-from tests.scenario import T0, snap
+from tests.support.scenario import T0, snap
 from tests.test_task_rules import counts, tasks
 
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import ROOT
+from tests.support.process import ROOT
 
 PACKAGE = ROOT / "doorman"
 

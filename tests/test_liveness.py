@@ -1,7 +1,7 @@
 """Liveness from Redis's own connection table, with real parts: a redis-server the suite starts, real
 Celery workers (prefork and solo), the real daemon line and a real HTTP receiver on 127.0.0.1.
 
-Timing is the benchmark's business (tests/bench/bench_liveness.py); here only what arrives, and
+Timing is the benchmark's business (bench/bench_liveness.py); here only what arrives, and
 which snapshot raised it, is checked.
 """
 
@@ -13,17 +13,18 @@ import subprocess
 import time
 
 import orjson
+import pytest
 
 from doorman.simulate.procs import children_of
-from tests.daemon_pipeline import DaemonPipeline
-from tests.receiver import Receiver
-from tests.support import BIN, ROOT, cli, enqueue, records, wait_for
+from tests.support.daemon_pipeline import DaemonPipeline
+from tests.support.liveness import collect_analyze, consumer_ids
+from tests.support.process import BIN, ROOT, cli, records, wait_for
+from tests.support.receiver import Receiver
+from tests.support.workers import enqueue
+
+pytestmark = pytest.mark.e2e
 
 HOOK = "/hooks/doorman"
-
-
-def consumer_ids(client) -> set[str]:
-    return {c["id"] for c in client.client_list() if c["cmd"] == "brpop" and c["name"] != "celery-doorman"}
 
 
 def pipeline(url: str, receiver: Receiver, tmp_path, **env: str) -> DaemonPipeline:
@@ -116,16 +117,6 @@ def test_no_alert_for_a_reconnect_a_busy_prefork_a_solo_worker_on_a_10s_task_or_
     assert not any(s["trigger"] == "connection_lost" for s in snaps)
 
 
-def collect_analyze(url: str, *, count: int = 4, interval: float = 1.0, **env: str) -> tuple[list, list, bytes]:
-    """`doorman-collect --interval I --count N | doorman-analyze`: (snapshots, alerts, collect's stderr)."""
-    collected = cli("doorman-collect", "--redis-url", url, "--interval", str(interval), "--count", str(count),
-                    env=env)
-    assert collected.returncode == 0, collected.stderr
-    analyzed = cli("doorman-analyze", input=collected.stdout, env={"DOORMAN_CONFIG": "", **env})
-    assert analyzed.returncode == 0, analyzed.stderr
-    return records(collected.stdout), records(analyzed.stdout), collected.stderr
-
-
 def test_tasks_routed_to_a_queue_nobody_consumes_and_a_cancelled_consumer(redis_server, workers):
     url, client = redis_server.url, redis_server.client()
     w = workers(url, "w1@unconsumed", client, queues="celery,emails")
@@ -205,7 +196,7 @@ def test_human_view_shows_consumers_per_queue(redis_server, workers):
 
 
 def test_simulate_stages_the_unconsumed_queue_until_its_alert_comes():
-    from tests.support import free_port
+    from tests.support.process import free_port
 
     result = cli("doorman-simulate", "--scenario", "unconsumed", "--port", str(free_port()), timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -14,7 +14,7 @@ from doorman.collect.schedule import run
 from doorman.config.load import make_config
 from doorman.rules.ghost_worker import RULE as GHOST
 from doorman.rules.queue_unconsumed import RULE as UNCONSUMED
-from tests.test_collect_units import FakeTime
+from tests.support.schedule_time import FakeTime
 
 
 def line(cid: int, cmd: str = "brpop", psub: int = 0, name: str = "", host: str = "127.0.0.1") -> bytes:

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from doorman.simulate.lost_tasks import fill
-from tests.support import BIN, ROOT, cli, enqueue, records, wait_for
+from tests.support.process import BIN, ROOT, cli, records, wait_for
+from tests.support.workers import enqueue
 
 
 def brief(alerts: list[dict]) -> list[tuple[str, str, str]]:
@@ -76,6 +77,7 @@ def conf(tmp_path):
 ACKS_LATE = {"DOORMAN_DEMO_ACKS_LATE": "1", "DOORMAN_DEMO_VISIBILITY_TIMEOUT": "6"}
 
 
+@pytest.mark.e2e
 def test_acks_late_task_runs_twice_and_the_alert_comes_before_the_second_run(redis_server, workers, conf, tmp_path):
     url, client = redis_server.url, redis_server.client()
     workers(url, "w1@test", client=client, env=ACKS_LATE)
@@ -102,6 +104,7 @@ def test_acks_late_task_runs_twice_and_the_alert_comes_before_the_second_run(red
     assert {a["alert_type"] for a in stream.alerts} <= {"redelivery_risk"}
 
 
+@pytest.mark.e2e
 def test_unacked_stranded_pages_even_while_workers_down_fires(redis_server, workers, conf, tmp_path):
     url, client = redis_server.url, redis_server.client()
     w = workers(url, "w1@test", client=client, env={**ACKS_LATE, "DOORMAN_DEMO_VISIBILITY_TIMEOUT": "2"})
@@ -123,6 +126,7 @@ def test_unacked_stranded_pages_even_while_workers_down_fires(redis_server, work
 # ---------------------------------------------------------------- memory, eviction, OOM
 
 
+@pytest.mark.e2e
 def test_allkeys_lru_really_evicts_and_doorman_says_so(make_redis, conf, tmp_path):
     server = make_redis(extra=["--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru"])
     client = server.client()
@@ -142,6 +146,7 @@ def test_allkeys_lru_really_evicts_and_doorman_says_so(make_redis, conf, tmp_pat
     assert ev["details"]["new"] == evicted and ev["details"]["eviction_policy"] == "allkeys-lru"
 
 
+@pytest.mark.e2e
 def test_noeviction_full_broker_refuses_publishes_and_is_broker_oom_not_redis_down(make_redis, workers, conf, tmp_path):
     # 3 MiB: room for the clients of a --once run (the worker, the inspect replies) under the 90% memory threshold
     server = make_redis(extra=["--maxmemory", "3mb", "--maxmemory-policy", "noeviction"])
@@ -178,6 +183,7 @@ def test_noeviction_full_broker_refuses_publishes_and_is_broker_oom_not_redis_do
 # ---------------------------------------------------------------- results without expiry
 
 
+@pytest.mark.slow
 def test_results_without_expiry_growing(redis_server, conf):
     client = redis_server.client()
     cfg = conf("thresholds:\n  results_growth_window_seconds: 4\n  results_growth_min_keys: 50\n"
@@ -216,6 +222,7 @@ def beat_process(url: str, workdir: Path, every: float) -> subprocess.Popen:
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+@pytest.mark.e2e
 def test_a_killed_celery_beat_is_beat_down(redis_server, workers, conf, tmp_path):
     url, client = redis_server.url, redis_server.client()
     workers(url, "w1@test", client=client, env={"DOORMAN_BEAT_CANARY_KEY": "doorman:beat:canary"})
@@ -245,6 +252,7 @@ def test_a_killed_celery_beat_is_beat_down(redis_server, workers, conf, tmp_path
     client.delete("doorman:beat:canary")  # only the test's own keys; Doorman wrote none
 
 
+@pytest.mark.slow
 def test_canary_alone_missing_is_beat_down(redis_server, conf, tmp_path):
     cfg = conf("beat:\n  canary_key: my:canary\n  canary_max_age_seconds: 60\n")
     _, alerts = once(redis_server.url, cfg, tmp_path / "state.json")
@@ -256,9 +264,10 @@ def test_canary_alone_missing_is_beat_down(redis_server, conf, tmp_path):
 
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", ["oom", "stranded"])
 def test_simulate_scenario_stages_it_and_gets_its_alert(name):
-    from tests.support import free_port
+    from tests.support.process import free_port
 
     got = cli("doorman-simulate", "--scenario", name, "--port", str(free_port()), "--interval", "0.5", timeout=120)
     assert got.returncode == 0, got.stderr.decode()[-2000:]

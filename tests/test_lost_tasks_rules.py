@@ -8,7 +8,7 @@ import pytest
 from doorman.analyze.engine import Engine
 from doorman.config.load import make_config
 from doorman.rules import beat, broker_errors, broker_memory, redelivery, results_growing, stranded
-from tests.scenario import brief, cfg, feed, queue, run_rule, snap, worker
+from tests.support.scenario import brief, cfg, feed, queue, run_rule, snap, worker
 
 
 def unacked(age: float | None, vt: float = 100.0, count: int = 1, overdue: int | None = None, oldest=None) -> dict:

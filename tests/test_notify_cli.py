@@ -10,7 +10,7 @@ import time
 import orjson
 import pytest
 
-from tests.notify_support import (
+from tests.support.notify import (
     HOOK_PATH,
     PD_PATH,
     ROUTING_KEY,
@@ -21,8 +21,8 @@ from tests.notify_support import (
     notify_env,
     read_ndjson,
 )
-from tests.receiver import Receiver, Reply
-from tests.support import BIN, cli, free_port, records
+from tests.support.process import BIN, cli, free_port, records
+from tests.support.receiver import Receiver, Reply
 
 
 @pytest.fixture
@@ -100,6 +100,7 @@ def test_all_delivered_exits_0(tmp_path, receiver):
     assert p.stderr == b""
 
 
+@pytest.mark.slow
 def test_spool_is_replayed_on_the_next_run_exactly_once(tmp_path, receiver):
     receiver.script(HOOK_PATH, Reply(503, "down"))
     env = notify_env(tmp_path, hook=receiver.url(HOOK_PATH))
@@ -133,6 +134,7 @@ def test_permanent_failure_is_reported_and_kept_in_the_dead_letter_file(tmp_path
     assert read_ndjson(tmp_path / "spool.ndjson") == []
 
 
+@pytest.mark.slow
 def test_secrets_appear_in_no_output_spool_or_error(tmp_path, receiver):
     """Every failure kind at once; the webhook path, PagerDuty path and routing key must never show."""
     receiver.script(SLACK_PATH, Reply(500, f"oops {SLACK_PATH}"))

@@ -7,6 +7,7 @@ import io
 import threading
 
 import orjson
+import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -55,6 +56,7 @@ def dry_run(data: bytes) -> tuple[list[dict], list[str]]:
     return records, problems
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lines)
 def test_any_input_is_rendered_or_rejected_never_a_traceback(raw_lines):

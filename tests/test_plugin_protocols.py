@@ -9,8 +9,8 @@ from pathlib import Path
 
 import orjson
 
-from tests.scenario import snap
-from tests.support import BIN
+from tests.support.process import BIN
+from tests.support.scenario import snap
 
 SNAPSHOT = snap(connected=False)
 

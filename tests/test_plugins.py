@@ -17,8 +17,11 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from tests.plugin_guard import PLUGIN
-from tests.support import BIN, ROOT, enqueue
+from tests.support.plugin_guard import PLUGIN
+from tests.support.process import BIN, ROOT
+from tests.support.workers import enqueue
+
+pytestmark = pytest.mark.slow  # every test needs the plugin pip-installed first
 
 
 def pip(*args: str) -> None:
@@ -59,6 +62,7 @@ def brief(alerts: list[dict]) -> list[tuple[str, str, str]]:
     return sorted((a["alert_type"], a["severity"], a["status"]) for a in alerts)
 
 
+@pytest.mark.e2e
 def test_the_example_rule_and_sink_work_through_the_real_pipeline(example_plugin, redis_server, tmp_path):
     out = tmp_path / "alerts.ndjson"
     env = {"EXAMPLE_FILE_PATH": str(out), "DOORMAN_SPOOL": str(tmp_path / "spool.ndjson"), **example_plugin}

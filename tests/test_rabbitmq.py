@@ -9,14 +9,17 @@ import subprocess
 import time
 
 import orjson
+import pytest
 
 from doorman.simulate.partition import Partition
 from doorman.timefmt import parse_iso
-from tests.daemon_pipeline import DaemonPipeline
-from tests.rabbit import Vhost, vhost_fixture, wait_listening  # noqa: F401 - the fixture `vhost`
-from tests.receiver import Receiver
-from tests.support import BIN, cli, collect_once, enqueue, free_port, records, wait_for
-from tests.test_security import tls_files  # noqa: F401 - a fixture
+from tests.support.daemon_pipeline import DaemonPipeline
+from tests.support.process import BIN, cli, collect_once, free_port, records, wait_for
+from tests.support.rabbit import Vhost, vhost_fixture, wait_listening  # noqa: F401 - the fixture `vhost`
+from tests.support.receiver import Receiver
+from tests.support.workers import enqueue
+
+pytestmark = pytest.mark.e2e
 
 HOOK = "/hooks/doorman"
 
@@ -236,7 +239,7 @@ def test_least_privilege_user_reads_everything_and_can_touch_no_task(vhost, work
     import amqp
     import pytest
 
-    from tests.rabbit import api
+    from tests.support.rabbit import api
 
     user, password = f"doorman-{vhost.name[-10:]}", "mon-Pass-1234"
     api("PUT", f"/api/users/{user}", {"password": password, "tags": "monitoring"})
@@ -274,8 +277,8 @@ def test_least_privilege_user_reads_everything_and_can_touch_no_task(vhost, work
         api("DELETE", f"/api/users/{user}")
 
 
-def test_amqps_verifies_the_certificate_by_default(vhost, tls_files):  # noqa: F811 - the fixture
-    from tests.rabbit import TlsTerminator
+def test_amqps_verifies_the_certificate_by_default(vhost, tls_files):
+    from tests.support.rabbit import TlsTerminator
 
     tls = TlsTerminator(str(tls_files / "server.crt"), str(tls_files / "server.key"))
     try:

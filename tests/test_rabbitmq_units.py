@@ -12,9 +12,10 @@ from doorman.brokers.rabbitmq import urls
 from doorman.brokers.rabbitmq.broker import HeldUnacked, internal
 from doorman.brokers.rabbitmq.management import Management, ManagementError, QueueRow, health_of
 from doorman.rules import broker_alarm, consumer_timeout
-from tests.scenario import cfg, run_rule, snap
+from tests.support.scenario import cfg, run_rule, snap
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("url,vhost", [
     ("amqp://h", "/"), ("amqp://h/", "/"), ("amqp://h//", "/"), ("amqp://h/%2F", "/"), ("amqp://h/app", "app"),
     ("pyamqp://u:p@h:5673/a%2Fb", "a/b"),

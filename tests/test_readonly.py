@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from doorman.brokers.redis.keys import Keys
-from tests.support import ROOT, cli, records
+from tests.support.process import ROOT, cli, records
 
 KEYS = Keys()
 # The exact rule docs/security.md documents for `inspect: false`: reads, the connection table, the
@@ -31,6 +31,7 @@ def test_the_readonly_acl_tested_is_the_one_documented():
     assert documented == ["ACL SETUSER doorman-ro " + READONLY_ACL.replace("{password}", "CHANGE-ME")]
 
 
+@pytest.mark.e2e
 def test_inspect_false_watches_a_real_worker_without_a_single_write(redis_server, workers):
     client = redis_server.client()
     password = "ro-Secret-77xyz"
@@ -60,6 +61,7 @@ def test_inspect_false_watches_a_real_worker_without_a_single_write(redis_server
         client.execute_command("ACL", "DELUSER", "doorman-ro")
 
 
+@pytest.mark.e2e
 def test_inspect_false_one_shot_says_liveness_is_unknown_rather_than_guessing(redis_server, workers):
     """Without heartbeats (one shot) and without asking, nobody knows who is alive: null, not 0
     (0 would page workers_down for a healthy fleet)."""

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.daemon_pipeline import DaemonPipeline, _read
-from tests.receiver import Receiver, Reply
-from tests.support import enqueue, wait_for
+import pytest
+
+from tests.support.daemon_pipeline import DaemonPipeline, _read
+from tests.support.process import wait_for
+from tests.support.receiver import Receiver, Reply
+from tests.support.workers import enqueue
+
+pytestmark = pytest.mark.e2e
 
 
 def posted(receiver: Receiver, path: str) -> list[tuple[str, str, str]]:

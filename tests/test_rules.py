@@ -8,7 +8,7 @@ import pytest
 from doorman import plugins
 from doorman.contract.severity import SEVERITIES
 from doorman.rules import backlog, backlog_growing, latency, redis_down, worker_lost, workers, zombie
-from tests.scenario import T0, brief, cfg, feed, head, queue, run_rule, snap, task, worker
+from tests.support.scenario import T0, brief, cfg, feed, head, queue, run_rule, snap, task, worker
 
 __all__ = ["T0", "brief", "cfg", "feed", "head", "queue", "snap", "task", "worker"]  # for older imports
 

@@ -13,7 +13,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from tests.support import BIN, ROOT, free_port, wait_for
+from tests.support.process import BIN, ROOT, free_port, wait_for
 
 RUN = ROOT / "bin" / "doorman-run"
 NOBODY = 65534

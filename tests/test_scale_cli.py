@@ -11,18 +11,8 @@ import textwrap
 import orjson
 import pytest
 
-from tests.support import BIN, cli, records
-from tests.test_scale_policy import Model
-
-
-def burst_lines(n: int = 12, burst_at: int = 2, burst: int = 100) -> list[bytes]:
-    """Snapshots 5 s apart of one worker meeting a burst: the pool grows at the 4th line."""
-    m = Model(workers=1)
-    out = []
-    for i in range(n):
-        m.advance(5, burst=burst if i == burst_at else 0)
-        out.append(orjson.dumps(m.snapshot()) + b"\n")
-    return out
+from tests.support.process import BIN, cli, records
+from tests.support.scale import burst_lines
 
 
 def script(tmp_path, body: str, name: str = "scaler") -> str:
@@ -33,6 +23,7 @@ def script(tmp_path, body: str, name: str = "scaler") -> str:
     return str(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config, key", [
     ("scale:\n  pools:\n    fast: {min: 1, max: 3}\n", "scale.pools: fast.queues: a pool needs a non-empty list"),
     ("scale:\n  pools:\n    fast: {queues: [a], min: 5, max: 2}\n", "scale.pools.fast.min: min (5) is more than max (2)"),
@@ -163,6 +154,7 @@ def test_failed_command_is_reported_and_retried_on_the_next_decision(tmp_path):
     assert tries.read_text().strip() == "2"
 
 
+@pytest.mark.slow
 def test_missing_and_hanging_commands_are_failures_not_crashes(tmp_path):
     data = b"".join(burst_lines(2))  # one decision
     r = cli("doorman-scale", "--exec", str(tmp_path / "no-such-kubectl") + " {desired}", input=data)

@@ -8,11 +8,12 @@ from __future__ import annotations
 import subprocess
 import time
 
+import pytest
 import requests
 import yaml
 
-from tests.support import ROOT, cli, free_port, records, require
-from tests.test_scale_cli import burst_lines
+from tests.support.process import ROOT, cli, free_port, records, require
+from tests.support.scale import burst_lines
 
 DEPLOY = ROOT / "deploy"
 
@@ -21,6 +22,7 @@ def need(binary: str) -> str:
     return require(binary, {"promtool": "prometheus"}.get(binary, binary))
 
 
+@pytest.mark.e2e
 def test_textfile_gauge_reaches_prometheus_format_through_node_exporter(tmp_path):
     exporter, promtool = need("prometheus-node-exporter"), need("promtool")
     textdir = tmp_path / "textfile"

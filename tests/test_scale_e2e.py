@@ -8,8 +8,13 @@ import subprocess
 import time
 
 import orjson
+import pytest
 
-from tests.support import BIN, enqueue, free_port, require_redis_server, wait_for
+from tests.support.process import BIN, free_port, wait_for
+from tests.support.redis import require_redis_server
+from tests.support.workers import enqueue
+
+pytestmark = pytest.mark.e2e
 
 
 def test_collect_into_scale_asks_for_more_workers_for_a_backlog(redis_server, workers, tmp_path):

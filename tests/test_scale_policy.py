@@ -6,74 +6,14 @@ crash. No clock, no sleep: time is the snapshots' ts."""
 from __future__ import annotations
 
 import math
-from collections import deque
 
 from doorman.scale.policy import Decision, Hold, Policy, State, step
 from doorman.scale.settings import Pool
 from doorman.timefmt import iso
+from tests.support.scale import T0, Model
 
-T0 = 1_800_000_000.0
 POOL = Pool("default", None, 1, 20, 30.0)
 POLICY = Policy(stabilization=300.0, rate_window=60.0, stale_after=120.0)
-
-
-class Model:
-    """Workers serving one FIFO queue at `pace` tasks/s each; snapshots as doorman-collect writes them."""
-
-    def __init__(self, workers: int = 1, pace: float = 1.0):
-        self.t = 0.0
-        self.pace = pace
-        self.processed: dict[str, int] = {}
-        self.alive: list[str] = []
-        self.waiting: deque[list[float]] = deque()  # [arrival time, count]
-        self.credit: dict[str, float] = {}
-        self.scale_to(workers)
-
-    def scale_to(self, n: int) -> None:
-        while len(self.alive) < n:
-            name = f"w{len(self.processed) + 1}@host"
-            self.alive.append(name)
-            self.processed[name] = 0
-            self.credit[name] = 0.0
-        del self.alive[n:]
-
-    def crash(self, name: str) -> None:
-        self.alive.remove(name)
-
-    @property
-    def pending(self) -> int:
-        return int(sum(c for _, c in self.waiting))
-
-    def advance(self, dt: float, rate: float = 0.0, burst: int = 0) -> None:
-        """dt seconds of `rate` arrivals/s (plus `burst` at once), served one second at a time."""
-        if burst:
-            self.waiting.append([self.t, burst])
-        for _ in range(int(dt)):
-            self.t += 1
-            if rate:
-                self.waiting.append([self.t, rate])
-            for w in self.alive:
-                self.credit[w] += self.pace
-                while self.credit[w] >= 1 and self.waiting:
-                    head = self.waiting[0]
-                    take = min(head[1], 1.0)
-                    head[1] -= take
-                    self.credit[w] -= take
-                    self.processed[w] += 1
-                    if head[1] <= 1e-9:
-                        self.waiting.popleft()
-                self.credit[w] = min(self.credit[w], 1.0)
-
-    def snapshot(self) -> dict:
-        ts = T0 + self.t
-        oldest = ({"task_id": "x", "task_name": "demo.sleep", "priority": 0, "published_at": None,
-                   "age_seconds": self.t - self.waiting[0][0]} if self.waiting else None)
-        return {"v": 1, "kind": "snapshot", "ts": iso(ts), "cluster": "prod", "redis_connected": True,
-                "error": None, "pending_tasks": self.pending,
-                "queues": {"celery": {"pending": self.pending, "oldest": oldest, "heads": []}},
-                "alive_workers": len(self.alive),
-                "workers": [{"name": w, "alive": True, "processed": self.processed[w],
-                             "last_heartbeat": iso(ts)} for w in self.alive]}
 
 
 def run(snaps, pool: Pool = POOL, policy: Policy = POLICY, state: State | None = None):

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
-import subprocess
 import time
 
 import pytest
 import redis
 
 from doorman.brokers.redis.keys import Keys
-from tests.support import (
-    ROOT,
-    RedisServer,
-    cli,
-    collect_once,
-    collect_with_config,
-    enqueue,
-    free_port,
-    records,
-)
+from tests.support.process import ROOT, cli, collect_once, collect_with_config, free_port, records
+from tests.support.redis import RedisServer
+from tests.support.workers import enqueue
 
 KEYS = Keys()
 # The exact rule docs/security.md documents ("A least-privilege Redis user"): read anything, write
@@ -50,6 +41,7 @@ def test_the_acl_tested_is_the_one_documented():
     assert set(documented) == {"ACL SETUSER doorman " + DOORMAN_ACL.replace("{password}", "CHANGE-ME")}
 
 
+@pytest.mark.e2e
 def test_collect_works_with_the_documented_least_privilege_acl(redis_server, workers):
     client = redis_server.client()
     password = "acl-Secret-42xyz"
@@ -83,6 +75,7 @@ def test_collect_works_with_the_documented_least_privilege_acl(redis_server, wor
     client.execute_command("ACL", "DELUSER", "doorman")
 
 
+@pytest.mark.e2e
 def test_collect_daemon_follows_heartbeats_under_the_acl(redis_server, workers):
     client = redis_server.client()
     password = "acl-Secret-43xyz"
@@ -95,28 +88,6 @@ def test_collect_daemon_follows_heartbeats_under_the_acl(redis_server, workers):
     assert any(w["last_heartbeat"] for s in snaps for w in s["workers"]), "heartbeats are visible"
     assert all(s["connections"]["consumers"] == 1 for s in snaps), "the connection table is readable"
     client.execute_command("ACL", "DELUSER", "doorman")
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory):
-    openssl = shutil.which("openssl")
-    if not openssl:
-        pytest.fail("openssl is needed to make the throw-away CA (apt-get install openssl)", pytrace=False)
-    d = tmp_path_factory.mktemp("tls")
-
-    def run(*args):
-        subprocess.run([openssl, *args], cwd=d, check=True, capture_output=True)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
-        "-subj", "/CN=doorman-test-ca")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-        "-subj", "/CN=127.0.0.1")
-    (d / "ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.crt", "-days", "1", "-extfile", "ext")
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out", "other.crt",
-        "-days", "1", "-subj", "/CN=someone-else")
-    return d
 
 
 @pytest.fixture
@@ -139,6 +110,7 @@ def tls_redis(tls_files):
     server.cleanup()
 
 
+@pytest.mark.e2e
 def test_tls_verifies_the_certificate_by_default(tls_redis, tls_files):
     url = f"rediss://127.0.0.1:{tls_redis.tls_port}/0"
     ok = cli("doorman-collect", "--once", "--redis-url", url,
@@ -155,6 +127,7 @@ def test_tls_verifies_the_certificate_by_default(tls_redis, tls_files):
     assert wrong_ca["redis_connected"] is False
 
 
+@pytest.mark.slow
 def test_disabling_tls_verification_is_explicit_and_warned(tls_redis):
     url = f"rediss://127.0.0.1:{tls_redis.tls_port}/0"
     result = cli("doorman-collect", "--once", "--redis-url", url, env={"DOORMAN_TLS_INSECURE": "true"})
@@ -196,6 +169,7 @@ EARLIER_ACL = (
 )
 
 
+@pytest.mark.e2e
 def test_an_acl_from_an_earlier_release_still_reads_the_queues_and_the_workers(redis_server, workers):
     client = redis_server.client()
     password = "acl-Secret-44xyz"

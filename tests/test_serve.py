@@ -23,9 +23,9 @@ from doorman.serve.health import health
 from doorman.serve.history import History, Reader
 from doorman.serve.metrics import exposition_maker
 from doorman.serve.state import Limits, State
-from tests.exporter_support import promtool_problems
-from tests.serve_support import XSS, Serve, alert, lines, snapshot
-from tests.support import BIN, require, wait_for
+from tests.support.exporter import promtool_problems
+from tests.support.process import BIN, require, wait_for
+from tests.support.serve import XSS, Serve, alert, lines, snapshot
 
 
 def promtool() -> str:
@@ -132,6 +132,7 @@ def test_healthz_fresh_stale_broker_down_and_no_data():
 
 # --- history -------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_history_downsamples_keeps_maxima_prunes_and_is_private(tmp_path):
     path = tmp_path / "state" / "doorman" / "h.sqlite3"
     h = History(str(path), retention=7 * 86400)
@@ -155,6 +156,7 @@ def test_history_downsamples_keeps_maxima_prunes_and_is_private(tmp_path):
 
 # --- the command -------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_serve_follows_a_file_reports_bad_lines_and_keeps_history_across_restart(tmp_path):
     stream = tmp_path / "stream.ndjson"
     t = time.time()
@@ -190,6 +192,7 @@ def test_serve_follows_a_file_reports_bad_lines_and_keeps_history_across_restart
     assert stat.S_IMODE(db.stat().st_mode) == 0o600 and stat.S_IMODE(db.parent.stat().st_mode) == 0o700
 
 
+@pytest.mark.slow
 def test_serve_reads_stdin(tmp_path):
     serve = Serve(tmp_path, args=("--history", "none"), stdin=subprocess.PIPE)
     try:
@@ -210,6 +213,7 @@ def run_serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> 
                           stdin=subprocess.DEVNULL)
 
 
+@pytest.mark.slow
 def test_a_public_address_needs_a_token_or_an_explicit_no_auth(tmp_path):
     r = run_serve(tmp_path, "--listen", "0.0.0.0:0")
     assert r.returncode == 2
@@ -220,6 +224,7 @@ def test_a_public_address_needs_a_token_or_an_explicit_no_auth(tmp_path):
     assert (r.returncode, r.stderr.count("\n")) == (2, 1) and "--listen" in r.stderr
 
 
+@pytest.mark.slow
 def test_no_auth_warns_and_a_token_guards_everything_but_the_probes(tmp_path):
     serve = Serve(tmp_path, args=("--no-auth",))  # loopback anyway: --no-auth alone changes nothing
     serve.stop()

@@ -17,8 +17,10 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.serve_support import XSS, Serve, alert, lines, snapshot
-from tests.support import ROOT, require, wait_for
+from tests.support.process import ROOT, require, wait_for
+from tests.support.serve import XSS, Serve, alert, lines, snapshot
+
+pytestmark = pytest.mark.browser
 
 ARTIFACTS = ROOT / "test-artifacts"
 

@@ -25,7 +25,7 @@ from doorman.serve.ingest import Ingest
 from doorman.serve.metrics import exposition_maker
 from doorman.serve.state import Limits, State
 from doorman.serve.tasks import TaskCaps
-from tests.exporter_support import (
+from tests.support.exporter import (
     MIXIN,
     SINCE_AGO,
     WRow,
@@ -33,8 +33,8 @@ from tests.exporter_support import (
     promtool_problems,
     workload_snapshot,
 )
-from tests.serve_support import Serve, lines, snapshot
-from tests.support import free_port, require, wait_for
+from tests.support.process import free_port, require, wait_for
+from tests.support.serve import Serve, lines, snapshot
 
 TYPES = {"counter": "counter", "gauge": "gauge", "histogram": "histogram"}
 

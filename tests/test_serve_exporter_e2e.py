@@ -14,16 +14,16 @@ import sys
 import time
 from pathlib import Path
 
-from tests.exporter_support import MIXIN
-from tests.serve_support import Serve
-from tests.support import BIN, ROOT, wait_for
+from tests.support.exporter import MIXIN
+from tests.support.process import BIN, ROOT, wait_for
+from tests.support.serve import Serve
 from tests.test_serve_exporter import JOB, Prometheus, fill, queries
 
 OK, VALUE, KEY, FLAKY, REVOKED = 12, 4, 2, 3, 2
 
 
 def start_worker(url: str, name: str, tmp: Path) -> subprocess.Popen:
-    return subprocess.Popen([str(BIN / "celery"), "-A", "tests.exporter_app", "worker", "-E", "-n", name, "-c", "2",
+    return subprocess.Popen([str(BIN / "celery"), "-A", "tests.support.exporter_app", "worker", "-E", "-n", name, "-c", "2",
                              "-l", "WARNING", "--without-mingle"], cwd=ROOT, env={**os.environ, "REDIS_URL": url},
                             stdout=open(tmp / f"{name}.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -41,7 +41,7 @@ def test_real_workers_mix_counted_and_every_row_answered(own_redis, tmp_path):
     try:
         wait_for(lambda: prom.query('sum(celery_worker_up{job="celery"}) == 2'), 90, "both workers up in Prometheus")
         sys.path.insert(0, str(ROOT))
-        from tests.exporter_app import app
+        from tests.support.exporter_app import app
 
         app.conf.broker_url = url
         app.send_task("mix.ok", args=(0,))  # the first event of each label set makes it appear (pre-zeroed)

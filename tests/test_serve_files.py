@@ -13,9 +13,9 @@ import yaml
 
 from doorman.serve.metrics import exposition_maker
 from doorman.serve.state import State
-from tests.exporter_support import workload_snapshot
-from tests.serve_support import alert, snapshot
-from tests.support import ROOT, require
+from tests.support.exporter import workload_snapshot
+from tests.support.process import ROOT, require
+from tests.support.serve import alert, snapshot
 
 PROM = ROOT / "deploy" / "prometheus"
 
@@ -87,7 +87,7 @@ def test_deployments_run_serve_beside_the_daemon_with_probes():
 
 def test_serve_unit_verifies(tmp_path):
     analyze = require("systemd-analyze", "systemd")
-    from tests.support import BIN
+    from tests.support.process import BIN
 
     unit = tmp_path / "celery-doorman-serve.service"
     unit.write_text((ROOT / "deploy" / "celery-doorman-serve.service").read_text().replace(

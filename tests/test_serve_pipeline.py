@@ -11,11 +11,15 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 import requests
 
-from tests.receiver import Receiver
-from tests.serve_support import Serve
-from tests.support import BIN, ROOT, enqueue, free_port, require, wait_for
+from tests.support.process import BIN, ROOT, free_port, require, wait_for
+from tests.support.receiver import Receiver
+from tests.support.serve import Serve
+from tests.support.workers import enqueue
+
+pytestmark = pytest.mark.e2e
 
 RUN = ROOT / "bin" / "doorman-run"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from doorman.simulate.scenario import Options, plan
-from tests.support import BIN, free_port, records
+from tests.support.process import BIN, free_port, records
 
 SIM = str(BIN / "doorman-simulate")
 
@@ -69,6 +69,7 @@ def alerts_of(result: subprocess.CompletedProcess) -> list[tuple[str, str, str]]
     return [(a["alert_type"], a["severity"], a["status"]) for a in out]
 
 
+@pytest.mark.e2e
 def test_one_idle_worker_gives_no_alert_and_a_human_view():
     result, _ = simulate("--workers", "1", "--checks", "2", json=False)
     assert result.returncode == 0, result.stderr.decode()
@@ -78,11 +79,13 @@ def test_one_idle_worker_gives_no_alert_and_a_human_view():
     assert not [line for line in out.splitlines() if line.startswith("{")]
 
 
+@pytest.mark.e2e
 def test_no_worker_and_empty_queues_is_a_warning():
     result, _ = simulate("--workers", "0", "--checks", "2")
     assert alerts_of(result) == [("celery_disconnected", "warning", "firing")]
 
 
+@pytest.mark.e2e
 def test_no_worker_with_five_tasks_is_an_emergency():
     result, port = simulate("--workers", "0", "--enqueue", "5", "--checks", "2")
     assert alerts_of(result) == [("workers_down", "emergency", "firing")]
@@ -92,6 +95,7 @@ def test_no_worker_with_five_tasks_is_an_emergency():
     assert "Pending tasks:  5" in result.stderr.decode()
 
 
+@pytest.mark.e2e
 def test_one_worker_twenty_slow_tasks_is_a_backlog_explosion():
     result, _ = simulate("--workers", "1", "--enqueue", "20", "--checks", "2")
     assert alerts_of(result) == [("backlog_explosion", "critical", "firing")]
@@ -100,6 +104,7 @@ def test_one_worker_twenty_slow_tasks_is_a_backlog_explosion():
     assert alert["details"]["total_pending"] > 10
 
 
+@pytest.mark.e2e
 def test_a_hung_task_is_a_zombie():
     result, _ = simulate("--workers", "1", "--zombie", "--checks", "3")
     assert alerts_of(result) == [("zombie_tasks", "warning", "firing")]
@@ -107,6 +112,7 @@ def test_a_hung_task_is_a_zombie():
     assert alert["details"]["tasks"][0]["task_name"] == "demo.sleep"
 
 
+@pytest.mark.e2e
 def test_a_worker_killed_part_way_is_lost():
     # --checks 4: the workers' first heartbeats may add checks of their own right after the first
     result, _ = simulate("--workers", "2", "--kill-after", "0.3", "--checks", "4")
@@ -116,6 +122,7 @@ def test_a_worker_killed_part_way_is_lost():
     assert "kill -9 worker sim2@" in result.stderr.decode()
 
 
+@pytest.mark.e2e
 def test_a_waiting_critical_queue_is_critical_latency():
     result, _ = simulate("--workers", "1", "--critical-queue", "payments", "--enqueue", "3", "--checks", "3")
     assert alerts_of(result) == [("high_latency", "critical", "firing")]
@@ -123,11 +130,13 @@ def test_a_waiting_critical_queue_is_critical_latency():
     assert alert["subject"] == "queue:payments"
 
 
+@pytest.mark.e2e
 def test_broker_stopped_part_way_is_redis_down():
     result, _ = simulate("--workers", "1", "--stop-redis-after", "0.2", "--checks", "3")
     assert alerts_of(result) == [("redis_down", "emergency", "firing")]
 
 
+@pytest.mark.e2e
 def test_command_mode_runs_against_the_broker_and_returns_its_exit_code():
     result, port = simulate("--workers", "0", "--enqueue", "5", "--",
                             "sh", "-c", "doorman-collect --once && exit 7", json=False)
@@ -137,6 +146,7 @@ def test_command_mode_runs_against_the_broker_and_returns_its_exit_code():
     assert snap["broker"] == f"redis://127.0.0.1:{port}/0"
 
 
+@pytest.mark.e2e
 def test_sigterm_tears_everything_down():
     port = free_port()
     proc = subprocess.Popen([SIM, "--port", str(port), "--workers", "1", "--forever", "--json", "--interval", "1"],

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.rabbit import require_rabbitmq
-from tests.support import BIN, records
+from tests.support.process import BIN, records
+from tests.support.rabbit import require_rabbitmq
+
+pytestmark = pytest.mark.e2e
 
 SIM = str(BIN / "doorman-simulate")
 
@@ -80,7 +82,7 @@ def test_without_a_rabbitmq_on_the_port_it_starts_a_private_node_and_stops_it():
     import glob
     import socket
 
-    from tests.support import free_port
+    from tests.support.process import free_port
 
     require_rabbitmq()  # rabbitmq-server must be installed; the machine's own node is left alone
     port = free_port()

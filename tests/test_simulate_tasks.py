@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from doorman import demoapp
-from tests.support import cli, free_port, records
+from tests.support.process import cli, free_port, records
 from tests.test_simulate import assert_all_gone
 
 

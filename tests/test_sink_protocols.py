@@ -9,7 +9,7 @@ from doorman.sinks import Result
 from doorman.sinks.pagerduty import PagerDutySink
 from doorman.sinks.slack import SlackSink
 from doorman.sinks.webhook import WebhookSink
-from tests.notify_support import PD_PATH, ROUTING_KEY, SLACK_PATH, alert
+from tests.support.notify import PD_PATH, ROUTING_KEY, SLACK_PATH, alert
 
 
 class ListSink:

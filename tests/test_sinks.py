@@ -14,9 +14,9 @@ from doorman.sinks import retry_after_seconds
 from doorman.sinks.pagerduty import PagerDutySink
 from doorman.sinks.slack import SlackSink, flatten
 from doorman.sinks.webhook import WebhookSink, idempotency_key
-from tests.notify_support import HOOK_PATH, PD_PATH, ROUTING_KEY, SLACK_PATH, alert
-from tests.receiver import Reply
-from tests.support import free_port
+from tests.support.notify import HOOK_PATH, PD_PATH, ROUTING_KEY, SLACK_PATH, alert
+from tests.support.process import free_port
+from tests.support.receiver import Reply
 
 PD_SCHEMA = json.loads((Path(__file__).parent / "data" / "pagerduty-events-v2.schema.json").read_text())
 

@@ -4,8 +4,8 @@ shows in `tasks.lost` and the counts stay consistent (docs/tasks.md)."""
 
 from __future__ import annotations
 
-from tests.support import enqueue, wait_for
-from tests.task_events_support import (
+from tests.support.process import wait_for
+from tests.support.task_events import (
     Daemon,
     EventWorker,
     assert_every_count,
@@ -13,6 +13,7 @@ from tests.task_events_support import (
     plain,
     run_every_outcome,
 )
+from tests.support.workers import enqueue
 
 
 def test_every_count_equals_what_the_workers_did(redis_server):
@@ -82,7 +83,7 @@ def test_a_redis_restart_is_reported_in_lost_and_counts_stay_consistent(own_redi
 
 
 def test_once_has_no_tasks_and_task_events_false_turns_the_reader_off(redis_server):
-    from tests.support import collect_once
+    from tests.support.process import collect_once
 
     assert collect_once(redis_server.url)["tasks"] is None  # --once cannot see events
     daemon = Daemon(redis_server.url, task_events=False)

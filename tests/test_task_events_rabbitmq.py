@@ -3,9 +3,9 @@ exclusive, auto-delete queue bound to `celeryev` (task.# and worker.#), nothing 
 
 from __future__ import annotations
 
-from tests.rabbit import vhost_fixture  # noqa: F401 - the fixture `vhost`
-from tests.support import wait_for
-from tests.task_events_support import Daemon, EventWorker, assert_every_count, done, run_every_outcome
+from tests.support.process import wait_for
+from tests.support.rabbit import vhost_fixture  # noqa: F401 - the fixture `vhost`
+from tests.support.task_events import Daemon, EventWorker, assert_every_count, done, run_every_outcome
 
 
 def test_every_count_equals_what_the_workers_did_on_rabbitmq(vhost):

@@ -11,7 +11,7 @@ from doorman.contract.snapshot import snapshot_problem
 from doorman.contract.tasks import QUEUE_WAIT_BUCKETS, RUNTIME_BUCKETS, WAIT_BUCKETS
 from doorman.rules import task_events, task_failure_rate, task_retry_storm, task_slowdown, taskwindow
 from doorman.timefmt import parse_iso
-from tests.scenario import T0, brief, cfg, feed, queue, run_rule, snap, worker
+from tests.support.scenario import T0, brief, cfg, feed, queue, run_rule, snap, worker
 
 SINCE = T0 - 5.0
 

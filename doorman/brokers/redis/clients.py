@@ -16,7 +16,7 @@ those lines' `id`/`addr`/`name` are looked at, in place (no split, no per-line c
 dict). A field is ` key=value` between spaces and no value holds a space or a newline (CLIENT
 SETNAME refuses them), so a client name cannot forge a field. Ids are read only up to 19 digits,
 hosts are escaped and capped at 64 characters, and at most `MAX_HOSTS` hosts are reported.
-Figures: tests/bench/bench_liveness.py.
+Figures: bench/bench_liveness.py.
 """
 
 from __future__ import annotations
