@@ -38,9 +38,12 @@ def test_the_tasks_section_is_checked_and_may_be_null():
     assert snapshot_problem({**snap, "tasks": tasks()}) is None
     bad = tasks()
     bad["by_name"]["app.add"]["runtime"]["counts"].pop()
-    assert snapshot_problem({**snap, "tasks": bad}) == (
+    assert tasks_problem(bad) == (
         f"tasks.by_name.app.add.runtime.counts must be {len(RUNTIME_BUCKETS) + 1} non-negative integers "
         "(one per bucket, +Inf last)")
+    # a malformed task section never costs the snapshot (its broker and worker alerts): it reads as null
+    line = {**snap, "tasks": bad}
+    assert snapshot_problem(line) is None and line["tasks"] is None
     for path, value in ((("events",), "maybe"), (("series", 0, "hostname"), None), (("lost", "gaps"), -1),
                         (("by_queue", "celery", "failed"), True), (("reader", "subscribed"), "yes")):
         t = copy.deepcopy(tasks())

@@ -58,7 +58,8 @@ def test_hung_receiver_is_bounded_by_the_retry_budget(tmp_path, receiver):
     run.d.handle([alert(1)])
     assert time.monotonic() - started < 2.5
     [rec] = run.records
-    assert rec["result"] == "spooled" and rec["error"].endswith("did not answer within 0.5 s")
+    # connect + read timeouts (0.5 s each) are one deadline for the whole answer
+    assert rec["result"] == "spooled" and rec["error"].endswith("did not answer within 1 s")
     keys = {r.headers["Idempotency-Key"] for r in receiver.at(HOOK_PATH)}
     assert len(keys) == 1  # every attempt carries the same key: the receiver can drop the duplicates
 

@@ -167,6 +167,7 @@ def test_plugin_discovery_finds_what_importlib_metadata_finds(tmp_path):
     assert all([list(x) for x in ours] == theirs for ours, theirs in groups)
 
 
+@pytest.mark.e2e
 def test_connect_says_what_answered_and_posts_nothing(tmp_path, make_redis, receiver):
     server = make_redis(password="redispw27")
     closed = free_port()

@@ -23,6 +23,8 @@ import pytest
 from tests.support.process import BIN, LAUNCHER_RSS, cli, records, wait_for
 from tests.support.rabbit import HOST, PORT, Vhost, api, vhost_fixture  # noqa: F401 - the fixture `vhost`
 
+pytestmark = pytest.mark.e2e  # real workers, brokers or whole pipelines
+
 ENV = {"DOORMAN_CONFIG": ""}
 FAKE = "fake@evil"
 

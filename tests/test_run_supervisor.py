@@ -13,7 +13,11 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.support.process import BIN, ROOT, free_port, wait_for
+
+pytestmark = pytest.mark.e2e  # real workers, brokers or whole pipelines
 
 RUN = ROOT / "bin" / "doorman-run"
 NOBODY = 65534

@@ -131,7 +131,7 @@ def test_caps_fold_into_other_and_memory_stays_fixed_against_100k_random_names_a
     caps = TaskCaps(names=20, hostnames=10, exceptions=5, series=50, queues=5)
     state = State(Limits(tasks=caps, max_workers=10))
     said: list[str] = []
-    ingest = Ingest(state, None, said.append)
+    ingest = Ingest(state, None, said.append, clock=lambda: 1_800_000_000.0 + 200)  # the snapshots' time
     rng = random.Random(25)
 
     def word(n: int) -> str:
@@ -339,6 +339,8 @@ def test_hostile_task_sections_are_read_as_nothing_and_names_escaped():
         snap = workload_snapshot(t + i, t)
         snap["tasks"] = tasks
         ingest.line("hostile", i, orjson.dumps(snap))
+    odd = WRow("a\"b\\c\nd", "x@y@z", "q", {"received": 2})  # a valid section with hostile names
+    ingest.line("hostile", 4, orjson.dumps(workload_snapshot(t + 4, t, rows=[odd])))
     text = render(state, t + 5)
     assert promtool_problems(promtool(), text) == []
     got = samples(text)

@@ -14,10 +14,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.exporter import MIXIN
 from tests.support.process import BIN, ROOT, wait_for
 from tests.support.serve import Serve
 from tests.test_serve_exporter import JOB, Prometheus, fill, queries
+
+pytestmark = pytest.mark.e2e  # real workers, brokers or whole pipelines
 
 OK, VALUE, KEY, FLAKY, REVOKED = 12, 4, 2, 3, 2
 

@@ -10,6 +10,8 @@ from doorman import demoapp
 from tests.support.process import cli, free_port, records
 from tests.test_simulate import assert_all_gone
 
+pytestmark = pytest.mark.e2e  # real workers, brokers or whole pipelines
+
 
 def scenario(name: str) -> tuple[int, list[dict], str]:
     port = free_port()

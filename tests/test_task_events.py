@@ -4,6 +4,8 @@ shows in `tasks.lost` and the counts stay consistent (docs/tasks.md)."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.process import wait_for
 from tests.support.task_events import (
     Daemon,
@@ -14,6 +16,8 @@ from tests.support.task_events import (
     run_every_outcome,
 )
 from tests.support.workers import enqueue
+
+pytestmark = pytest.mark.e2e  # real workers, brokers or whole pipelines
 
 
 def test_every_count_equals_what_the_workers_did(redis_server):

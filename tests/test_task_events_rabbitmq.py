@@ -3,9 +3,13 @@ exclusive, auto-delete queue bound to `celeryev` (task.# and worker.#), nothing 
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.process import wait_for
 from tests.support.rabbit import vhost_fixture  # noqa: F401 - the fixture `vhost`
 from tests.support.task_events import Daemon, EventWorker, assert_every_count, done, run_every_outcome
+
+pytestmark = pytest.mark.e2e  # real workers, brokers or whole pipelines
 
 
 def test_every_count_equals_what_the_workers_did_on_rabbitmq(vhost):

@@ -117,8 +117,7 @@ class Pinger:
             status = get(url, self.timeout)
             problem = None if 200 <= status < 300 else f"HTTP {status}"
         except Exception as e:  # noqa: BLE001 - any failure of a ping is said, never raised
-            from doorman.httpcall import HttpError
-            from doorman.sinks.http import network_problem
+            from doorman.httpcall import HttpError, network_problem
 
             try:
                 problem = str(e) if isinstance(e, HttpError) else network_problem(e, url, (self.timeout, self.timeout))

@@ -9,12 +9,10 @@ from __future__ import annotations
 import datetime
 import email.utils
 import math
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import orjson
 
@@ -77,49 +75,6 @@ def classify(resp: Response, scrub: Callable[[str], str]) -> Result:
     if 300 <= status < 400:
         error = scrub(f"HTTP {status}: redirect not followed (a POST must not be redirected; fix the URL)")
     return Result("permanent", http_status=status, error=error)
-
-
-def _causes(e: BaseException) -> list[BaseException]:
-    """The chain under a requests error (urllib3 keeps its cause in `.reason` or the first arg)."""
-    out: list[BaseException] = []
-    c: BaseException | None = e
-    while c is not None and len(out) < 10:
-        out.append(c)
-        nxt = c.__cause__ or c.__context__ or getattr(c, "reason", None)
-        if nxt is None and c.args and isinstance(c.args[0], BaseException):
-            nxt = c.args[0]
-        c = nxt if isinstance(nxt, BaseException) else None
-    return out
-
-
-def network_problem(e: BaseException, url: str, timeout: tuple[float, float]) -> str:
-    """A failed request in words a person reads: `cannot connect to 127.0.0.1:9 (connection refused)`,
-    not a urllib3 repr. Only host and port are named (a destination's secret is in its path)."""
-    import requests
-
-    try:
-        p = urlsplit(url)
-        where = f"{p.hostname}:{p.port or (443 if p.scheme == 'https' else 80)}"
-    except ValueError:
-        where = "the destination"
-    chain = _causes(e)
-    names = {type(c).__name__ for c in chain}
-    if isinstance(e, requests.ConnectTimeout):
-        return f"cannot connect to {where} (no answer within {timeout[0]:g} s)"
-    if isinstance(e, requests.Timeout):
-        return f"{where} did not answer within {timeout[1]:g} s"
-    if isinstance(e, requests.exceptions.SSLError) or "SSLError" in names:
-        return f"cannot connect to {where} (TLS handshake failed)"
-    if "NameResolutionError" in names or any(isinstance(c, socket.gaierror) for c in chain):
-        return f"cannot connect to {where} (host name not found)"
-    for c in chain:
-        if isinstance(c, OSError) and c.errno is not None and c.strerror:
-            return f"cannot connect to {where} ({c.strerror[:1].lower()}{c.strerror[1:]})"
-    if isinstance(e, requests.exceptions.ChunkedEncodingError):
-        return f"{where} closed the connection in the middle of its answer"
-    if any(isinstance(c, ConnectionResetError) for c in chain) or "RemoteDisconnected" in names:
-        return f"{where} closed the connection without answering"
-    return f"cannot connect to {where} ({type(chain[-1]).__name__})"
 
 
 class HttpSink:

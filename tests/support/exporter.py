@@ -14,7 +14,7 @@ from typing import Any
 from doorman.contract.tasks import OUTCOMES, QUEUE_WAIT_BUCKETS, RUNTIME_BUCKETS
 from tests.support.serve import snapshot
 
-MIXIN = __import__("pathlib").Path(__file__).parent / "data" / "celery-mixin"
+MIXIN = __import__("pathlib").Path(__file__).parents[1] / "data" / "celery-mixin"
 
 
 @dataclass
