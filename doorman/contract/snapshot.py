@@ -49,6 +49,8 @@ class Queue(QueueState, total=False):
     consumed_by: list[str] | None
     unacked: int | None  # RabbitMQ only
     depth_source: str  # RabbitMQ only: "management_api" or "amqp_passive"
+    depth_age_max_seconds: float  # RabbitMQ only: how old `pending` may be (0: read over AMQP now)
+    unacked_age_max_seconds: float | None  # RabbitMQ only: how old `unacked` may be
     exists: bool  # RabbitMQ only
 
 
@@ -80,6 +82,7 @@ class Worker(TypedDict):
     concurrency: NotRequired[int | None]
     queues: NotRequired[list[str] | None]
     departed: NotRequired[bool]
+    task_consumers: NotRequired[int]  # RabbitMQ: consumers of task queues on its own connection
 
 
 class UnackedOldest(TypedDict):
@@ -172,6 +175,7 @@ class Connections(TypedDict):
     subscribers: int
     by_host: dict[str, dict[str, int]]  # host -> {"consumers": n, "subscribers": n}
     hosts_truncated: bool
+    source: NotRequired[str]  # "client_list" (Redis) or "pidbox_probe" (RabbitMQ)
 
 
 class TruncatedQueues(TypedDict):
