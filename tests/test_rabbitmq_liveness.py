@@ -167,3 +167,32 @@ def test_a_worker_whose_pool_hangs_is_a_ghost_on_rabbitmq(vhost, workers):
     [me] = last["workers"]
     assert me["alive"] and me["processed"] == 0 and me["concurrency"] == 1 and me["task_consumers"] in (1, None)
     assert last["queues"]["celery"]["pending"] > 0
+
+
+def test_both_probe_paths_see_a_kill9_and_leave_nothing_behind(vhost, workers, monkeypatch):
+    """Passive declares of the pidbox queues (a few workers) and the management API's list of
+    queue names (many workers) agree: the killed worker's queue is gone, the other's is there."""
+    from doorman.brokers.rabbitmq import broker as rabbit
+    from doorman.config.load import load_config
+
+    url = vhost.url()
+    stays, dies = workers(url, "stays@probe"), workers(url, "dies@probe")
+    for w in (stays, dies):
+        wait_listening(vhost, w)
+    cfg = load_config(None, env={"CELERY_BROKER_URL": url})
+    seen = {}
+    for limit, source in ((100, "pidbox_probe"), (0, "pidbox_listing")):
+        monkeypatch.setattr(rabbit, "DECLARE_MAX", limit)
+        b = rabbit.RabbitConnection(cfg)
+        b.topology()
+        table = b.connections()
+        assert (len(table.consumers), table.source) == (2, source)
+        assert b.ping(["stays@probe", "dies@probe", "never@probe"], 0.5) == {"stays@probe", "dies@probe"}
+        seen[source] = b
+    dies.kill9()
+    for source, b in seen.items():
+        wait_for(lambda b=b: len(b.connections().consumers) == 1, 20, f"{source} to see the kill")
+        assert b.ping(["stays@probe", "dies@probe"], 0.5) == {"stays@probe"}
+        b.close()
+    assert not [n for n in vhost.queues() if n.startswith("doorman.")]
+    assert not [b for b in vhost.bindings() if b["destination_name"].startswith("doorman.")]

@@ -49,7 +49,9 @@ INTERNAL_SUFFIXES = (PIDBOX_SUFFIX, ".reply.celery.pidbox")
 MAX_WATCHED = 10_000
 MAX_PROBED = 1000  # workers whose pidbox queue is probed between snapshots
 HEARD_FOR = 60.0  # seconds a worker named by an event is probed without being listed or seen alive
-PIDBOX_PROBE = "pidbox_probe"
+PIDBOX_PROBE = "pidbox_probe"  # the connection table from passive declares of the pidbox queues
+PIDBOX_LISTING = "pidbox_listing"  # from the management API's list of queue names
+DECLARE_MAX = 8  # more workers than this: one listing call per poll beats a round trip or two per worker
 
 
 class RabbitQueueState(QueueState, total=False):
@@ -133,6 +135,7 @@ class RabbitConnection:
         self._there: list[str] = []  # workers whose pidbox queue the last probe found
         self._ids: dict[str, int] = {}  # a stable id per worker name, for the connection table
         self._lock = threading.Lock()  # `_heard` is written by the heartbeat thread
+        self._table_source = PIDBOX_PROBE
 
     # ------------------------------------------------------------ AMQP connection
 
@@ -256,7 +259,20 @@ class RabbitConnection:
         return list(dict.fromkeys([*self._listed, *self._there, *heard]))[:MAX_PROBED]
 
     def _pidboxes(self, names: Sequence[str]) -> set[str]:
-        """Which of `names` hold their pidbox queue now (their connection is open)."""
+        """Which of `names` hold their pidbox queue now (their connection is open). A live worker's
+        pidbox is exclusive (Celery 5.5+), so its passive declare fails (405) and the channel must
+        be reopened: two round trips a worker. Past `DECLARE_MAX` workers one call to the
+        management API's list of queue names answers for all of them (a deleted queue leaves
+        the list at once), when the API answers; else the declares."""
+        if len(names) > DECLARE_MAX and self._rows is not None:
+            try:
+                listed = self.api.queue_names(self.target.vhost)
+            except ManagementError:
+                pass
+            else:
+                self._table_source = PIDBOX_LISTING
+                return {n for n in names if n + PIDBOX_SUFFIX in listed}
+        self._table_source = PIDBOX_PROBE
         found = self._probe([n + PIDBOX_SUFFIX for n in names])
         return {n for n in names if probe.worker_there(found.get(n + PIDBOX_SUFFIX))}
 
@@ -270,7 +286,7 @@ class RabbitConnection:
             if n not in self._ids and len(self._ids) < 10 * MAX_PROBED:
                 self._ids[n] = len(self._ids)
         ids = frozenset(self._ids[n] for n in self._there if n in self._ids)
-        return ConnectionTable(clients=len(ids), consumers=ids, subscribers=ids, by_host={}, source=PIDBOX_PROBE)
+        return ConnectionTable(clients=len(ids), consumers=ids, subscribers=ids, by_host={}, source=self._table_source)
 
     def ping(self, names: Sequence[str], timeout: float) -> set[str]:
         """The workers of `names` still there. On RabbitMQ the pidbox queue answers for its worker
