@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 
 from doorman.config.load import make_config
 from doorman.rules.ghost_worker import RULE as GHOST
@@ -57,6 +58,7 @@ def test_kill9_one_of_three_then_the_rest_pages_from_the_pidbox_probes(vhost, wo
             pipe.wait_heartbeat(w.name, timeout=30)
         wait_for(lambda: any((s.get("connections") or {}).get("consumers") == 3 for s in pipe.snapshots()), 30,
                  "a snapshot with the three workers' pidbox queues found")
+        settled(pipe)  # the snapshots the workers' arrival called for are taken (each reads the pidboxes too)
         ws[0].kill9()
         wait_for(lambda: receiver.delivered(HOOK), 30, "worker_lost at the webhook")
         ws[1].kill9()
@@ -79,6 +81,16 @@ def test_kill9_one_of_three_then_the_rest_pages_from_the_pidbox_probes(vhost, wo
     assert posts[1]["details"]["pending_tasks"] == 5
     # Doorman left nothing behind but its own exclusive queues, gone with collect
     wait_for(lambda: not [n for n in vhost.queues() if n.startswith("doorman.")], 20, "Doorman's queues to go")
+
+
+def settled(pipe: DaemonPipeline, quiet: float = 1.0, timeout: float = 15) -> None:
+    """Until collect has written no snapshot for `quiet` seconds."""
+    deadline = time.monotonic() + timeout
+    seen, since = len(pipe.snapshots()), time.monotonic()
+    while time.monotonic() - since < quiet and time.monotonic() < deadline:
+        time.sleep(0.1)
+        if (n := len(pipe.snapshots())) != seen:
+            seen, since = n, time.monotonic()
 
 
 def control(url: str, *args: str) -> None:

@@ -37,6 +37,7 @@ from doorman.brokers.base import (
     collect_say,
 )
 from doorman.brokers.rabbitmq import control, probe, urls, wire
+from doorman.brokers.rabbitmq.events import PidboxEvents
 from doorman.brokers.rabbitmq.management import Management, ManagementError, QueueRow
 from doorman.config.settings import Config
 from doorman.timefmt import iso
@@ -51,6 +52,8 @@ MAX_PROBED = 1000  # workers whose pidbox queue is probed between snapshots
 HEARD_FOR = 60.0  # seconds a worker named by an event is probed without being listed or seen alive
 PIDBOX_PROBE = "pidbox_probe"  # the connection table from passive declares of the pidbox queues
 PIDBOX_LISTING = "pidbox_listing"  # from the management API's list of queue names
+EVENT_EXCHANGE = "event_exchange"  # from the rabbitmq_event_exchange plugin's queue.created / queue.deleted
+RETRY_EVENTS = 60.0  # seconds between attempts to subscribe to the plugin's events (off by default)
 DECLARE_MAX = 8  # more workers than this: one listing call per poll beats a round trip or two per worker
 
 
@@ -136,6 +139,11 @@ class RabbitConnection:
         self._ids: dict[str, int] = {}  # a stable id per worker name, for the connection table
         self._lock = threading.Lock()  # `_heard` is written by the heartbeat thread
         self._table_source = PIDBOX_PROBE
+        self._evx: PidboxEvents | None = None  # the event-exchange subscription, when the plugin is there
+        self._evx_synced = False  # a probe has run since it subscribed: the events now carry the state
+        self._evx_next_try = 0.0
+        self._polls = 0
+        self._gone: set[str] = set()  # workers whose pidbox queue the events say was deleted
 
     # ------------------------------------------------------------ AMQP connection
 
@@ -276,12 +284,52 @@ class RabbitConnection:
         found = self._probe([n + PIDBOX_SUFFIX for n in names])
         return {n for n in names if probe.worker_there(found.get(n + PIDBOX_SUFFIX))}
 
+    def _subscription(self) -> PidboxEvents | None:
+        """The plugin's events, subscribed from the second poll on (a one-shot check polls once),
+        retried every `RETRY_EVENTS` seconds when the plugin is off or vhost `/` is not ours."""
+        if self._evx is None and self._polls >= 2 and self.clock() >= self._evx_next_try:
+            self._evx_next_try = self.clock() + RETRY_EVENTS
+            self._evx_synced = False
+            try:
+                self._evx = PidboxEvents(self.target, self.target.vhost, self.cfg.rabbitmq_timeout, self.ssl)
+            except Exception:  # noqa: BLE001 - the plugin is optional: the probes do the job without it
+                self._evx = None
+        return self._evx
+
+    def _follow_events(self) -> bool:
+        """Apply the events that arrived; False when there is no usable subscription."""
+        evx = self._subscription()
+        if evx is None or not self._evx_synced:
+            return False
+        try:
+            events = evx.drain()
+        except Exception:  # noqa: BLE001 - the subscription broke: probe, and subscribe again later
+            evx.close()
+            self._evx = None
+            return False
+        for key, name in events:
+            if key == "queue.deleted":
+                if len(self._gone) < MAX_PROBED:
+                    self._gone.add(name)
+            else:
+                self._gone.discard(name)
+                self._heard_of(name)
+        return True
+
     def connections(self) -> ConnectionTable:
-        """The workers whose connection is open, from their pidbox queues: one passive declare
-        each, so a worker's death shows within a poll (its queue goes with its connection)."""
+        """The workers whose connection is open, from their pidbox queues: the plugin's events when
+        it is enabled, else one passive declare each (or one management API listing past
+        `DECLARE_MAX`), so a worker's death shows within a poll (its queue goes with its connection)."""
+        self._polls += 1
         names = self._watched()
-        there = self._pidboxes(names)
-        self._there = [n for n in names if n in there]
+        if self._follow_events():
+            self._table_source = EVENT_EXCHANGE
+            self._there = [n for n in names if n not in self._gone]
+        else:
+            there = self._pidboxes(names)
+            self._there = [n for n in names if n in there]
+            if self._evx is not None:  # subscribed before this probe: from now on the events tell
+                self._gone, self._evx_synced = {n for n in names if n not in there}, True
         for n in self._there:
             if n not in self._ids and len(self._ids) < 10 * MAX_PROBED:
                 self._ids[n] = len(self._ids)
@@ -292,7 +340,12 @@ class RabbitConnection:
         """The workers of `names` still there. On RabbitMQ the pidbox queue answers for its worker
         by name (it lives exactly as long as the worker's connection), so no broadcast is sent and
         nothing is waited for; a solo worker busy with a task is found as well as an idle one."""
-        return self._pidboxes(list(names)) if names else set()
+        if not names:
+            return set()
+        if self._follow_events():
+            known = set(self._there)
+            return {n for n in names if n in known and n not in self._gone}
+        return self._pidboxes(list(names))
 
     def worker_info(self, timeout: float) -> dict[str, WorkerInfo]:
         if not self.cfg.inspect:  # read-only: queues, pool size and counts stay unknown
@@ -335,6 +388,9 @@ class RabbitConnection:
 
     def close(self) -> None:
         self._drop()
+        if self._evx is not None:
+            self._evx.close()
+            self._evx = None
         self.api.close()
 
 
