@@ -208,3 +208,62 @@ def test_both_probe_paths_see_a_kill9_and_leave_nothing_behind(vhost, workers, m
         b.close()
     assert not [n for n in vhost.queues() if n.startswith("doorman.")]
     assert not [b for b in vhost.bindings() if b["destination_name"].startswith("doorman.")]
+
+
+def test_with_the_event_exchange_plugin_a_death_comes_from_rabbitmqs_own_events(workers, tmp_path):
+    """A private rabbitmq-server node with `rabbitmq_event_exchange` enabled (the machine's has it
+    off, and it is not ours to change): liveness follows queue.deleted, says so, and leaves nothing
+    in vhost `/` once collect is killed."""
+    import requests
+
+    from doorman.simulate.rabbit import RabbitVhost
+    from tests.support import free_port
+
+    rv = RabbitVhost(free_port(), tmp_path / "rabbit")
+    (tmp_path / "rabbit").mkdir()
+    receiver = Receiver()
+    pipe = None
+    try:
+        rv.start(timeout=180)
+        assert rv.node, "a private node was started (nothing answered on its port)"
+        enabled = subprocess.run(["rabbitmq-plugins", "-n", rv.node, "enable", "--online", "rabbitmq_event_exchange"],
+                                 env={**os.environ, "RABBITMQ_ENABLED_PLUGINS_FILE": str(rv.base / "enabled_plugins")},
+                                 capture_output=True, text=True, timeout=120)
+        assert enabled.returncode == 0, enabled.stderr
+        ws = [workers(rv.url, f"{n}@evx", queues="busy") for n in ("a", "b")]
+        wait_for(lambda: rv.listening([w.name for w in ws]), 60, "the workers to listen")
+        enqueue(rv.url, 3, task="demo.add", args=(2, 3), queue="celery")
+        pipe = DaemonPipeline(rv.url, receiver.url(HOOK), interval=30, workdir=str(tmp_path / "pipe"))
+        pipe.env.update(rv.env)
+        pipe.start()
+        for w in ws:
+            pipe.wait_heartbeat(w.name, timeout=30)
+        wait_for(lambda: any((s.get("connections") or {}).get("source") == "event_exchange" for s in pipe.snapshots()),
+                 60, "a snapshot whose liveness came from the event exchange")
+        settled(pipe)
+        ws[0].kill9()
+        wait_for(lambda: receiver.delivered(HOOK), 30, "worker_lost at the webhook")
+        ws[1].kill9()
+        wait_for(lambda: any(r.json["alert_type"] == "workers_down" for r in receiver.delivered(HOOK)), 30,
+                 "workers_down at the webhook")
+        posts = [r.json for r in receiver.at(HOOK)]
+        by_ts = {s["ts"]: s for s in pipe.snapshots()}
+        first = by_ts[posts[0]["ts"]]
+        assert (posts[0]["alert_type"], posts[0]["subject"]) == ("worker_lost", "worker:a@evx")
+        assert (first["trigger"], first["connections"]["source"]) == ("connection_lost", "event_exchange")
+
+        def own_in_root() -> list:
+            got = requests.get(f"http://127.0.0.1:{rv.mgmt_port}/api/queues/%2F", auth=("guest", "guest"), timeout=10)
+            return [q["name"] for q in got.json() if q["name"].startswith("doorman.")]
+
+        assert own_in_root(), "collect's event queue is in vhost /"
+        pipe.procs[0].kill()  # kill -9 of collect
+        wait_for(lambda: not own_in_root(), 30, "Doorman's event queue (and its bindings) to go with collect")
+        bindings = requests.get(f"http://127.0.0.1:{rv.mgmt_port}/api/bindings/%2F", auth=("guest", "guest"),
+                                timeout=10).json()
+        assert not [b for b in bindings if b["destination"].startswith("doorman.")]
+    finally:
+        if pipe:
+            pipe.stop()
+        receiver.close()
+        rv.stop()
