@@ -175,7 +175,7 @@ class Connections(TypedDict):
     subscribers: int
     by_host: dict[str, dict[str, int]]  # host -> {"consumers": n, "subscribers": n}
     hosts_truncated: bool
-    source: NotRequired[str]  # "client_list" (Redis) or "pidbox_probe" (RabbitMQ)
+    source: NotRequired[str]  # "client_list" (Redis); "pidbox_probe", "pidbox_listing", "event_exchange" (RabbitMQ)
 
 
 class TruncatedQueues(TypedDict):
