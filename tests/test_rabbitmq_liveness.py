@@ -267,3 +267,43 @@ def test_with_the_event_exchange_plugin_a_death_comes_from_rabbitmqs_own_events(
             pipe.stop()
         receiver.close()
         rv.stop()
+
+
+def test_pipelined_passive_declares_survive_missing_and_locked_queues_in_the_middle(vhost):
+    """Each 404 or 405 closes the channel mid-pipeline; every answer still lands on its own queue."""
+    import amqp
+
+    from doorman.brokers.rabbitmq import probe
+
+    holder = amqp.Connection("127.0.0.1:5672", userid="guest", password="guest", virtual_host=vhost.name)
+    reader = amqp.Connection("127.0.0.1:5672", userid="guest", password="guest", virtual_host=vhost.name)
+    holder.connect()
+    reader.connect()
+    try:
+        ch = holder.channel()
+        names = []
+        for i in range(250):
+            kind = ("ok", "missing", "locked")[i % 3] if i % 7 else "ok"
+            q = f"q{i}.{kind}"
+            names.append(q)
+            if kind == "ok":
+                ch.queue_declare(queue=q, auto_delete=False)
+                for _ in range(i % 5):
+                    ch.basic_publish(amqp.Message(b"x"), exchange="", routing_key=q)
+            elif kind == "locked":
+                ch.queue_declare(queue=q, exclusive=True)
+        names.append("x" * 300)  # hostile: longer than any queue name can be
+        ready = sum(int(q.split(".")[0][1:]) % 5 for q in names[:-1] if q.endswith(".ok"))
+        wait_for(lambda: sum(r["messages_ready"] for r in vhost.queues().values()) == ready, 30,
+                 "the messages published to be in their queues")
+        rch = probe.channel(reader, None)
+        got = probe.probe(rch, names)
+        for q in names[:-1]:
+            i, kind = int(q.split(".")[0][1:]), q.split(".")[1]
+            expected = {"ok": probe.Probe("ok", i % 5, 0), "missing": probe.MISSING, "locked": probe.LOCKED}[kind]
+            assert got[q] == expected, q
+        assert got[names[-1]] == probe.MISSING
+        assert probe.channel(reader, rch).is_open  # the channel is reused, reopened after each error
+    finally:
+        reader.close()
+        holder.close()

@@ -42,9 +42,14 @@ def channel(conn: amqp.Connection, ch: amqp.Channel | None) -> amqp.Channel:
     return ch if ch is not None and ch.is_open else conn.channel()
 
 
+MAX_NAME = 255  # bytes: AMQP's shortstr; a longer name cannot be a queue's
+
+
 def probe(ch: amqp.Channel, names: Sequence[str]) -> dict[str, Probe]:
-    """{queue: Probe} for every name, in as few round trips as the errors allow."""
-    out: dict[str, Probe] = {}
+    """{queue: Probe} for every name, in as few round trips as the errors allow. A name no queue
+    can have (over 255 bytes: broker data is hostile) is missing, never sent."""
+    out: dict[str, Probe] = {q: MISSING for q in names if len(q.encode("utf-8", "surrogateescape")) > MAX_NAME}
+    names = [q for q in names if q not in out]
     i = 0
     while i < len(names):
         batch = names[i:i + WINDOW]
