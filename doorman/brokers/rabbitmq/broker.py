@@ -46,7 +46,8 @@ MANAGEMENT = "management_api"
 PASSIVE = "amqp_passive"
 PIDBOX_SUFFIX = ".celery.pidbox"
 INTERNAL_PREFIXES = ("doorman.", "celeryev.", "amq.")
-INTERNAL_SUFFIXES = (PIDBOX_SUFFIX, ".reply.celery.pidbox")
+REPLY_SUFFIX = ".reply.celery.pidbox"  # a `celery inspect` client's reply queue, not a worker's
+INTERNAL_SUFFIXES = (PIDBOX_SUFFIX, REPLY_SUFFIX)
 MAX_WATCHED = 10_000
 MAX_PROBED = 1000  # workers whose pidbox queue is probed between snapshots
 HEARD_FOR = 60.0  # seconds a worker named by an event is probed without being listed or seen alive
@@ -199,7 +200,7 @@ class RabbitConnection:
             self._api_down = False
             self.say("management API answers again")
         self._rows = {r.name: r for r in rows}
-        pidboxes = [r for r in rows if r.name.endswith(PIDBOX_SUFFIX)]
+        pidboxes = [r for r in rows if r.name.endswith(PIDBOX_SUFFIX) and not r.name.endswith(REPLY_SUFFIX)]
         # a pidbox queue is there while its worker's connection is (auto-delete, exclusive since
         # Celery 5.5); its consumer count is the statistics database's, seconds late, so not used
         self._listening = len(pidboxes)
@@ -307,9 +308,13 @@ class RabbitConnection:
             evx.close()
             self._evx = None
             return False
+        if evx.overflowed:  # some were dropped: probe once more, then follow the events again
+            evx.overflowed, self._evx_synced = False, False
+            return False
+        self._gone &= set(self._watched())  # a worker no longer watched needs no tombstone
         for key, name in events:
             if key == "queue.deleted":
-                if len(self._gone) < MAX_PROBED:
+                if len(self._gone) < 10 * MAX_PROBED:
                     self._gone.add(name)
             else:
                 self._gone.discard(name)

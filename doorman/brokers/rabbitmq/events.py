@@ -22,6 +22,7 @@ from doorman.brokers.rabbitmq.urls import Target
 EXCHANGE = "amq.rabbitmq.event"
 KEYS = ("queue.created", "queue.deleted")
 PIDBOX_SUFFIX = ".celery.pidbox"
+REPLY_SUFFIX = ".reply.celery.pidbox"  # a `celery inspect` client's reply queue, not a worker's
 MAX_DRAIN = 10_000  # messages read per call at most: a storm of queue events must not stall a poll
 MAX_NAME = 255
 
@@ -40,6 +41,7 @@ class PidboxEvents:
         self.vhost = vhost
         self.conn = wire.connect(replace(target, vhost=exchange_vhost), timeout, ssl)
         self.seen: list[tuple[str, str]] = []  # (routing key, worker) not yet handed over
+        self.overflowed = False  # events were dropped (a storm): the state must be probed again
         try:
             ch = self.conn.channel()
             queue = wire.own_queue("rmqev")
@@ -56,8 +58,12 @@ class PidboxEvents:
         headers = msg.properties.get("application_headers") or {}
         key = msg.delivery_info.get("routing_key") if msg.delivery_info else None
         name, vhost = _text(headers.get("name")), _text(headers.get("vhost"))
-        if key in KEYS and vhost == self.vhost and name and name.endswith(PIDBOX_SUFFIX) and len(self.seen) < MAX_DRAIN:
-            self.seen.append((str(key), name[: -len(PIDBOX_SUFFIX)]))
+        if (key in KEYS and vhost == self.vhost and name and name.endswith(PIDBOX_SUFFIX)
+                and not name.endswith(REPLY_SUFFIX)):
+            if len(self.seen) < MAX_DRAIN:
+                self.seen.append((str(key), name[: -len(PIDBOX_SUFFIX)]))
+            else:
+                self.overflowed = True
 
     def drain(self) -> list[tuple[str, str]]:
         """The (event, worker) pairs arrived since the last call, in order; raises when the
