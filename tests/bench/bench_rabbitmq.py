@@ -55,7 +55,8 @@ def declare(v: Vhost, n: int) -> None:
 
 def per_snapshot() -> None:
     print("Per snapshot (in-process Collector.snapshot, no worker, median of 20; q0 holds 1,000 messages):")
-    print("| queues | management API (one HTTP call) | AMQP fallback (passive declares, configured queues) |")
+    print("| queues | default: management API (one HTTP call) + pipelined passive declares | "
+          "AMQP fallback (passive declares only, configured queues) |")
     print("|---|---|---|")
     v = Vhost()
     try:
