@@ -160,6 +160,53 @@ def one_of_three(trials: int) -> None:
     print(f"| Doorman on RabbitMQ, worker_lost | {fmt(took, 's')} |")
 
 
+def detection_event_exchange(trials: int) -> None:
+    """The same measurement on a private rabbitmq-server node with `rabbitmq_event_exchange` on."""
+    import subprocess
+    from pathlib import Path
+
+    from doorman.simulate.rabbit import RabbitVhost
+    from tests.support import free_port
+
+    print(f"\nkill -9 of the last worker → workers_down, rabbitmq_event_exchange enabled (a private node), "
+          f"{trials} trials:")
+    rv = RabbitVhost(free_port(), Path(tempfile.mkdtemp(prefix="doorman-bench-")))
+    took: list[float] = []
+    try:
+        rv.start(timeout=180)
+        assert rv.node and rv.base
+        subprocess.run(["rabbitmq-plugins", "-n", rv.node, "enable", "--online", "rabbitmq_event_exchange"],
+                       env={**os.environ, "RABBITMQ_ENABLED_PLUGINS_FILE": str(rv.base / "enabled_plugins")},
+                       capture_output=True, timeout=120, check=True)
+        for i in range(trials):
+            receiver = Receiver()
+            w = Worker(rv.url, f"busy{i}@bench", queues="busy")
+            pipe = None
+            try:
+                wait_for(lambda w=w: rv.listening([w.name]), 60, "the worker to listen")
+                enqueue(rv.url, 5, task="demo.add", args=(2, 3))
+                pipe = DaemonPipeline(rv.url, receiver.url("/h"), interval=30,
+                                      workdir=tempfile.mkdtemp(prefix="doorman-bench-"))
+                pipe.env.update(rv.env)
+                pipe.start()
+                pipe.wait_heartbeat(w.name, timeout=30)
+                wait_for(lambda p=pipe: any((s.get("connections") or {}).get("source") == "event_exchange"
+                                            for s in p.snapshots()), 60, "the event exchange followed")
+                time.sleep(1 + i * 0.4)
+                t = time.monotonic()
+                w.kill9()
+                wait_for(lambda r=receiver: r.delivered("/h"), 30, "workers_down")
+                took.append(time.monotonic() - t)
+            finally:
+                if pipe:
+                    pipe.stop()
+                receiver.close()
+                w.kill9()
+    finally:
+        rv.stop()
+    print(f"| Doorman on RabbitMQ, event exchange | {fmt(took, 's')} |")
+
+
 def probe_cost(workers: int = 100, runs: int = 20) -> None:
     """One liveness poll with `workers` live workers: their pidbox queues are exclusive queues held
     by another connection (as Celery 5.5+ declares them). By passive declares each probe answers
@@ -203,6 +250,7 @@ def main() -> None:
     trials = int(os.environ.get("BENCH_TRIALS", "5"))
     detection(trials)
     one_of_three(trials)
+    detection_event_exchange(trials)
     probe_cost()
 
 
