@@ -51,7 +51,8 @@ def test_depth_unacked_consumers_and_age_equal_rabbitmqctl(vhost, workers):
     q = snap["queues"]["celery"]
     assert (q["pending"], q["unacked"], q["consumers"]) == (ctl["messages_ready"], ctl["messages_unacknowledged"],
                                                             ctl["consumers"]) == (1, 4, 1)
-    assert q["depth_source"] == "management_api"
+    # ready and consumers read over AMQP now; unacked from the management API, which says how old it may be
+    assert (q["depth_source"], q["depth_age_max_seconds"], q["unacked_age_max_seconds"]) == ("amqp_passive", 0.0, 5.0)
     assert q["oldest"]["age_source"] == "head_message_timestamp"
     assert 0 <= q["oldest"]["age_seconds"] < 120
     assert snap["pending_tasks"] == 1 and snap["unacked"]["count"] == 4
@@ -113,6 +114,7 @@ def test_management_api_down_collect_falls_back_to_amqp_and_says_so(vhost, worke
     snap = collect_once(url, env={"DOORMAN_RABBITMQ_MANAGEMENT_URL": f"http://guest:sEcReT-mgmt@127.0.0.1:{closed}"})
     q = snap["queues"]["celery"]
     assert (q["pending"], q["depth_source"], q["unacked"], q["oldest"]["age_seconds"]) == (3, "amqp_passive", None, None)
+    assert (q["depth_age_max_seconds"], q["unacked_age_max_seconds"]) == (0.0, None)
     assert snap["pending_tasks"] == 3 and snap["unacked"]["count"] is None
     assert snap["redis_connected"] is True and snap["error"] is None
     assert snap["broker_health"] is None  # the server's figures come only from the management API
@@ -207,7 +209,7 @@ def test_kill9_of_the_last_worker_pages_workers_down_at_the_webhook(vhost, worke
     assert alert["details"]["pending_tasks"] >= 5 and alert["details"]["queues"]["celery"] == 5
     assert "busy@rabbit" in alert["details"]["known_workers"]
     raised_by = [s for s in pipe.snapshots() if s["ts"] == alert["ts"]]
-    assert [s["trigger"] for s in raised_by] == ["heartbeat"]
+    assert [s["trigger"] for s in raised_by] == ["connection_lost"]  # its pidbox queue went with its connection
 
 
 def test_collect_refuses_a_bad_management_url_naming_the_key(tmp_path):
@@ -286,7 +288,7 @@ def test_amqps_verifies_the_certificate_by_default(vhost, tls_files):
         mgmt = {"DOORMAN_RABBITMQ_MANAGEMENT_URL": "http://127.0.0.1:15672"}
         ok = collect_once(url, env={**mgmt, "DOORMAN_TLS_CA_FILE": str(tls_files / "ca.crt")})
         assert ok["redis_connected"] is True and ok["error"] is None
-        assert ok["queues"]["celery"]["depth_source"] == "management_api"
+        assert ok["broker_health"] is not None  # the management API answered
         # the system CAs do not know the throw-away CA: refused, never silently accepted
         down = collect_once(url, env=mgmt)
         assert down["redis_connected"] is False and "CERTIFICATE_VERIFY_FAILED" in down["error"].upper()

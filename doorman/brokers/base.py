@@ -177,6 +177,7 @@ class ConnectionTable:
     subscribers: frozenset[int]  # ids of connections subscribed to a channel (pidbox, events)
     by_host: dict[str, dict[str, int]]  # client host -> {"consumers": n, "subscribers": n}, bounded
     hosts_truncated: bool = False
+    source: str = "client_list"  # how it was read: Redis's CLIENT LIST, RabbitMQ's "pidbox_probe"
 
 
 @runtime_checkable
@@ -201,6 +202,7 @@ class WorkerInfo:
     concurrency: int | None  # its pool size
     processed: int | None  # tasks it has run since it started
     exchanges: tuple[str, ...] = ()  # the exchanges its queues are bound to, when it said
+    task_consumers: int | None = None  # consumers of task queues on its own connection, when the broker shows them
 
 
 @runtime_checkable

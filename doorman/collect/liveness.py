@@ -244,6 +244,8 @@ def annotate(data: dict[str, Any], beats: dict[str, Any], watch: ConnectionWatch
         if got is not None:
             w["concurrency"] = got.concurrency
             w["queues"] = list(got.queues) if got.queues is not None else None
+            if got.task_consumers is not None:
+                w["task_consumers"] = got.task_consumers
             if w["processed"] is None:
                 w["processed"] = got.processed
     if directory is not None and directory.reader is not None:
@@ -258,7 +260,7 @@ def annotate(data: dict[str, Any], beats: dict[str, Any], watch: ConnectionWatch
 def _table(t: ConnectionTable) -> dict[str, Any]:
     """The snapshot's `connections` field (schema v1)."""
     return {"clients": t.clients, "consumers": len(t.consumers), "subscribers": len(t.subscribers),
-            "by_host": t.by_host, "hosts_truncated": t.hosts_truncated}
+            "by_host": t.by_host, "hosts_truncated": t.hosts_truncated, "source": t.source}
 
 
 def _consumers(queues: dict[str, dict[str, Any]], alive: list[str], info: dict[str, WorkerInfo]) -> None:

@@ -49,6 +49,8 @@ class Queue(QueueState, total=False):
     consumed_by: list[str] | None
     unacked: int | None  # RabbitMQ only
     depth_source: str  # RabbitMQ only: "management_api" or "amqp_passive"
+    depth_age_max_seconds: float  # RabbitMQ only: how old `pending` may be (0: read over AMQP now)
+    unacked_age_max_seconds: float | None  # RabbitMQ only: how old `unacked` may be
     exists: bool  # RabbitMQ only
 
 
@@ -80,6 +82,7 @@ class Worker(TypedDict):
     concurrency: NotRequired[int | None]
     queues: NotRequired[list[str] | None]
     departed: NotRequired[bool]
+    task_consumers: NotRequired[int]  # RabbitMQ: consumers of task queues on its own connection
 
 
 class UnackedOldest(TypedDict):
@@ -172,6 +175,7 @@ class Connections(TypedDict):
     subscribers: int
     by_host: dict[str, dict[str, int]]  # host -> {"consumers": n, "subscribers": n}
     hosts_truncated: bool
+    source: NotRequired[str]  # "client_list" (Redis); "pidbox_probe", "pidbox_listing", "event_exchange" (RabbitMQ)
 
 
 class TruncatedQueues(TypedDict):
@@ -328,7 +332,10 @@ def snapshot_problem(obj: Mapping[str, object]) -> str | None:
         assert isinstance(t, dict)
         if t.get("runtime_seconds") is not None and not is_num(t["runtime_seconds"]):
             return f"active[{i}].runtime_seconds must be a number or null"
-    if tasks_problem(obj.get("tasks")) is not None:
+    problem = tasks_problem(obj.get("tasks"))
+    if problem is not None:
+        if not isinstance(obj, dict):
+            return problem
         # the task section is read as null, never the reason a snapshot (and its broker and worker
         # alerts) is dropped: the task rules then skip it, as with --once
         obj["tasks"] = None

@@ -6,7 +6,9 @@ Two ways it shows, each for `ghost_after_seconds` while the worker's `processed`
   came back after a reconnect;
 - (a) it has no consumer connection: the broker's connection table shows fewer consumers than
   live workers. The table has no worker names, so the stuck workers are named only when no more
-  of them sit still than consumer connections are missing.
+  of them sit still than consumer connections are missing. On RabbitMQ the broker names them:
+  `task_consumers: 0` is a worker alive on the control channel with no task consumer on its own
+  connection.
 Inhibited by redis_down and workers_down (one incident, one page).
 """
 
@@ -53,6 +55,12 @@ def _missing_consumers(snapshot: Snapshot, alive: list[Worker]) -> int:
     return 0 if consumers is None else max(0, len(alive) - consumers)
 
 
+def _no_task_consumer(w: Worker) -> bool:
+    """The broker says by name that this worker consumes no task queue (RabbitMQ), though it
+    lists queues of its own (a worker with none left is queue_unconsumed's business)."""
+    return w.get("task_consumers") == 0 and bool(w.get("queues"))
+
+
 def _entry_ok(e: Any) -> bool:
     return (isinstance(e, dict) and is_count(e.get("processed"))
             and all(e.get(k) is None or is_num(e.get(k)) for k in ("a", "b")))
@@ -91,7 +99,7 @@ class GhostWorker(BaseRule):
             e = seen.get(w["name"])
             if e is None or e["processed"] != processed:
                 e = {"processed": processed, "a": None, "b": None}
-            a = missing > 0 and w.get("queues") != []
+            a = _no_task_consumer(w) or (missing > 0 and w.get("queues") != [] and w.get("task_consumers") is None)
             e["a"] = (e["a"] if e["a"] is not None else now) if a else None
             e["b"] = (e["b"] if e["b"] is not None else now) if _case_b(snapshot, w) else None
             keep[w["name"]] = e
@@ -103,7 +111,9 @@ class GhostWorker(BaseRule):
         alive = {w["name"]: w for w in snapshot.get("workers") or () if w.get("alive") is True}
         missing = _missing_consumers(snapshot, list(alive.values()))
         still_a = [n for n, e in seen.items() if n in alive and e["a"] is not None and now - e["a"] >= limit]
-        named_a = set(still_a) if 0 < len(still_a) <= missing else set()
+        named_a = {n for n in still_a if _no_task_consumer(alive[n])}
+        counted = [n for n in still_a if n not in named_a]
+        named_a |= set(counted) if 0 < len(counted) <= missing else set()
         out = []
         for name in sorted(alive):
             e = seen.get(name)
@@ -118,6 +128,9 @@ class GhostWorker(BaseRule):
                 queues = _waiting_queues(snapshot, name)
                 why = (f"tasks wait in {', '.join(queues)} and it runs {w.get('active')} of {w.get('concurrency')} "
                        f"slots, yet it has processed nothing for {duration(now - since)}")
+            elif _no_task_consumer(w):
+                why = (f"it listens on the control channel but its connection holds no task consumer, and it has "
+                       f"processed nothing for {duration(now - since)}")
             else:
                 why = f"it has no consumer connection and has processed nothing for {duration(now - since)}"
             out.append(condition(

@@ -29,6 +29,10 @@ class RabbitBroker:
                 secret=True, check=management_url_problem),
         Setting("rabbitmq_timeout", "float", 5.0, ("DOORMAN_RABBITMQ_TIMEOUT",),
                 "Connect and read timeout of every AMQP and management API call.", positive=True),
+        Setting("rabbitmq_statistics_interval_seconds", "float", 5.0,
+                ("DOORMAN_RABBITMQ_STATISTICS_INTERVAL_SECONDS",),
+                "The broker's collect_statistics_interval (rabbitmq.conf, in seconds): how old a management "
+                "API figure may be; each queue's unacked_age_max_seconds says it.", positive=True),
     )
 
     def url_problem(self, url: str) -> str | None:

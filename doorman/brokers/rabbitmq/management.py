@@ -24,6 +24,7 @@ from doorman.timefmt import sane_epoch
 
 MAX_BODY = MAX_MANAGEMENT_BYTES  # bytes read of one answer (doorman.bounds; 10,000 queues are ~2 MB)
 MAX_QUEUES = 10_000  # queues kept of one listing, the rest ignored
+MAX_CONSUMERS = 50_000  # consumers kept of one listing
 QUEUE_COLUMNS = ("name,messages_ready,messages_unacknowledged,consumers,head_message_timestamp,"
                  "message_stats.ack,message_stats.redeliver")
 NODE_COLUMNS = "name,mem_used,mem_limit,mem_alarm,disk_free_alarm,disk_free,disk_free_limit,running"
@@ -101,6 +102,30 @@ class Management:
                 acked=_count(stats.get("ack")),
                 redelivered=_count(stats.get("redeliver")),
             ))
+        return rows
+
+    def queue_names(self, vhost: str) -> set[str]:
+        """The names of every queue of `vhost` (one HTTP call, the name column only). Unlike the
+        figures, the list itself is current: a deleted queue is gone from it at once."""
+        data = self.get(f"/api/queues/{vhost_path(vhost)}", {"columns": "name"})
+        if not isinstance(data, list):
+            raise ManagementError("management API: /api/queues answered something other than a list")
+        return {item["name"] for item in data[:MAX_QUEUES] if isinstance(item, dict) and isinstance(item.get("name"), str)}
+
+    def consumers(self, vhost: str) -> list[tuple[str, str]]:
+        """(queue, connection name) of every consumer of `vhost`, one HTTP call. RabbitMQ drops a
+        cancelled consumer from this list at once but lists a new one on its statistics timer."""
+        data = self.get(f"/api/consumers/{vhost_path(vhost)}", {"columns": "queue.name,channel_details.connection_name"})
+        if not isinstance(data, list):
+            raise ManagementError("management API: /api/consumers answered something other than a list")
+        rows = []
+        for item in data[:MAX_CONSUMERS]:
+            queue = item.get("queue") if isinstance(item, dict) else None
+            chan = item.get("channel_details") if isinstance(item, dict) else None
+            name = queue.get("name") if isinstance(queue, dict) else None
+            conn = chan.get("connection_name") if isinstance(chan, dict) else None
+            if isinstance(name, str) and isinstance(conn, str):
+                rows.append((name, conn))
         return rows
 
     def health(self) -> dict[str, Any]:
