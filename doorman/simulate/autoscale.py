@@ -177,6 +177,8 @@ def drain_once(opts: AutoscaleOptions, env: Mapping[str, str], say: Callable[[st
     try:
         with _broker(opts.port, workdir, opts.broker) as broker:
             rabbit = broker if isinstance(broker, RabbitVhost) else None
+            if rabbit:
+                say(f"RabbitMQ: {rabbit.where}")
             pool = WorkerPool(broker.url, workdir, dict(env))
             pool.add(1).wait_ready(listening=rabbit.listening if rabbit else None)
             outcome = Outcome(None)
