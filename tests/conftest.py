@@ -7,16 +7,20 @@ from tests.support.redis import RedisServer
 from tests.support.tls import tls_files  # noqa: F401 - a fixture (module-scoped) for the TLS tests
 from tests.support.workers import Worker
 
+SOAKS = ("test_chaos.py", "test_chaos_rabbitmq.py")  # the five-minute chaos soaks: Redis, RabbitMQ
+
 
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: a deselected soak is never started
 def pytest_collection_modifyitems(session, config, items):  # noqa: ARG001
-    """The five-minute chaos soak mostly waits: it runs beside the rest of the suite (started here,
-    on its own thread and processes) and its test, placed last, collects the outcome."""
-    chaos = [i for i in items if i.path.name == "test_chaos.py"]
+    """The five-minute chaos soaks mostly wait: they run beside the rest of the suite and beside each
+    other (started here, each on its own thread and processes) and their tests, placed last, collect
+    the outcomes."""
+    chaos = [i for i in items if i.path.name in SOAKS]
     if not chaos or config.option.collectonly:
         return
-    items[:] = [i for i in items if i.path.name != "test_chaos.py"] + chaos
-    chaos[0].module.BACKGROUND.start()  # the module object pytest imported, not another copy
+    items[:] = [i for i in items if i.path.name not in SOAKS] + chaos
+    for module in {id(i.module): i.module for i in chaos}.values():
+        module.BACKGROUND.start()  # the module object pytest imported, not another copy
 
 
 def _starts_servers(request, what: str) -> None:
@@ -28,11 +32,10 @@ def _starts_servers(request, what: str) -> None:
 
 
 def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001
-    """A session that ends without the soak's test (`-x`, Ctrl-C) tears the soak down."""
-    for item in getattr(session, "items", ()):
-        if item.path.name == "test_chaos.py":
-            item.module.BACKGROUND.call_off()
-            return
+    """A session that ends without a soak's test (`-x`, Ctrl-C) tears that soak down."""
+    modules = {id(i.module): i.module for i in getattr(session, "items", ()) if i.path.name in SOAKS}
+    for module in modules.values():
+        module.BACKGROUND.call_off()
 
 
 @pytest.fixture(autouse=True)

@@ -58,9 +58,10 @@ def alert_types() -> frozenset[str]:
 
 def run_soak(seed: int, seconds: float, workdir: str | None = None,
              progress: Callable[[str], None] | None = None, first: tuple[str, ...] | None = None,
-             cancel: threading.Event | None = None) -> Outcome:
+             cancel: threading.Event | None = None, soak: type[driver.Soak] = driver.Soak) -> Outcome:
+    """`soak`: the driver, driver.Soak (Redis) or rabbit_driver.RabbitSoak (RabbitMQ)."""
     steps = scenario.plan(seed, seconds, first=first)
-    result = driver.Soak(workdir, cancel=cancel).run(steps, seconds, progress)
+    result = soak(workdir, cancel=cancel).run(steps, seconds, progress)
     rules = Rules(interval=driver.INTERVAL, max_wait=driver.MAX_WAIT, alert_types=alert_types())
     sc = score(result.log, result.alerts, rules, result.end)
     replayed = driver.replay(result)

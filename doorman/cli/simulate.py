@@ -62,25 +62,25 @@ def main(workers, enqueue, task_seconds, zombie, kill_after, critical_queue, sto
     """Start redis-server, N Celery workers and M tasks; watch them with
     doorman-collect | doorman-analyze | doorman-notify --dry-run, or run COMMAND against them.
     Everything started is stopped on exit."""
+    if broker == "rabbitmq" and click.get_current_context().get_parameter_source("port") == ParameterSource.DEFAULT:
+        port = 5672
     if scenario == "autoscale":
         from doorman.simulate.autoscale import scenario as autoscale
 
         given = click.get_current_context().get_parameter_source("task_seconds") != ParameterSource.DEFAULT
-        sys.exit(autoscale(enqueue or None, task_seconds if given else None, port, interval))
+        sys.exit(autoscale(enqueue or None, task_seconds if given else None, port, interval, broker))
     if scenario in LIVENESS:
         from doorman.simulate.liveness import scenario as liveness
 
-        sys.exit(liveness(scenario, port, interval, alerts=sys.stdout, talk=sys.stderr))
+        sys.exit(liveness(scenario, port, interval, alerts=sys.stdout, talk=sys.stderr, broker=broker))
     if scenario in TASKS:
         from doorman.simulate.task_outcomes import scenario as outcomes
 
-        sys.exit(outcomes(scenario, port, interval, alerts=sys.stdout, talk=sys.stderr))
+        sys.exit(outcomes(scenario, port, interval, alerts=sys.stdout, talk=sys.stderr, broker=broker))
     if scenario in LOST_TASKS:
         from doorman.simulate.lost_tasks import scenario as lost
 
-        sys.exit(lost(scenario, port, interval, alerts=sys.stdout, talk=sys.stderr))
-    if broker == "rabbitmq" and click.get_current_context().get_parameter_source("port") == ParameterSource.DEFAULT:
-        port = 5672
+        sys.exit(lost(scenario, port, interval, alerts=sys.stdout, talk=sys.stderr, broker=broker))
     opts = Options(workers=workers, enqueue=enqueue, task_seconds=task_seconds, zombie=zombie,
                    kill_after=kill_after, critical_queue=critical_queue, stop_redis_after=stop_redis_after,
                    port=port, broker=broker, interval=interval, checks=checks, forever=forever, json=json_out,

@@ -32,6 +32,7 @@ from doorman.simulate.broker import RedisProcess
 from doorman.simulate.enqueue import Task, publish
 from doorman.simulate.fleet import Fleet
 from doorman.simulate.procs import child_env, command, spawn, stop
+from doorman.simulate.rabbit import RabbitVhost
 from doorman.simulate.workers import WorkerPool
 from doorman.timefmt import parse_iso
 
@@ -48,6 +49,7 @@ class AutoscaleOptions:
     port: int = 6399
     baseline: bool = True  # also drain with one worker and no scaler
     timeout: float = 900.0
+    broker: str = "redis"  # or "rabbitmq": a throw-away vhost (doorman/simulate/rabbit.py)
 
 
 @dataclass
@@ -115,16 +117,48 @@ def _secs(v: float | None) -> str:
 
 
 @contextlib.contextmanager
-def _broker(port: int, workdir: Path) -> Iterator[RedisProcess]:
-    redis_proc = RedisProcess(port, workdir).start()
+def _broker(port: int, workdir: Path, broker: str = "redis") -> Iterator[RedisProcess | RabbitVhost]:
+    server: RedisProcess | RabbitVhost = RabbitVhost(port, workdir) if broker == "rabbitmq" else RedisProcess(port, workdir)
     try:
-        yield redis_proc
+        server.start()
+        yield server
     finally:
-        redis_proc.stop()
+        server.stop()
 
 
 def _drained(client: Any) -> bool:
     return client.llen("celery") == 0 and client.hlen("unacked") == 0
+
+
+class _RabbitDrain:
+    """Drained on RabbitMQ: `celery` has no message ready or unacknowledged. Ready is read over AMQP
+    (a passive declare: exact now); unacked only from the management API, seconds late, so it is read
+    only once nothing is ready (it can then only make the drain look later, never earlier)."""
+
+    def __init__(self, vhost: RabbitVhost):
+        self.vhost = vhost
+
+    def __call__(self) -> bool:
+        from urllib.parse import quote
+
+        import amqp
+        import requests
+
+        conn = amqp.Connection(f"127.0.0.1:{self.vhost.port}", userid="guest", password="guest",
+                               virtual_host=self.vhost.vhost, connect_timeout=5)
+        try:
+            conn.connect()
+            _q, ready, _c = conn.channel().queue_declare(queue="celery", passive=True)
+        except amqp.exceptions.NotFound:
+            ready = 0
+        finally:
+            conn.collect()
+        if ready:
+            return False
+        row = requests.get(f"http://127.0.0.1:{self.vhost.mgmt_port}/api/queues/{quote(self.vhost.vhost, safe='')}"
+                           "/celery", params={"columns": "messages_unacknowledged"}, auth=("guest", "guest"),
+                           timeout=5)
+        return row.status_code == 404 or not (row.json().get("messages_unacknowledged") or 0)
 
 
 def _burst(url: str, opts: AutoscaleOptions) -> float:
@@ -141,17 +175,22 @@ def drain_once(opts: AutoscaleOptions, env: Mapping[str, str], say: Callable[[st
     pool: WorkerPool | None = None
     fleet: Fleet | None = None
     try:
-        with _broker(opts.port, workdir) as broker:
+        with _broker(opts.port, workdir, opts.broker) as broker:
+            rabbit = broker if isinstance(broker, RabbitVhost) else None
+            if rabbit:
+                say(f"RabbitMQ: {rabbit.where}")
             pool = WorkerPool(broker.url, workdir, dict(env))
-            pool.add(1).wait_ready()
+            pool.add(1).wait_ready(listening=rabbit.listening if rabbit else None)
             outcome = Outcome(None)
             reader = None
             if scaled:
                 desired = workdir / "desired"
                 fleet = Fleet(pool, desired)
-                reader = _start_pipeline(opts, env, broker.url, desired, workdir, procs, outcome)
+                stage_env = {**env, **rabbit.env} if rabbit else env
+                reader = _start_pipeline(opts, stage_env, broker.url, desired, workdir, procs, outcome)
                 time.sleep(2 * opts.interval)  # the scaler's first readings: before the burst
-            client = redis.Redis.from_url(broker.url, socket_timeout=5)
+            client = None if rabbit else redis.Redis.from_url(broker.url, socket_timeout=5)
+            drained: Callable[[], bool] = _RabbitDrain(rabbit) if rabbit else lambda: _drained(client)
             started = _burst(broker.url, opts)
             say(f"{'scaled' if scaled else 'baseline'} run: {opts.tasks} tasks of {opts.task_seconds:g} s enqueued")
             end = started + opts.timeout
@@ -160,12 +199,13 @@ def drain_once(opts: AutoscaleOptions, env: Mapping[str, str], say: Callable[[st
             while time.monotonic() < min(end, stop_at):
                 if fleet is not None:
                     outcome.peak_workers = max(outcome.peak_workers, fleet.reconcile())
-                if outcome.drain_seconds is None and _drained(client):
+                if outcome.drain_seconds is None and drained():
                     outcome.drain_seconds = time.monotonic() - started
                     say(f"drained in {outcome.drain_seconds:.1f} s")
                     stop_at = time.monotonic() + (settle if scaled else 0)
                 time.sleep(0.2)
-            client.close()
+            if client is not None:
+                client.close()
             for p in procs:
                 stop(p)
             if reader is not None:
@@ -246,11 +286,12 @@ def run_scenario(opts: AutoscaleOptions, env: Mapping[str, str], out: Callable[[
     return 0 if all(r.drain_seconds is not None for r in runs) else 1
 
 
-def scenario(tasks: int | None, task_seconds: float | None, port: int, interval: float) -> int:
+def scenario(tasks: int | None, task_seconds: float | None, port: int, interval: float,
+             broker: str = "redis") -> int:
     """`doorman-simulate --scenario autoscale`: figures on stdout, progress on stderr."""
     opts = AutoscaleOptions(tasks=tasks if tasks is not None else 300,
                             task_seconds=task_seconds if task_seconds is not None else 1.0,
-                            port=port, interval=interval)
+                            port=port, interval=interval, broker=broker)
 
     def out(text: str) -> None:
         sys.stdout.write(text + "\n")

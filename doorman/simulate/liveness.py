@@ -112,6 +112,6 @@ RUN: dict[str, Callable[[Stage], bool]] = {
 }
 
 
-def scenario(name: str, port: int, interval: float, alerts: IO[str], talk: IO[str]) -> int:
+def scenario(name: str, port: int, interval: float, alerts: IO[str], talk: IO[str], broker: str = "redis") -> int:
     """Stage `name`; 0 when its alert came as expected, 1 when not."""
-    return lost_tasks.scenario(name, port, interval, alerts, talk, RUN)
+    return lost_tasks.scenario(name, port, interval, alerts, talk, RUN, broker)

@@ -12,7 +12,9 @@ parts and watched by the real `doorman-collect | doorman-analyze` until its aler
   task every second, then `kill -9`: `beat_down`.
 - `results`: results without expiry pile up: `results_growing`.
 
-Everything runs in a temporary directory on its own redis-server (`--port`), and is stopped on exit.
+Everything runs in a temporary directory on its own redis-server (`--port`), or with `--broker
+rabbitmq` in a throw-away vhost of the RabbitMQ there (`Stage`), and is stopped on exit. Which of
+these exist on RabbitMQ: doorman/simulate/per_broker.py.
 The simulation configures its own redis-server (`CONFIG SET maxmemory`); Doorman itself never does.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,7 +37,9 @@ import orjson
 
 from doorman.simulate.broker import RedisProcess
 from doorman.simulate.enqueue import Task, publish
+from doorman.simulate.per_broker import NOT_ON_BROKER, refused
 from doorman.simulate.procs import child_env, command, kill_group, log_tail, spawn, stop
+from doorman.simulate.rabbit import RabbitVhost
 from doorman.simulate.workers import WorkerPool
 from doorman.timefmt import parse_iso
 
@@ -107,19 +112,31 @@ def fill(url: str, n: int = 4000) -> int:
 class Stage:
     """One scenario's redis-server, workers, beat and pipeline; all stopped by `close()`."""
 
-    def __init__(self, port: int, interval: float, alerts: IO[str], talk: IO[str]):
+    def __init__(self, port: int, interval: float, alerts: IO[str], talk: IO[str], broker: str = "redis"):
         self.dir = Path(tempfile.mkdtemp(prefix="doorman-simulate-"))
         os.chmod(self.dir, 0o700)
-        self.redis = RedisProcess(port, self.dir).start()
-        self.url = self.redis.url
         self.interval, self.alerts, self.talk = interval, alerts, talk
+        self.t0 = time.time()
         self.env = child_env(dict(os.environ), {})
         for k in [k for k in self.env if k.startswith(("REDIS_URL", "CELERY_BROKER", "BROKER_URL"))]:
             del self.env[k]
+        self.redis: RedisProcess | RabbitVhost
+        if broker == "rabbitmq":  # a throw-away vhost (doorman/simulate/rabbit.py), deleted by close()
+            self.redis = RabbitVhost(port, self.dir)
+            try:
+                self.redis.start()
+            except BaseException:
+                self.redis.stop()
+                shutil.rmtree(self.dir, ignore_errors=True)
+                raise
+            self.env.update(self.redis.env)
+            self.say(f"RabbitMQ: {self.redis.where}")
+        else:
+            self.redis = RedisProcess(port, self.dir).start()
+        self.url = self.redis.url
         self.pools: list[WorkerPool] = []
         self.procs: list[subprocess.Popen] = []
         self.watch: Watch | None = None
-        self.t0 = time.time()
 
     def say(self, text: str) -> None:
         self.talk.write(f"[{time.time() - self.t0:6.1f}s] {text}\n")
@@ -133,7 +150,7 @@ class Stage:
     def workers(self, n: int, env: dict[str, str] | None = None, events: bool = True) -> WorkerPool:
         pool = WorkerPool(self.url, self.dir, {**self.env, **(env or {})}, events).add(n)
         self.pools.append(pool)
-        pool.wait_ready()
+        pool.wait_ready(listening=self.redis.listening if isinstance(self.redis, RabbitVhost) else None)
         self.say(f"{n} Celery worker(s) ready: {', '.join(w.name for w in pool.workers)}")
         return pool
 
@@ -152,14 +169,12 @@ class Stage:
         for pool in self.pools:
             pool.stop()
         self.redis.stop()
-        for f in sorted(self.dir.iterdir()):
-            f.unlink()
-        self.dir.rmdir()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @contextlib.contextmanager
-def staged(port: int, interval: float, alerts: IO[str], talk: IO[str]) -> Iterator[Stage]:
-    stage = Stage(port, interval, alerts, talk)
+def staged(port: int, interval: float, alerts: IO[str], talk: IO[str], broker: str = "redis") -> Iterator[Stage]:
+    stage = Stage(port, interval, alerts, talk, broker)
     try:
         yield stage
     finally:
@@ -278,9 +293,12 @@ RUN: dict[str, Callable[[Stage], bool]] = {
 
 
 def scenario(name: str, port: int, interval: float, alerts: IO[str], talk: IO[str],
-             run: dict[str, Callable[[Stage], bool]] = RUN) -> int:
-    """Stage `name` (one of `run`'s); 0 when its alert came as expected, 1 when not."""
-    with staged(port, interval, alerts, talk) as s:
+             run: dict[str, Callable[[Stage], bool]] = RUN, broker: str = "redis") -> int:
+    """Stage `name` (one of `run`'s) on `broker`; 0 when its alert came as expected, 1 when not,
+    NOT_ON_BROKER (2) when the failure cannot exist on that broker (doorman/simulate/per_broker.py)."""
+    if refused(name, broker, talk):
+        return NOT_ON_BROKER
+    with staged(port, interval, alerts, talk, broker) as s:
         ok = run[name](s)
         s.say(f"scenario {name}: " + ("the expected alert came" if ok else "the expected alert did NOT come"))
     return 0 if ok else 1

@@ -78,6 +78,6 @@ def _events_off(s: Stage) -> bool:
 RUN: dict[str, Callable[[Stage], bool]] = {"failing-task": _failing_task, "events-off": _events_off}
 
 
-def scenario(name: str, port: int, interval: float, alerts: IO[str], talk: IO[str]) -> int:
+def scenario(name: str, port: int, interval: float, alerts: IO[str], talk: IO[str], broker: str = "redis") -> int:
     """Stage `name`; 0 when its alert (and no other) came, 1 when not."""
-    return lost_tasks.scenario(name, port, interval, alerts, talk, RUN)
+    return lost_tasks.scenario(name, port, interval, alerts, talk, RUN, broker)

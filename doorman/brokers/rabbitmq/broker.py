@@ -185,6 +185,12 @@ class RabbitConnection:
     # ------------------------------------------------------------ Broker
 
     def topology(self) -> Topology:
+        # First a round trip over AMQP, so that a broker that accepts and does not answer (stalled)
+        # fails the check within rabbitmq_timeout, as a Redis PING does: the management API's own
+        # timeout, then the passive reads', each just under it, let a check wait twice as long and
+        # call a 12 s stall answered (the RabbitMQ chaos soak's long pause). The round trip after
+        # the listing stays: it catches a vhost being deleted between the two.
+        self._reach()
         try:
             rows = self.api.queues(self.target.vhost)
         except ManagementError as e:
