@@ -348,3 +348,26 @@ def test_hostile_task_sections_are_read_as_nothing_and_names_escaped():
     assert 'a"b\\cd' in names  # control characters kept out; quotes and backslashes escaped, read back whole
     assert not said
     assert {dict(k[1]).get("hostname") for k in got if k[0] == "celery_task_received_total"} >= {"y@z"}
+
+
+def test_a_label_set_born_after_serve_started_is_scraped_at_zero_once_before_its_value():
+    """A counter born at its value is invisible to increase(): the first failures of a new task
+    would never show in CeleryTaskHighFailRate. A restart (serve's first look) shows values at once."""
+    t = time.time()
+    state = State()
+    ingest = Ingest(state, None, lambda _m: None)
+    scrape = exposition_maker(state, lambda: t)
+    ingest.line("s", 1, orjson.dumps(workload_snapshot(t - 2, t - 10, rows=[])))
+    scrape()
+    new = WRow("app.new", "celery@w1", "celery", {"received": 3, "started": 3, "failed": 3},
+               exceptions={"ValueError": 3})
+    ingest.line("s", 2, orjson.dumps(workload_snapshot(t - 1, t - 10, rows=[new])))
+    key = ("cluster", "default"), ("exception", "ValueError"), ("hostname", "w1"), ("name", "app.new"), \
+        ("queue_name", "celery")
+    assert samples(scrape().decode())[("celery_task_failed_total", key)] == 0  # seen at 0 by a scrape
+    ingest.line("s", 3, orjson.dumps(workload_snapshot(t, t - 10, rows=[new])))
+    assert samples(scrape().decode())[("celery_task_failed_total", key)] == 3  # then its value
+
+    restarted = State()  # serve restarted: its first snapshot already holds the row
+    Ingest(restarted, None, lambda _m: None).line("s", 1, orjson.dumps(workload_snapshot(t, t - 10, rows=[new])))
+    assert samples(render(restarted, t))[("celery_task_failed_total", key)] == 3

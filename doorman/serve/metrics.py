@@ -178,6 +178,7 @@ class Exposition:
         self.version = -1
         self.text = b""
         self.gz = b""
+        self.read = True  # the text rendered last was served to a scrape (newborn task series: task_text)
 
     def refresh(self) -> None:
         """Render the state's series again if it changed since the last time."""
@@ -185,7 +186,8 @@ class Exposition:
             version = self.state.version
             if version != self.version:
                 with self.state.lock:
-                    tasks = render_tasks(self.state)
+                    tasks = render_tasks(self.state, self.read)
+                self.read = False
                 self.text = generate_latest(self.static) + tasks
                 self.gz = gzip.compress(self.text, compresslevel=1, mtime=0)
                 self.version = version
@@ -193,11 +195,13 @@ class Exposition:
     def render(self) -> bytes:
         if self.version < 0:
             self.refresh()
+        self.read = True
         return self.text + generate_latest(self.dynamic)
 
     def render_gzip(self) -> bytes:
         if self.version < 0:
             self.refresh()
+        self.read = True
         return self.gz + gzip.compress(generate_latest(self.dynamic), compresslevel=1, mtime=0)
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.utils import floatToGoString
 
 from doorman.contract.tasks import OUTCOMES
-from doorman.serve.tasks import FAILED, SENT, Hist, Row
+from doorman.serve.tasks import FAILED, SENT, Fresh, Hist, Key, Row
 
 if TYPE_CHECKING:
     from doorman.serve.state import State
@@ -47,18 +47,21 @@ def _num(v: float) -> str:
     return floatToGoString(v)
 
 
-def render_tasks(state: State) -> bytes:
-    """Every cluster's task series; empty when no snapshot had a `tasks` section."""
+def render_tasks(state: State, read: bool = True) -> bytes:
+    """Every cluster's task series; empty when no snapshot had a `tasks` section. `read`: the last
+    render reached a scrape (label sets born since show at 0 until one has: `TaskTable.fresh`)."""
     tables = [(cl, c.tasks) for cl, c in state.clusters.items() if c.tasks is not None and c.tasks.rows]
     if not tables:
         return b""
     out: list[str] = []
-    # per table: (row, label text without braces, created text)
+    # per table: (row as shown, label text without braces, created text)
     prepared = []
     for cl, t in tables:
         created = _num(t.since or 0.0)
-        rows = [(row, f'cluster="{escape(cl)}",name="{escape(n)}",hostname="{escape(h)}"', f'queue_name="{escape(q)}"')
-                for (n, h, q), row in sorted(t.rows.items())]
+        zero = t.zeroed(read)
+        rows = [(_at_zero(row, key, zero) if zero else row,
+                 f'cluster="{escape(cl)}",name="{escape(n)}",hostname="{escape(h)}"', f'queue_name="{escape(q)}"')
+                for key, row in sorted(t.rows.items()) for n, h, q in [key]]
         prepared.append((t, created, rows))
     for i, outcome in enumerate(OUTCOMES):
         name = f"celery_task_{outcome}"
@@ -97,8 +100,31 @@ def render_tasks(state: State) -> bytes:
     return "".join(out).encode()
 
 
+def _at_zero(row: Row, key: Key, zero: set[Fresh]) -> Row:
+    """`row` with its newborn label sets at 0 (the same samples present: `_shown` reads the real one)."""
+    if (key, None) in zero:
+        return _Zero(row)
+    if not any((key, cls) in zero for cls in row.exceptions):
+        return row
+    excs = {cls: 0 if (key, cls) in zero else n for cls, n in row.exceptions.items()}
+    return Row(row.counts, excs, row.runtime, row.queue_wait)
+
+
+class _Zero(Row):
+    """A row shown at 0 whose samples are those of the real row."""
+
+    def __init__(self, real: Row):
+        def flat(h: Hist | None) -> Hist | None:
+            return None if h is None else Hist([0] * len(h.counts), 0, 0.0)
+
+        super().__init__([0] * len(real.counts), dict.fromkeys(real.exceptions, 0), flat(real.runtime),
+                         flat(real.queue_wait))
+        self.real = real
+
+
 def _shown(row: Row, i: int) -> bool:
     """The exporter's pre-zeroing: `sent` once counted; the others once any but `sent` is there."""
+    row = row.real if isinstance(row, _Zero) else row
     others = any(n for j, n in enumerate(row.counts) if j != SENT)
     if i == SENT:
         return row.counts[SENT] > 0 or not others

@@ -59,6 +59,7 @@ class Row:
 
 
 Key = tuple[str, str, str]
+Fresh = tuple[Key, "str | None"]  # a label set: a row (None), or one exception class of its failed counter
 
 
 def exporter_hostname(node: str) -> str:
@@ -129,6 +130,14 @@ class TaskTable:
     omitted: dict[str, int] = field(default_factory=dict)  # distinct keys folded by serve, this snapshot
     collect_omitted: dict[str, int] = field(default_factory=dict)  # the collector's own (tasks.omitted)
     admitted: dict[str, Admission] = field(default_factory=dict)
+    # Label sets that appeared after serve's first look at this `since` are shown at 0 until a scrape
+    # has read that 0 (`zeroed`): a counter that is born at its value is invisible to `increase()`,
+    # so without it the first failures of a new task would never show in a rate. Label sets present
+    # at the first look (serve restarted, or collect did: a new `since`) show their values at once,
+    # so a restart is never a dip to 0 and back (counted twice).
+    fresh: set[Fresh] = field(default_factory=set)
+    zeroed_last: set[Fresh] = field(default_factory=set)
+    looked: bool = False
 
     def __post_init__(self) -> None:
         self._reset()
@@ -139,6 +148,15 @@ class TaskTable:
                          "queues": Admission(c.queues), "exceptions": Admission(c.exceptions),
                          "series": Admission(c.series)}
         self.rows = {}
+        self.fresh, self.zeroed_last, self.looked = set(), set(), False
+
+    def zeroed(self, read: bool) -> set[Fresh]:
+        """The label sets to show at 0 in this render; `read`: the last render was served to a
+        scrape, so what it showed at 0 has been seen at 0 and may show its value now."""
+        if read:
+            self.fresh -= self.zeroed_last
+        self.zeroed_last = set(self.fresh)
+        return self.zeroed_last
 
     def update(self, tasks: Mapping[str, Any]) -> None:
         """Take in a snapshot's (non-null) `tasks` section."""
@@ -154,7 +172,16 @@ class TaskTable:
         omitted = tasks.get("omitted")
         self.collect_omitted = {_label(k)[:32]: _count(v) for k, v in list(omitted.items())[:8]} \
             if isinstance(omitted, dict) else {}
+        before = self.rows
         self.rows = self._fold(raw_rows)
+        if self.looked:
+            for key, row in self.rows.items():
+                old = before.get(key)
+                if old is None:
+                    self.fresh.add((key, None))
+                else:
+                    self.fresh.update((key, cls) for cls in row.exceptions if cls not in old.exceptions)
+        self.looked = True
 
     def _read_rows(self, series: Any) -> list[tuple[str, str, str, Row]]:
         out: list[tuple[str, str, str, Row]] = []
