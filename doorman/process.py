@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -95,6 +95,18 @@ def stop_signals(callback: Callable[[int], None], signals: Iterable[int] = STOP_
             os.close(done_r)
 
 
+@contextlib.contextmanager
+def stop_signals_if_main(callback: Callable[[int], None],
+                         signals: Iterable[int] = STOP_SIGNALS) -> Iterator[None]:
+    """`stop_signals` when called in the main thread (a stage's command); elsewhere (a stage run as
+    a library call in a thread, as tests do) nothing: only the main thread may take signals."""
+    if threading.current_thread() is threading.main_thread():
+        with stop_signals(callback, signals):
+            yield
+    else:
+        yield
+
+
 def on_stop_signal(callback: Callable[[int], None], signals: Iterable[int] = STOP_SIGNALS) -> None:
     """`stop_signals` for the rest of the process's life (a stage's CLI). Main thread only."""
     stack = contextlib.ExitStack()
@@ -158,6 +170,16 @@ class StoppableReader(io.RawIOBase):
                 buf[:len(data)] = data
                 return len(data)
         return 0
+
+
+def stoppable(stream: IO[bytes], stop: Stop) -> IO[bytes]:
+    """`stream` (stdin, a pipe) read so that `stop` ends a wait for input at once, as an EOF; a
+    stream with no file descriptor is returned as it is."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return stream
+    return io.BufferedReader(StoppableReader(fd, stop))
 
 
 def kill_group(proc: subprocess.Popen, sig: int = signal.SIGKILL, timeout: float = 10) -> None:

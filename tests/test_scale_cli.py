@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import subprocess
 import textwrap
 
@@ -95,6 +96,31 @@ def test_acts_on_each_line_without_waiting_for_eof(tmp_path):
         p.stdin.close()
         p.wait(20)
     assert p.returncode == 0
+    assert calls.read_text().splitlines()[-1] == "default 3"
+
+
+def test_sigterm_while_waiting_for_input_ends_cleanly_after_the_decision_in_hand(tmp_path):
+    """stdin still open: SIGTERM ends the wait for the next snapshot at once, the last change still
+    gets its command (a slow one), and the exit is 0 with no traceback."""
+    calls = tmp_path / "calls"
+    cmd = script(tmp_path, f'sleep 1; echo "$1 $2" >> {calls}\n')
+    p = subprocess.Popen([str(BIN / "doorman-scale"), "--exec", f"{cmd} {{pool}} {{desired}}"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        p.stdin.write(b"".join(burst_lines()[:4]))
+        p.stdin.flush()
+        got = []
+        while [g["desired_workers"] for g in got if g["kind"] == "scale"] != [1, 3]:
+            ready, _, _ = select.select([p.stdout], [], [], 30)
+            assert ready, f"no decision; got {got}"
+            got.append(orjson.loads(p.stdout.readline()))
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(30) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.stdin.close()
+    assert b"Traceback" not in p.stderr.read()
     assert calls.read_text().splitlines()[-1] == "default 3"
 
 

@@ -166,6 +166,47 @@ def test_sigterm_tears_everything_down():
     assert_all_gone(port)
 
 
+@pytest.mark.e2e
+def test_sigint_during_start_up_tears_down_what_was_started():
+    """Ctrl-C while the workers are still starting: the stop is taken by the wakeup pipe's watcher
+    and the start-up's wait ends at once; every process and the redis-server go."""
+    port = free_port()
+    proc = subprocess.Popen([SIM, "--port", str(port), "--workers", "2", "--forever", "--json", "--interval", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        seen = b""
+        while f"redis-server on 127.0.0.1:{port}".encode() not in seen:
+            line = proc.stderr.readline()
+            assert line, f"simulate ended early: {seen.decode()}"
+            seen += line
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 128 + signal.SIGINT
+        assert b"SIGINT: stopping everything" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert_all_gone(port)
+
+
+@pytest.mark.e2e
+def test_sigterm_in_command_mode_ends_the_command_and_the_run():
+    port = free_port()
+    proc = subprocess.Popen([SIM, "--port", str(port), "--workers", "0", "--", "sleep", "600"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        seen = b""
+        while b"running with REDIS_URL" not in seen:
+            line = proc.stderr.readline()
+            assert line, f"simulate ended early: {seen.decode()}"
+            seen += line
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert_all_gone(port)
+
+
 def test_a_taken_port_is_refused():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

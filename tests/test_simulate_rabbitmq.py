@@ -82,6 +82,31 @@ def test_a_worker_killed_part_way_is_lost_on_rabbitmq():
     assert all(a[0] == "worker_lost" for a in got)
 
 
+def test_sigterm_on_rabbitmq_deletes_the_vhost_and_ends_every_process():
+    import signal
+
+    require_rabbitmq()
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("REDIS_URL", "CELERY_BROKER", "MAX_", "CRITICAL_", "MONITORED_", "DOORMAN_"))}
+    proc = subprocess.Popen([SIM, "--broker", "rabbitmq", "--workers", "1", "--forever", "--json", "--interval", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=base)
+    try:
+        seen = b""
+        while b"Health Check #1" not in seen:
+            line = proc.stderr.readline()
+            assert line, f"simulate ended early: {seen.decode()}"
+            seen += line
+        [vhost] = re.findall(r"RabbitMQ: vhost (doorman-simulate-[0-9a-f]+) on the local RabbitMQ", seen.decode())
+        assert leftovers(vhost), "expected the run's processes to be up"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert vhost not in vhosts(), "the throw-away vhost was not deleted"
+    assert leftovers(vhost) == []
+
+
 def test_without_a_rabbitmq_on_the_port_it_starts_a_private_node_and_stops_it():
     import glob
     import socket

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
-from typing import IO, cast
+from typing import cast
 
 from doorman.analyze.engine import Engine, snapshot_problem
 from doorman.analyze.state import StateFile, StateUnavailable
@@ -17,16 +14,7 @@ from doorman.contract.alert import Alert
 from doorman.contract.snapshot import Snapshot
 from doorman.contract.tick import Tick, tick
 from doorman.ndjson import read_objects, write_record
-from doorman.process import Stop, StoppableReader, stop_signals
-
-
-def _stoppable(stream: IO[bytes], stop: Stop) -> IO[bytes]:
-    """stdin (a pipe) read so that SIGTERM ends the wait for input at once, as an EOF."""
-    try:
-        fd = stream.fileno()
-    except (OSError, ValueError, AttributeError):
-        return stream
-    return io.BufferedReader(StoppableReader(fd, stop))
+from doorman.process import Stop, stop_signals_if_main, stoppable
 
 
 def run(cfg: Config, files: Sequence[str], state_path: str | None, check: bool,
@@ -49,9 +37,7 @@ def run(cfg: Config, files: Sequence[str], state_path: str | None, check: bool,
     stop = Stop()
     progress = Progress()
     try:
-        with contextlib.ExitStack() as signals:
-            if threading.current_thread() is threading.main_thread():
-                signals.enter_context(stop_signals(stop, (signal.SIGTERM,)))
+        with stop_signals_if_main(stop, (signal.SIGTERM,)):
             _loop(engine, store, files, check, ticks, stop, progress, say, write)
     finally:
         stop.close()
@@ -75,7 +61,7 @@ def _loop(engine: Engine, store: StateFile | None, files: Sequence[str], check: 
         if stop.is_set():
             break
         try:
-            stream = _stoppable(sys.stdin.buffer, stop) if name == "-" else open(name, "rb")  # noqa: SIM115
+            stream = stoppable(sys.stdin.buffer, stop) if name == "-" else open(name, "rb")  # noqa: SIM115
         except OSError as e:
             say(f"error: cannot read {name}: {e.strerror}")
             progress.failed = True

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 from doorman.config.settings import Config
 from doorman.ndjson import write_record
+from doorman.process import Stop, stop_signals_if_main, stoppable
 from doorman.redact import Scrubber
 from doorman.scale import stage as stages
 from doorman.scale.actuate import Executor
@@ -31,27 +33,42 @@ def run(cfg: Config, pools: list[Pool], files: Sequence[str], every: int, say: C
         executor = Executor(cfg.scale.exec_command, _quiet(out), timeout=float(cfg.scale.exec_timeout_seconds),
                             scrub=Scrubber(cfg.secrets()))
     stage = Stage(pools, policy_of(cfg), out, say, executor, every)
+    # SIGTERM: stop at once while waiting for input (it reads as an EOF), else after the decision in
+    # hand; the last change still gets its command. Put back at the end: callers (tests) go on living.
+    stop = Stop()
     failed = False
     try:
-        for name in files or ("-",):
-            if name == "-":
-                stream = stdin or sys.stdin.buffer
-            else:
-                try:
-                    stream = open(name, "rb")  # noqa: SIM115 - closed below
-                except OSError as e:
-                    say(f"error: cannot read {name}: {e.strerror}")
-                    failed = True
-                    continue
-            try:
-                stages.run(stage, stream, "<stdin>" if name == "-" else name, say)
-            finally:
-                if name != "-":
-                    stream.close()
+        with stop_signals_if_main(stop, (signal.SIGTERM,)):
+            failed = _read(stage, files, stdin, stop, say)
     finally:
+        stop.close()
         if executor is not None:  # the last change still gets its command, within its timeout
             executor.close(wait=float(cfg.scale.exec_timeout_seconds) + 5)
     return 1 if failed else 0
+
+
+def _read(stage: Stage, files: Sequence[str], stdin: IO[bytes] | None, stop: Stop,
+          say: Callable[[str], None]) -> bool:
+    """Every file in turn until a stop; whether one could not be read."""
+    failed = False
+    for name in files or ("-",):
+        if stop.is_set():
+            break
+        if name == "-":
+            stream = stoppable(stdin or sys.stdin.buffer, stop)
+        else:
+            try:
+                stream = open(name, "rb")  # noqa: SIM115 - closed below
+            except OSError as e:
+                say(f"error: cannot read {name}: {e.strerror}")
+                failed = True
+                continue
+        try:
+            stages.run(stage, stream, "<stdin>" if name == "-" else name, say, stop)
+        finally:
+            if name != "-":
+                stream.close()
+    return failed
 
 
 def _quiet(write: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:

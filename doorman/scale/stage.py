@@ -14,6 +14,7 @@ from typing import IO, Any
 from doorman.contract.snapshot import snapshot_problem
 from doorman.contract.version import SCHEMA_VERSION
 from doorman.ndjson import read_objects
+from doorman.process import Stop
 from doorman.scale.actuate import Executor, Job
 from doorman.scale.policy import Decision, Hold, Policy, State, step
 from doorman.scale.settings import Pool
@@ -69,8 +70,9 @@ class Stage:
             self.executor.submit(Job(d.pool, d.desired, d.ts, cluster))
 
 
-def run(stage: Stage, stream: IO[bytes], label: str, say: Callable[[str], None]) -> None:
-    """Feed every snapshot of `stream` to `stage` as it arrives."""
+def run(stage: Stage, stream: IO[bytes], label: str, say: Callable[[str], None], stop: Stop | None = None) -> None:
+    """Feed every snapshot of `stream` to `stage` as it arrives; a `stop` ends it after the
+    snapshot in hand (its decision written)."""
     for lineno, snap in read_objects(stream, "snapshot", label, say, snapshot_problem):
         try:
             stage.feed(snap)
@@ -78,6 +80,8 @@ def run(stage: Stage, stream: IO[bytes], label: str, say: Callable[[str], None])
             raise
         except Exception as e:  # noqa: BLE001 - one odd snapshot must not end the stage
             say(f"{label}:{lineno}: cannot decide on this snapshot ({type(e).__name__}: {e}); skipped")
+        if stop is not None and stop.is_set():
+            break
 
 
 def locked(write: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:

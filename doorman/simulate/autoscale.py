@@ -33,6 +33,7 @@ from doorman.simulate.enqueue import Task, publish
 from doorman.simulate.fleet import Fleet
 from doorman.simulate.procs import child_env, command, spawn, stop
 from doorman.simulate.rabbit import RabbitVhost
+from doorman.simulate.stopping import Stopped, pause, stop_on_signals
 from doorman.simulate.workers import WorkerPool
 from doorman.timefmt import parse_iso
 
@@ -188,7 +189,7 @@ def drain_once(opts: AutoscaleOptions, env: Mapping[str, str], say: Callable[[st
                 fleet = Fleet(pool, desired)
                 stage_env = {**env, **rabbit.env} if rabbit else env
                 reader = _start_pipeline(opts, stage_env, broker.url, desired, workdir, procs, outcome)
-                time.sleep(2 * opts.interval)  # the scaler's first readings: before the burst
+                pause(2 * opts.interval)  # the scaler's first readings: before the burst
             client = None if rabbit else redis.Redis.from_url(broker.url, socket_timeout=5)
             drained: Callable[[], bool] = _RabbitDrain(rabbit) if rabbit else lambda: _drained(client)
             started = _burst(broker.url, opts)
@@ -203,7 +204,7 @@ def drain_once(opts: AutoscaleOptions, env: Mapping[str, str], say: Callable[[st
                     outcome.drain_seconds = time.monotonic() - started
                     say(f"drained in {outcome.drain_seconds:.1f} s")
                     stop_at = time.monotonic() + (settle if scaled else 0)
-                time.sleep(0.2)
+                pause(0.2)
             if client is not None:
                 client.close()
             for p in procs:
@@ -270,16 +271,12 @@ def run_scenario(opts: AutoscaleOptions, env: Mapping[str, str], out: Callable[[
                  say: Callable[[str], None]) -> int:
     """The CLI's scenario: the figures on `out`; 0, or 1 when a run did not drain in time. A stop
     signal tears everything down (exit 128 + signal)."""
-    from doorman.simulate.run import Stopped, stop_on_signals
-
-    with stop_on_signals() as teardown:
+    with stop_on_signals():
         try:
             result = autoscale(opts, env, say)
         except Stopped as e:
             say(f"{e}: stopping everything")
             return 128 + e.signum
-        finally:
-            teardown.set()
     for line in result.lines():
         out(line)
     runs = [result.scaled, *([result.baseline] if result.baseline else [])]

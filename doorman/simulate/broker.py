@@ -10,6 +10,7 @@ from pathlib import Path
 
 from doorman.errors import SetupError, StartupFailed
 from doorman.simulate.procs import log_tail, spawn, stop
+from doorman.simulate.stopping import pause
 
 INSTALL_HINT = ("redis-server is not installed: install it with `sudo apt-get install redis-server` "
                 "(or `make install` in a checkout)")
@@ -72,7 +73,7 @@ class RedisProcess:
             if self.proc.poll() is not None:
                 raise StartupFailed(f"redis-server on port {self.port} exited with {self.proc.returncode}: "
                                     f"{log_tail(self.log, 400)}")
-            time.sleep(0.05)
+            pause(0.05)
         raise StartupFailed(f"redis-server on port {self.port} did not answer within {timeout:.0f}s")
 
     @property

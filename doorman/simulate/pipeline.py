@@ -19,6 +19,7 @@ import orjson
 from doorman.collect.human import Memory, render
 from doorman.run.chain import Chain, Stage, lines
 from doorman.simulate.procs import command, spawn, stop
+from doorman.simulate.stopping import wait_proc
 
 STAGES = ("doorman-collect", "doorman-analyze", "doorman-notify")
 
@@ -117,7 +118,7 @@ class Pipeline:
     def wait(self, timeout: float | None = None) -> dict[str, int]:
         """Exit code of every stage, once all three ended and every line was shown."""
         for name in STAGES:
-            self.procs[name].wait(timeout)
+            wait_proc(self.procs[name], timeout)  # a stop signal ends the wait (stopping.Stopped)
         if self.chain is not None:
             self.chain.join(timeout)
         return {name: self.procs[name].returncode for name in STAGES}

@@ -26,9 +26,10 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 @contextlib.contextmanager
 def threads_ignore_stop_signals() -> Iterator[None]:
     """Threads started inside inherit a mask that blocks SIGINT/SIGTERM/SIGHUP, so the kernel hands
-    those to the main thread, whose handler tears down at once (a signal taken by a helper thread
-    would wait until the main thread's blocking call returned). Start no process in here: a child
-    would inherit the mask."""
+    those to the main thread, where Python's default SIGINT (KeyboardInterrupt) interrupts a
+    blocking call at once (a signal taken by a helper thread would wait until that call returned).
+    Not needed under `stopping.stop_on_signals`, whose wakeup pipe hears a signal in any thread.
+    Start no process in here: a child would inherit the mask."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         yield

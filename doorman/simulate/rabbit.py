@@ -21,6 +21,7 @@ from urllib.parse import quote
 from doorman.errors import SetupError, StartupFailed
 from doorman.simulate.partition import Partition
 from doorman.simulate.procs import kill_group, log_tail, spawn, threads_ignore_stop_signals
+from doorman.simulate.stopping import pause
 
 INSTALL_HINT = ("rabbitmq-server is not installed: install it with `sudo apt-get install rabbitmq-server` "
                 "(or `make install` in a checkout)")
@@ -85,7 +86,8 @@ class RabbitVhost:
         if not _answers(self.port):
             self._start_node(timeout)
         self._add_vhost()
-        with threads_ignore_stop_signals():  # its threads leave SIGINT/SIGTERM to the main thread
+        with threads_ignore_stop_signals():  # its threads leave SIGINT/SIGTERM to the main thread (scenarios
+            # without stop_on_signals: KeyboardInterrupt there at once)
             self.relay = Partition("127.0.0.1", self.port)
         return self
 
@@ -160,7 +162,7 @@ class RabbitVhost:
                     return
             except (requests.RequestException, ValueError):
                 return
-            time.sleep(0.25)
+            pause(0.25)
 
     def stop(self) -> None:
         """Delete the vhost (every queue, binding and connection in it), stop a private node. Doorman's
@@ -216,7 +218,7 @@ class RabbitVhost:
                 raise StartupFailed(f"rabbitmq-server exited with {self.proc.returncode}: {log_tail(self.log, 400)}")
             if _answers(self.port) and self._api("GET", "/api/overview"):
                 return
-            time.sleep(0.5)
+            pause(0.5)
         raise StartupFailed(f"rabbitmq-server on port {self.port} did not answer within {timeout:.0f}s: "
                             f"{log_tail(self.log, 400)}")
 

@@ -3,15 +3,13 @@ the user's command), and whatever happens (end, error, Ctrl-C, SIGTERM) stop all
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,38 +17,12 @@ from doorman.redact import redact_url
 from doorman.simulate.broker import RedisProcess
 from doorman.simulate.enqueue import publish
 from doorman.simulate.pipeline import Pipeline, View
-from doorman.simulate.procs import STOP_SIGNALS, child_env, threads_ignore_stop_signals
+from doorman.simulate.procs import child_env
 from doorman.simulate.rabbit import RabbitVhost
 from doorman.simulate.scenario import Options, plan
 from doorman.simulate.serve import ServeBeside
+from doorman.simulate.stopping import Stopped, stop_on_signals, wait_proc
 from doorman.simulate.workers import WorkerPool
-
-
-class Stopped(Exception):
-    """A signal asked us to stop; raised in the main thread so every `finally` tears down."""
-
-    def __init__(self, signum: int):
-        self.signum = signum
-        super().__init__(signal.Signals(signum).name)
-
-
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[threading.Event]:
-    """SIGINT/SIGTERM/SIGHUP raise `Stopped` once; a second signal during teardown is ignored."""
-    fired = threading.Event()  # set by the caller when teardown starts
-    once: list[int] = []  # the handler only reads `fired` (no lock) and appends here: it must take no lock
-
-    def handler(signum: int, frame: Any) -> None:  # noqa: ARG001
-        if not once and not fired.is_set():
-            once.append(signum)
-            raise Stopped(signum)
-
-    old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
-    try:
-        yield fired
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 class Simulation:
@@ -104,8 +76,7 @@ class Simulation:
         t = threading.Timer(seconds, fn)
         t.daemon = True
         self.timers.append(t)
-        with threads_ignore_stop_signals():
-            t.start()
+        t.start()
 
     def _kill_worker(self) -> None:
         w = self.pool.kill_one() if self.pool else None
@@ -162,7 +133,7 @@ def run_command(sim: Simulation, argv: tuple[str, ...]) -> int:
         return 127 if isinstance(e, FileNotFoundError) else 126
     sim.arm_timers()
     try:
-        code = proc.wait()
+        code = wait_proc(proc)
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -195,7 +166,7 @@ def simulate(opts: Options, env: Mapping[str, str], alerts: IO[str], human: IO[s
             pass
 
     sim = Simulation(opts, env, read_config_file(opts.config_path), say)
-    with stop_on_signals() as teardown:
+    with stop_on_signals():
         try:
             sim.start()
             return run_command(sim, opts.command) if opts.command else watch(sim, alerts, human)
@@ -203,5 +174,4 @@ def simulate(opts: Options, env: Mapping[str, str], alerts: IO[str], human: IO[s
             say(f"{e}: stopping everything")
             return 128 + e.signum
         finally:
-            teardown.set()
             sim.close()

@@ -18,7 +18,7 @@ from typing import IO, Any
 from doorman.atomicfile import open_private
 from doorman.ndjson import dumps
 from doorman.simulate.pipeline import View
-from doorman.simulate.procs import command, spawn, stop, threads_ignore_stop_signals
+from doorman.simulate.procs import command, spawn, stop
 
 
 class CopyingView(View):
@@ -48,9 +48,8 @@ class ServeBeside:
         self.path = workdir / "streams.ndjson"
         self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=10_000)
         self.fd = open_private(str(self.path), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        with threads_ignore_stop_signals():
-            self.writer = threading.Thread(target=self._write, daemon=True)
-            self.writer.start()
+        self.writer = threading.Thread(target=self._write, daemon=True)
+        self.writer.start()
         argv = [*command("doorman-serve"), "--listen", listen, "--history", str(workdir / "history.sqlite3"),
                 str(self.path)]
         self.proc = spawn(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from doorman.errors import StartupFailed
 from doorman.simulate.procs import child_env, kill_group, log_tail, spawn
+from doorman.simulate.stopping import pause
 
 
 class WorkerProcess:
@@ -68,9 +69,9 @@ class WorkerPool:
                     if w.proc.poll() is not None:
                         raise StartupFailed(f"worker {w.name} exited with {w.proc.returncode}: {log_tail(w.log)}")
                 if listening([w.name for w in self.workers]):
-                    time.sleep(0.3)
+                    pause(0.3)
                     return
-                time.sleep(0.1)
+                pause(0.1)
         finally:
             if client is not None:
                 client.close()
