@@ -47,18 +47,15 @@ class TaskRetryStorm(BaseRule):
     )
 
     def initial_state(self) -> State:
-        return {"since": None, "last": {}, "slots": []}
+        return tw.initial_state("slots")
 
     def state_problem(self, state: State) -> str | None:
         return tw.state_problem(state, "slots")
 
     def observe(self, snapshot: Snapshot, state: State, config: Config, now: float) -> None:
         tasks = tw.tasks_of(snapshot)
-        if tasks is None:
-            return
-        window = config.thresholds.task_failure_window_seconds
-        delta = tw.advance(state, tw.vectors(tasks, _pick), float(tasks["since"]))
-        state["slots"] = tw.record(state.get("slots", []), now, delta, window / tw.SLOTS, window)
+        if tasks is not None:
+            tw.observe(state, tasks, _pick, now, config.thresholds.task_failure_window_seconds)
 
     def evaluate(self, snapshot: Snapshot, state: State, config: Config, now: float) -> list[Condition]:
         if tw.tasks_of(snapshot) is None:

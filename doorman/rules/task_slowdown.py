@@ -52,7 +52,7 @@ class TaskSlowdown(BaseRule):
     )
 
     def initial_state(self) -> State:
-        return {"since": None, "last": {}, "slots": [], "coarse": []}
+        return tw.initial_state("slots", "coarse")
 
     def state_problem(self, state: State) -> str | None:
         return tw.state_problem(state, "slots", "coarse")
@@ -63,8 +63,7 @@ class TaskSlowdown(BaseRule):
             return
         th = config.thresholds
         window, baseline = th.task_failure_window_seconds, th.task_baseline_seconds
-        delta = tw.advance(state, tw.vectors(tasks, _pick), float(tasks["since"]))
-        state["slots"] = tw.record(state.get("slots", []), now, delta, window / tw.SLOTS, window)
+        delta = tw.observe(state, tasks, _pick, now, window)
         state["coarse"] = tw.record(state.get("coarse", []), now, delta, min(baseline / COARSE, window),
                                     window + baseline)
 

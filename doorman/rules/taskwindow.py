@@ -96,6 +96,20 @@ def record(slots: list[Slot], now: float, delta: dict[str, Vec], width: float, h
     return slots
 
 
+def initial_state(*rings: str) -> dict[str, Any]:
+    """A window rule's empty state: no reading yet, no counters, empty slot rings."""
+    return {"since": None, "last": {}, **{ring: [] for ring in rings}}
+
+
+def observe(state: dict[str, Any], tasks: dict[str, Any], pick: Callable[[dict[str, Any]], Vec], now: float,
+            window: float) -> dict[str, Vec]:
+    """One reading into the state: `pick`'s counters advanced, their increase recorded in the
+    window's slots; that increase, for a rule that keeps another ring too."""
+    delta = advance(state, vectors(tasks, pick), float(tasks["since"]))
+    state["slots"] = record(state.get("slots", []), now, delta, window / SLOTS, window)
+    return delta
+
+
 def add_into(acc: dict[str, Vec], delta: dict[str, Vec], sign: float = 1.0) -> None:
     for name, v in delta.items():
         a = acc.setdefault(name, {})

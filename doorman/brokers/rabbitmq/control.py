@@ -19,9 +19,8 @@ import orjson
 from doorman.bounds import MAX_REPLY_BYTES
 from doorman.brokers.base import WorkerInfo
 from doorman.brokers.rabbitmq import wire
-from doorman.brokers.redis.wire import mapping
+from doorman.brokers.redis.wire import active_queues, mapping
 
-MAX_QUEUES = 1000  # per worker: bound what a hostile reply can make us hold
 MAX_WORKERS = 10_000
 PIDBOX_SUFFIX = ".celery.pidbox"
 
@@ -82,14 +81,7 @@ def worker_info(conn: amqp.Connection, expect: int | None, timeout: float,
     stats = broadcast(conn, "stats", expect, timeout)
     out: dict[str, WorkerInfo] = {}
     for node in list(set(queues) | set(stats))[:MAX_WORKERS]:
-        listed = queues.get(node)
-        names: tuple[str, ...] | None = None
-        exchanges: tuple[str, ...] = ()
-        if isinstance(listed, list):
-            named = [q for q in listed[:MAX_QUEUES] if isinstance(q, dict) and isinstance(q.get("name"), str)]
-            names = tuple(sorted({q["name"] for q in named}))
-            exchanges = tuple(sorted({x for q in named if isinstance(x := mapping(q.get("exchange")).get("name"), str)
-                                      and x}))
+        names, exchanges = active_queues(queues.get(node))
         st = mapping(stats.get(node))
         totals = mapping(st.get("total"))
         counts = [v for v in (_int(x) for x in totals.values()) if v is not None]

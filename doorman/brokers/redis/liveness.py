@@ -16,9 +16,7 @@ from doorman.brokers.base import ConnectionTable, WorkerInfo, decode
 from doorman.brokers.redis.clients import parse_client_list
 from doorman.brokers.redis.keys import Keys
 from doorman.brokers.redis.pidbox import broadcast
-from doorman.brokers.redis.wire import mapping
-
-MAX_QUEUES = 1000  # per worker: bound what a hostile reply can make us hold
+from doorman.brokers.redis.wire import active_queues, mapping
 
 
 def read_connections(client: redis.Redis) -> ConnectionTable:
@@ -46,14 +44,7 @@ def worker_info(client: redis.Redis, keys: Keys, timeout: float, block_max: floa
     _n, stats = broadcast(client, keys, "stats", timeout, block_max=block_max)
     out: dict[str, WorkerInfo] = {}
     for node in set(queues) | set(stats):
-        listed = queues.get(node)
-        names: tuple[str, ...] | None = None
-        exchanges: tuple[str, ...] = ()
-        if isinstance(listed, list):
-            named = [q for q in listed[:MAX_QUEUES] if isinstance(q, dict) and isinstance(q.get("name"), str)]
-            names = tuple(sorted({q["name"] for q in named}))
-            exchanges = tuple(sorted({x for q in named if isinstance(x := mapping(q.get("exchange")).get("name"), str)
-                                      and x}))
+        names, exchanges = active_queues(queues.get(node))
         st = mapping(stats.get(node))
         pool = mapping(st.get("pool"))
         totals = mapping(st.get("total"))

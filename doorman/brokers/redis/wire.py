@@ -52,3 +52,17 @@ def unwrap(raw: bytes | str, max_bytes: int = MAX_REPLY_BYTES,
 def mapping(value: Any) -> dict[str, Any]:
     """`value` if it is a JSON object, else an empty one."""
     return value if isinstance(value, dict) else {}
+
+
+MAX_WORKER_QUEUES = 1000  # per worker: bound what a hostile reply can make us hold
+
+
+def active_queues(listed: Any) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
+    """A worker's `active_queues` reply (on either broker): the queue names it consumes (None: no
+    list came) and the exchanges they are bound through, sorted, bounded, non-strings dropped."""
+    if not isinstance(listed, list):
+        return None, ()
+    named = [q for q in listed[:MAX_WORKER_QUEUES] if isinstance(q, dict) and isinstance(q.get("name"), str)]
+    names = tuple(sorted({q["name"] for q in named}))
+    exchanges = tuple(sorted({x for q in named if isinstance(x := mapping(q.get("exchange")).get("name"), str) and x}))
+    return names, exchanges
