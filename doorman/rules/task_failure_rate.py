@@ -17,7 +17,6 @@ from doorman.rules import taskwindow as tw
 from doorman.rules.base import (
     OUTAGE,
     AlertType,
-    BaseRule,
     Condition,
     Snapshot,
     State,
@@ -41,9 +40,8 @@ def _pick(c: dict[str, Any]) -> tw.Vec:
     return v
 
 
-class TaskFailureRate(BaseRule):
+class TaskFailureRate(tw.WindowedTaskRule):
     name = "task_failure_rate"
-    needs = ("tasks",)
     alert_types = (AlertType("task_failure_rate", ("warning", "critical"), "task:<name>",
                              "Over the window, more than task_failure_ratio of a task's runs failed, and at "
                              "least task_failure_min_count (critical in critical_queues).",
@@ -60,16 +58,7 @@ class TaskFailureRate(BaseRule):
                 section=THRESHOLDS, positive=True),
     )
 
-    def initial_state(self) -> State:
-        return tw.initial_state("slots")
-
-    def state_problem(self, state: State) -> str | None:
-        return tw.state_problem(state, "slots")
-
-    def observe(self, snapshot: Snapshot, state: State, config: Config, now: float) -> None:
-        tasks = tw.tasks_of(snapshot)
-        if tasks is not None:
-            tw.observe(state, tasks, _pick, now, config.thresholds.task_failure_window_seconds)
+    pick = staticmethod(_pick)
 
     def evaluate(self, snapshot: Snapshot, state: State, config: Config, now: float) -> list[Condition]:
         tasks = tw.tasks_of(snapshot)

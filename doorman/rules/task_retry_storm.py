@@ -16,7 +16,6 @@ from doorman.rules import taskwindow as tw
 from doorman.rules.base import (
     OUTAGE,
     AlertType,
-    BaseRule,
     Condition,
     Snapshot,
     State,
@@ -31,9 +30,8 @@ def _pick(c: dict[str, Any]) -> tw.Vec:
     return {"retried": float(tw.count(c.get("retried"))), "started": float(tw.count(c.get("started")))}
 
 
-class TaskRetryStorm(BaseRule):
+class TaskRetryStorm(tw.WindowedTaskRule):
     name = "task_retry_storm"
-    needs = ("tasks",)
     alert_types = (AlertType("task_retry_storm", ("warning",), "task:<name>",
                              "Over the window, a task's retries exceed task_retry_ratio of its runs and "
                              "task_retry_min_count.", inhibited_by=OUTAGE),)
@@ -46,16 +44,7 @@ class TaskRetryStorm(BaseRule):
                 section=THRESHOLDS, positive=True),
     )
 
-    def initial_state(self) -> State:
-        return tw.initial_state("slots")
-
-    def state_problem(self, state: State) -> str | None:
-        return tw.state_problem(state, "slots")
-
-    def observe(self, snapshot: Snapshot, state: State, config: Config, now: float) -> None:
-        tasks = tw.tasks_of(snapshot)
-        if tasks is not None:
-            tw.observe(state, tasks, _pick, now, config.thresholds.task_failure_window_seconds)
+    pick = staticmethod(_pick)
 
     def evaluate(self, snapshot: Snapshot, state: State, config: Config, now: float) -> list[Condition]:
         if tw.tasks_of(snapshot) is None:

@@ -17,7 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from doorman.config.settings import Config
 from doorman.contract.shapes import finite, is_count, is_num, map_of
+from doorman.rules.base import BaseRule, Snapshot, State
 
 SLOTS = 12  # slots per window
 MAX_NAMES = 1000  # task names a rule tracks (the reader's own default cap)
@@ -187,3 +189,25 @@ def queues_of(tasks: dict[str, Any], name: str) -> list[str]:
         return []
     return sorted({r["queue"] for r in rows if isinstance(r, dict) and r.get("name") == name
                    and isinstance(r.get("queue"), str)})
+
+
+class WindowedTaskRule(BaseRule):
+    """A task rule over the recent window of one vector per task name (`pick`): its state is the
+    ring of slots, advanced on every snapshot with a `tasks` section."""
+
+    needs = ("tasks",)
+
+    @staticmethod
+    def pick(c: dict[str, Any]) -> Vec:
+        raise NotImplementedError
+
+    def initial_state(self) -> State:
+        return initial_state("slots")
+
+    def state_problem(self, state: State) -> str | None:
+        return state_problem(state, "slots")
+
+    def observe(self, snapshot: Snapshot, state: State, config: Config, now: float) -> None:
+        tasks = tasks_of(snapshot)
+        if tasks is not None:
+            observe(state, tasks, self.pick, now, config.thresholds.task_failure_window_seconds)
