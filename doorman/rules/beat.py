@@ -52,7 +52,7 @@ class Beat(BaseRule):
     settings = (
         Setting(BEAT, "map", None, (), "celery beat monitoring: a canary key any scheduler refreshes, and RedBeat's keys."),
         Setting("canary_key", "str", None, ("DOORMAN_BEAT_CANARY_KEY",),
-                "Redis key a periodic task sets to the current Unix time (read once per check); unset: no canary.",
+                "Redis key a periodic task sets to the current Unix time (one GET per check); unset: no canary.",
                 section=BEAT),
         Setting("canary_max_age_seconds", "float", 300.0, ("DOORMAN_BEAT_CANARY_MAX_AGE",),
                 "beat_down fires when the canary is older than this (at least twice the task's period).",

@@ -1,5 +1,5 @@
-"""celery beat's traces on Redis, read in one pipelined round trip (EXISTS, GETRANGE, PTTL, ZCARD,
-ZCOUNT, ZRANGEBYSCORE): a canary key any scheduler's periodic task refreshes, and RedBeat's own keys.
+"""celery beat's traces on Redis, read in one pipelined round trip (GET, PTTL, ZCARD, ZCOUNT,
+ZRANGEBYSCORE): a canary key any scheduler's periodic task refreshes, and RedBeat's own keys.
 
 RedBeat (the `celery-redbeat` scheduler) keeps `<prefix>:lock`, which a live beat extends on every
 tick and deletes on a clean stop, and `<prefix>:schedule`, a ZSET of entry keys scored by their
@@ -31,9 +31,8 @@ def canary_time(raw: bytes | None) -> float | None:
 def read(client: redis.Redis, now: float, canary_key: str | None, redbeat_prefix: str | None,
          grace: float) -> BeatState:
     pipe = client.pipeline(transaction=False)
-    if canary_key:  # bounded: only the first MAX_VALUE bytes of whatever the key holds come back
-        pipe.exists(canary_key)
-        pipe.getrange(canary_key, 0, MAX_VALUE - 1)
+    if canary_key:
+        pipe.get(canary_key)
     if redbeat_prefix:
         schedule = redbeat_prefix + ":schedule"
         pipe.pttl(redbeat_prefix + ":lock")
@@ -43,10 +42,10 @@ def read(client: redis.Redis, now: float, canary_key: str | None, redbeat_prefix
     replies = pipe.execute()
     out: BeatState = {"canary": None, "redbeat": None}
     if canary_key:
-        present, raw = bool(replies.pop(0)), replies.pop(0)
-        at = canary_time(raw) if present else None
+        raw = replies.pop(0)
+        at = canary_time(raw)
         out["canary"] = {
-            "key": canary_key, "present": present, "readable": at is not None or not present,
+            "key": canary_key, "present": raw is not None, "readable": at is not None or raw is None,
             "value_at": at, "age_seconds": round(now - at, 3) if at is not None else None,
         }
     if redbeat_prefix:
