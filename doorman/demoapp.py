@@ -34,7 +34,9 @@ if os.environ.get("DOORMAN_DEMO_BEAT_EVERY"):
     every = float(os.environ["DOORMAN_DEMO_BEAT_EVERY"])
     app.conf.update(
         beat_schedule={"canary": {"task": "demo.canary", "schedule": every}},
-        beat_max_loop_interval=every, redbeat_redis_url=app.conf.broker_url,
+        beat_max_loop_interval=every,
+        # RedBeat's and the canary's Redis: the broker, or (a RabbitMQ broker) DOORMAN_DEMO_BEAT_REDIS_URL
+        redbeat_redis_url=os.environ.get("DOORMAN_DEMO_BEAT_REDIS_URL") or app.conf.broker_url,
         redbeat_lock_timeout=int(max(3, 3 * every)),
     )
 if os.environ.get("DOORMAN_DEMO_NO_STAMP") != "1":
@@ -66,8 +68,8 @@ def canary() -> None:
     """The beat canary of docs/analyze.md: the current Unix time in a key Doorman reads."""
     import redis
 
-    redis.Redis.from_url(app.conf.broker_url).set(os.environ.get("DOORMAN_BEAT_CANARY_KEY", "beat:canary"),
-                                                  int(time.time()))
+    url = os.environ.get("DOORMAN_DEMO_BEAT_REDIS_URL") or app.conf.broker_url
+    redis.Redis.from_url(url).set(os.environ.get("DOORMAN_BEAT_CANARY_KEY", "beat:canary"), int(time.time()))
 
 
 class FlakyError(Exception):

@@ -62,6 +62,7 @@ def test_every_loaded_value_comes_from_a_declared_key():
      "thresholds.queues.q.max_task_runtime_seconds", "unknown key"),
     ({"redis_url": "kafka://h/"}, "redis_url", "unsupported scheme 'kafka'"),
     ({"redis_url": "redis://a/0", "broker_url": "redis://b/0"}, "broker_url", "give only one of them"),
+    ({"beat": {"redis_url": "amqp://h/"}}, "beat.redis_url", "must be a Redis URL"),
 ])
 def test_a_bad_value_names_its_key(values, key, problem):
     with pytest.raises(BadConfig) as e:
@@ -71,8 +72,9 @@ def test_a_bad_value_names_its_key(values, key, problem):
 
 def test_secrets_come_from_the_keys_declared_secret():
     cfg = make_config(redis_url="redis://:hunter2@h:6379/0", pagerduty_routing_key="R0UTINGKEY0123456789",
-                      slack_webhook_url="https://hooks.slack.com/services/T1/B2/SEKRIT")
-    assert {"hunter2", "R0UTINGKEY0123456789", "/services/T1/B2/SEKRIT"} <= set(cfg.secrets())
+                      slack_webhook_url="https://hooks.slack.com/services/T1/B2/SEKRIT",
+                      beat={"redis_url": "redis://:beatpass@b:6379/1"})  # a section's secret too
+    assert {"hunter2", "R0UTINGKEY0123456789", "/services/T1/B2/SEKRIT", "beatpass"} <= set(cfg.secrets())
     assert all(s.secret for s in (setting("broker_url"), setting("slack_webhook_url"),
                                   setting("pagerduty_routing_key")))
 

@@ -13,7 +13,16 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from doorman.bounds import bound_snapshot, cap_queues
-from doorman.brokers.base import ActiveTask, ActiveTasks, BeatReading, Broker, HealthReading, display
+from doorman.brokers.base import (
+    ActiveTask,
+    ActiveTasks,
+    BeatReading,
+    Broker,
+    HealthReading,
+    collect_say,
+    display,
+)
+from doorman.collect.beat import BeatRedis
 from doorman.collect.heartbeats import HeartbeatTracker
 from doorman.collect.liveness import ConnectionWatch, WorkerDirectory, annotate
 from doorman.config.settings import Config
@@ -36,8 +45,12 @@ class Collector:
         self.tasks = tasks  # None: --once or task_events: false (the snapshot's `tasks` is null)
         self.scrub = Scrubber(cfg.secrets())
         self.seq = 0
+        # beat.redis_url: beat's keys from a Redis of their own (any broker), else from the broker
+        self.beat_redis = BeatRedis(cfg, collect_say(cfg.cluster)) if cfg.beat.redis_url else None
 
     def close(self) -> None:
+        if self.beat_redis is not None:
+            self.beat_redis.close()
         self.broker.close()
 
     def snapshot(self, trigger: str = "check") -> Snapshot:
@@ -85,6 +98,16 @@ class Collector:
                 raise
             return None
 
+    def _beat(self, now: float) -> dict[str, Any] | None:
+        """The `beat` section: from beat.redis_url when set (its failure is never the broker's), else
+        from the broker when it can read beat's keys (a Redis broker)."""
+        if self.beat_redis is not None:
+            got = self.beat_redis.read(now)
+            return dict(got) if got is not None else None
+        broker = self.broker
+        beat = self._optional(lambda: broker.beat(now)) if isinstance(broker, BeatReading) else None
+        return {**beat, "source": "broker", "redis": None} if beat is not None else None
+
     def _read(self, now: float) -> dict[str, Any]:
         cfg = self.cfg
         topo = self.broker.topology()
@@ -96,7 +119,7 @@ class Collector:
         queues = {display(q): {**states[q], "source": how} for q, how in sources.items()}
         broker = self.broker
         health = self._optional(broker.health) if isinstance(broker, HealthReading) else None
-        beat = self._optional(lambda: broker.beat(now)) if isinstance(broker, BeatReading) else None
+        beat = self._beat(now)
         asked: ActiveTasks | None = None
         inspect_error = None
         try:  # inspect: false (read-only): never ask; liveness from heartbeats (daemon) or unknown
@@ -151,7 +174,7 @@ class Collector:
             "workers_subscribed": asked.asked if asked else None,
             "inspect_error": inspect_error,
             "broker_health": dict(health) if health is not None else None,
-            "beat": dict(beat) if beat is not None else None,
+            "beat": beat,
             "discovery": dict(topo.discovery) if topo.discovery is not None else None,
             "truncated": unread,
         }

@@ -100,17 +100,19 @@ def build(given: Mapping[str, Mapping[str, Any]], src: str, origin: Mapping[str,
 def _secrets(values: Mapping[str, Any]) -> list[str]:
     """Secret values that differ from their defaults (a URL's secret parts only)."""
     out: list[str] = []
-    for s in schema()[TOP].values():
-        v = values.get(s.name)
-        if not s.secret or not v or v == s.default:
-            continue
-        if s.type == "broker_url":
-            out += url_secrets(v)
-        elif s.type == "webhook":
-            out += webhook_secrets(v)
-        else:
-            out.append(str(v))
+    for section, keys in schema().items():
+        held = values if section == TOP else values.get(section)
+        for s in keys.values():
+            v = held.get(s.name) if held is not None else None
+            if s.secret and v and v != s.default:
+                out += _secret_parts(s.type, v)
     return out
+
+
+def _secret_parts(kind: str, v: Any) -> list[str]:
+    if kind == "broker_url":
+        return url_secrets(v)
+    return webhook_secrets(v) if kind == "webhook" else [str(v)]
 
 
 def _check_plain_http(cfg: Config, origin: Mapping[str, tuple[str, str]]) -> None:

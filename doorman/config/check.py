@@ -112,17 +112,24 @@ def _secrets(data: Mapping[str, Any], env: Mapping[str, str], flags: Mapping[str
     """Every value of a secret key, wherever given, in case a problem line quotes it."""
     out: list[str] = []
     values: list[tuple[str, Any]] = []
+    for section, keys in schema().items():
+        given = data if section == TOP else data.get(section)
+        for s in keys.values():
+            if not s.secret:
+                continue
+            for name in (s.name, *s.aliases):
+                values.append((s.type, given.get(name) if isinstance(given, dict) else None))
+            values += [(s.type, env.get(v)) for v in s.env]
     for s in schema()[TOP].values():
         if not s.secret:
             continue
-        for name in (s.name, *s.aliases):
-            values.append((s.type, data.get(name)))
-        values += [(s.type, env.get(v)) for v in s.env]
         values.append((s.type, flags.get(s.name)))
     listed = data.get("clusters")
     for entry in listed if isinstance(listed, list) else []:
         if isinstance(entry, dict):
             values += [("broker_url", entry.get("broker_url")), ("broker_url", entry.get("redis_url"))]
+            beat = entry.get("beat")
+            values.append(("broker_url", beat.get("redis_url") if isinstance(beat, dict) else None))
     for kind, v in values:
         if not isinstance(v, str) or not v:
             continue

@@ -155,6 +155,8 @@ class BeatState(TypedDict):
 
     canary: Canary | None
     redbeat: RedBeat | None
+    source: NotRequired[str]  # "broker", or "beat.redis_url" (a Redis of its own, any broker)
+    redis: NotRequired[str | None]  # beat.redis_url, credentials redacted; null when read from the broker
 
 
 class Discovery(TypedDict):

@@ -15,12 +15,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from doorman.brokers import scheme_of
 from doorman.config.settings import Config, Setting
 from doorman.rules.base import AlertType, BaseRule, Condition, Rule, Snapshot, State, condition, duration
 from doorman.rules.broker_memory import count, num
 
 BEAT = "beat"
 MAX_LATE = 10
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+socket")
+
+
+def _redis_only(url: str) -> str | None:
+    return None if scheme_of(url) in REDIS_SCHEMES else f"must be a Redis URL ({', '.join(REDIS_SCHEMES)})"
 
 
 def entries_text(n: int) -> str:
@@ -59,6 +65,15 @@ class Beat(BaseRule):
                 section=BEAT, check=lambda v: None if v else "must not be empty"),
         Setting("grace_seconds", "float", 60.0, ("DOORMAN_BEAT_GRACE",),
                 "beat_missed fires when a RedBeat entry is overdue by more than this.", section=BEAT),
+        Setting("redis_url", "broker_url", None, ("DOORMAN_BEAT_REDIS_URL",),
+                "The Redis holding the canary and RedBeat's keys (RedBeat's redbeat_redis_url, or the result "
+                "backend), when it is not the broker: any broker, RabbitMQ included. Read-only, with its own "
+                "connection; unreadable: the snapshot's beat is null (the broker is not marked down). "
+                "Unset: the broker itself (Redis brokers only).",
+                section=BEAT, secret=True, check=_redis_only),
+        Setting("redis_timeout_seconds", "float", 1.0, ("DOORMAN_BEAT_REDIS_TIMEOUT",),
+                "Seconds beat.redis_url's connect and read may take; after a failure it is tried again "
+                "30 s later, so a down beat Redis never slows the checks.", section=BEAT, positive=True),
     )
 
     def evaluate(self, snapshot: Snapshot, state: State, config: Config, now: float) -> list[Condition]:
