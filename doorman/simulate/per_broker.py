@@ -22,7 +22,8 @@ NOT_ON_RABBITMQ: dict[str, str] = {
                 "publishers instead (broker_alarm), a node-wide setting the simulation must not change",
     "oom": "RabbitMQ has no OOM refusal per command; its memory alarm blocks every publisher of the node "
            "(broker_alarm), which the simulation must not trigger on a shared server",
-    "beat-killed": "the beat check reads RedBeat's canary and lock keys, which live in Redis",
+    "beat-killed": ("the demo keeps RedBeat's canary and lock in the broker's Redis; with RabbitMQ, point "
+                    "beat.redis_url at the Redis beat uses (docs/analyze.md; tested in tests/test_beat_redis_url.py)"),
     "results": "results_growing reads Redis INFO keyspace (celery-task-meta-* keys); RabbitMQ keeps no results",
     "ghost-no-consumer": "on RabbitMQ a worker's task consumer and its control (pidbox) consumer share one AMQP "
                          "connection: a half-open connection takes the pidbox with it, which is a dead worker "
