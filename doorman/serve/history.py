@@ -8,6 +8,12 @@ Queries downsample: a range is cut into at most `MAX_POINTS` buckets, each keepi
 so a 7-day chart reads ~600 points whatever the snapshot rate. To keep long ranges fast, every
 write also folds the snapshot into rollups of `ROLLUPS` seconds (maxima; `broker_up`: minimum),
 and a query reads the coarsest table whose resolution is finer than its bucket.
+
+Task outcomes (doorman.serve.task_history): `task_samples` holds, per snapshot and task name (the
+`HISTORY_TASKS` busiest, the rest as "(other)"), what that snapshot added to the runs, failures,
+retries and runtime histogram buckets; `task_roll` their sums per rollup period; `task_status`
+whether the snapshot carried task events at all (`EVENTS_CODE`, 0: no `tasks` section). A chart
+bucket of task figures is the **sum** of its increments, so failures are never lost to a maximum.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 from doorman.atomicfile import FILE_MODE, make_parent, open_private
 from doorman.errors import DoormanError, UnsafePath
 from doorman.serve.state import as_dict, name, num
+from doorman.serve.task_history import CODE_EVENTS, EVENTS_CODE, HIST_SIZE, HISTORY_TASKS, Increments, p95
 
 HISTORY_QUEUES = 20
 MAX_POINTS = 600
@@ -27,6 +34,8 @@ RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400}
 MAX_ALERT_ROWS = 10_000  # alert episodes kept whatever the retention (the oldest go first)
 PRUNE_EVERY = 300.0  # seconds of snapshot time between retention sweeps
 ROLLUPS = (60, 600)  # seconds per rollup row
+HCOLS = tuple(f"h{i}" for i in range(HIST_SIZE))  # the runtime histogram's buckets (not cumulative)
+TASK_FIGURES = ("runs", "failed", "retried", *HCOLS)
 FIGURES = ("broker_up", "workers_alive", "workers_known", "pending", "active", "unacked", "oldest_age")
 
 SCHEMA = """
@@ -49,7 +58,23 @@ CREATE TABLE IF NOT EXISTS samples_roll (
 CREATE TABLE IF NOT EXISTS queue_roll (
   cluster TEXT NOT NULL, res INTEGER NOT NULL, ts REAL NOT NULL, queue TEXT NOT NULL, pending INTEGER,
   oldest_age REAL, PRIMARY KEY (cluster, res, ts, queue)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS task_status (
+  cluster TEXT NOT NULL, ts REAL NOT NULL, events INTEGER, PRIMARY KEY (cluster, ts)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS task_status_roll (
+  cluster TEXT NOT NULL, res INTEGER NOT NULL, ts REAL NOT NULL, events INTEGER,
+  PRIMARY KEY (cluster, res, ts)) WITHOUT ROWID;
 """
+
+
+def _task_table(table: str, rollup: bool) -> str:
+    cols = ", ".join(f"{c} INTEGER" for c in TASK_FIGURES)
+    res, key = ("res INTEGER NOT NULL, ", "res, ") if rollup else ("", "")
+    return (f"CREATE TABLE IF NOT EXISTS {table} (cluster TEXT NOT NULL, {res}ts REAL NOT NULL, name TEXT NOT NULL, "
+            f"{cols}, PRIMARY KEY (cluster, {key}ts, name)) WITHOUT ROWID;\n")
+
+
+SCHEMA += _task_table("task_samples", False) + _task_table("task_roll", True)
+
 
 
 def _keep(col: str, pick: str = ">") -> str:
@@ -62,6 +87,11 @@ ROLL_SAMPLE = ("INSERT INTO samples_roll VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLIC
                + ", ".join(_keep(c, "<" if c == "broker_up" else ">") for c in FIGURES))
 ROLL_QUEUE = ("INSERT INTO queue_roll VALUES (?,?,?,?,?,?) ON CONFLICT (cluster, res, ts, queue) DO UPDATE SET "
               + ", ".join(_keep(c) for c in ("pending", "oldest_age")))
+ROLL_TASK = (f"INSERT INTO task_roll VALUES ({', '.join('?' * (4 + len(TASK_FIGURES)))}) "
+             "ON CONFLICT (cluster, res, ts, name) DO UPDATE SET "
+             + ", ".join(f"{c} = {c} + excluded.{c}" for c in TASK_FIGURES))
+ROLL_STATUS = ("INSERT INTO task_status_roll VALUES (?,?,?,?) ON CONFLICT (cluster, res, ts) DO UPDATE SET "
+               + _keep("events"))
 
 
 class BadHistory(DoormanError):
@@ -118,6 +148,8 @@ class History:
             except OSError:
                 pass
         self.last_prune = 0.0
+        self.increments = Increments()
+        self.task_last: dict[str, float] = {}  # per cluster, the newest snapshot time with task rows
         self.alert_rows = self.db.execute("SELECT count(*) FROM alerts").fetchone()[0]
 
     def snapshot(self, cluster: str, ts: float, snap: dict[str, Any], workers_known: int) -> None:
@@ -135,19 +167,37 @@ class History:
                    snap.get("pending_tasks"), _int(snap.get("active_tasks")), _int(unacked.get("count")),
                    max(ages) if ages else None)
         top = rows[:HISTORY_QUEUES]
+        tasks = snap.get("tasks")
+        added = self.increments.add(cluster, tasks)
+        last = self.task_last.get(cluster)
+        if last is None:
+            last = self.task_last[cluster] = db.execute(
+                "SELECT max(ts) FROM task_status WHERE cluster = ?", (cluster,)).fetchone()[0] or float("-inf")
+        new_tasks = ts > last  # a line read again (serve restarted) only primes the increments
+        events = EVENTS_CODE.get(str(tasks.get("events")), 1) if isinstance(tasks, dict) else 0
+        task_rows = [(cluster, ts, n, *v) for n, v in sorted((added or {}).items())] if new_tasks else []
         db.execute("BEGIN")
         try:
             db.execute("INSERT OR REPLACE INTO samples VALUES (?,?,?,?,?,?,?,?,?)", (cluster, ts, *figures))
             db.executemany("INSERT OR REPLACE INTO queue_samples VALUES (?,?,?,?,?)",
                            [(cluster, qn, ts, p, age) for p, qn, age in top])
+            if new_tasks:
+                db.execute("INSERT OR REPLACE INTO task_status VALUES (?,?,?)", (cluster, ts, events))
+                db.executemany(f"INSERT OR REPLACE INTO task_samples VALUES ({', '.join('?' * (3 + len(TASK_FIGURES)))})",
+                               task_rows)
             for res in ROLLUPS:
                 at = ts - ts % res
                 db.execute(ROLL_SAMPLE, (cluster, res, at, *figures))
                 db.executemany(ROLL_QUEUE, [(cluster, res, at, qn, p, age) for p, qn, age in top])
+                if new_tasks:
+                    db.execute(ROLL_STATUS, (cluster, res, at, events))
+                    db.executemany(ROLL_TASK, [(c, res, at, *rest) for c, _t, *rest in task_rows])
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        if new_tasks:
+            self.task_last[cluster] = ts
         if ts - self.last_prune > PRUNE_EVERY:
             self.prune(ts)
 
@@ -175,11 +225,19 @@ class History:
         self.db.execute("DELETE FROM queue_samples WHERE ts < ?", (cut,))
         self.db.execute("DELETE FROM samples_roll WHERE ts < ? - res", (cut,))
         self.db.execute("DELETE FROM queue_roll WHERE ts < ? - res", (cut,))
+        for table in ("task_samples", "task_status"):
+            self.db.execute(f"DELETE FROM {table} WHERE ts < ?", (cut,))
+        for table in ("task_roll", "task_status_roll"):
+            self.db.execute(f"DELETE FROM {table} WHERE ts < ? - res", (cut,))
         self.db.execute("DELETE FROM alerts WHERE coalesce(resolved_at, started_at) < ?", (cut,))
         self.alert_rows = self.db.execute("SELECT count(*) FROM alerts").fetchone()[0]
 
     def close(self) -> None:
         self.db.close()
+
+
+def _round(q: float | None) -> float | None:
+    return round(q, 6) if q is not None else None
 
 
 def _int(v: Any) -> int | None:
@@ -238,7 +296,48 @@ class Reader:
             if at is not None:
                 q["pending"][at], q["oldest_age"][at] = pending, age
         out["queues"] = dict(sorted(queues.items()))
+        self._tasks(out, cluster, res, start, step, end, index)
         return out
+
+    def _tasks(self, out: dict[str, Any], cluster: str, res: int, start: float, step: float, end: float,
+               index: dict[int, int]) -> None:
+        """Per task name and bucket: runs, failures and retries added (sums; 0 where task events were
+        read and nothing ran, null where no snapshot carried them) and the p95 runtime of the runs
+        that ended there. `task_totals` sums the range; `task_events` is each bucket's best state."""
+        status_t, tasks_t = ("task_status_roll", "task_roll") if res else ("task_status", "task_samples")
+        where = f"cluster = ? AND res = {res} AND ts > ? - {res}" if res else "cluster = ? AND ts >= ? - 0"
+        bucket = "max(0, min(CAST((ts - ?) / ? AS INTEGER), ?))"
+        args = (start, step, MAX_POINTS - 1, cluster, start, end)
+        n = len(index)
+        events: list[str | None] = [None] * n
+        for b, code in self.db.execute(f"SELECT {bucket} AS b, max(events) FROM {status_t} WHERE {where} AND ts <= ? "
+                                       "GROUP BY b", args):
+            at = index.get(b)
+            if at is not None:
+                events[at] = CODE_EVENTS.get(code)  # 0 (no section) -> None
+        sums = ", ".join(f"sum({c})" for c in TASK_FIGURES)
+        rows = self.db.execute(f"SELECT {bucket} AS b, name, {sums} FROM {tasks_t} WHERE {where} AND ts <= ? "
+                               "GROUP BY b, name", args).fetchall()
+        totals: dict[str, list[int]] = {}
+        for _b, task, *figs in rows:
+            t = totals.setdefault(task, [0] * len(TASK_FIGURES))
+            for i, v in enumerate(figs):
+                t[i] += v or 0
+        keep = sorted(totals, key=lambda k: (-totals[k][1], -totals[k][0], k))[:HISTORY_TASKS * 2]
+        read = [0 if e is not None else None for e in events]
+        series: dict[str, dict[str, list[Any]]] = {
+            k: {"runs": list(read), "failed": list(read), "retried": list(read), "p95_runtime": [None] * n}
+            for k in keep}
+        for b, task, runs, failed, retried, *hist in rows:
+            s, at = series.get(task), index.get(b)
+            if s is None or at is None:
+                continue
+            s["runs"][at], s["failed"][at], s["retried"][at] = runs or 0, failed or 0, retried or 0
+            s["p95_runtime"][at] = _round(p95([h or 0 for h in hist]))
+        out["tasks"] = dict(sorted(series.items()))
+        out["task_events"] = events
+        out["task_totals"] = {k: {"runs": totals[k][0], "failed": totals[k][1], "retried": totals[k][2],
+                                  "p95_runtime": _round(p95(totals[k][3:]))} for k in sorted(keep)}
 
     def alerts(self, cluster: str, start: float, end: float, limit: int = 500) -> list[dict[str, Any]]:
         rows = self.db.execute(

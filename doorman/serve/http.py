@@ -152,6 +152,7 @@ class App:
                     "alerts_firing": [{"fingerprint": fp, "alert_type": f.alert_type, "severity": f.severity,
                                        "subject": f.subject, "title": f.title, "started_at": f.started_at}
                                       for fp, f in sorted(c.firing.items(), key=lambda kv: kv[1].started_at)][:100],
+                    "tasks": c.task_summary,
                 })
         return {"now": now, "clusters": out}
 

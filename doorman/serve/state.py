@@ -17,6 +17,7 @@ from typing import Any
 
 from doorman.contract.alert import Alert
 from doorman.contract.snapshot import Snapshot
+from doorman.serve.task_history import TaskSummary, summary
 from doorman.serve.tasks import TaskCaps, TaskTable
 from doorman.timefmt import parse_iso
 
@@ -97,6 +98,7 @@ class ClusterState:
     emitted: dict[tuple[str, str, str], int] = field(default_factory=dict)
     rabbitmq: bool = False  # the broker counts a queue's consumers itself (celery_active_consumer_count)
     tasks: TaskTable | None = None  # None until a snapshot carries a `tasks` section
+    task_summary: TaskSummary | None = None  # the newest snapshot's task table (None: it had no `tasks`)
 
     @property
     def oldest_age(self) -> float | None:
@@ -155,6 +157,7 @@ class State:
         lim = self.limits
         queues, omitted = _queues(snap.get("queues"), lim.max_queues)
         unacked = as_dict(snap.get("unacked"))
+        task_summary = summary(snap.get("tasks"))
         with self.lock:
             c = self._cluster(cluster)
             if c is None or ts < c.ts:
@@ -174,6 +177,7 @@ class State:
             c.queues, c.queues_omitted = queues, omitted
             self._workers(c, snap.get("workers"), ts)
             c.rabbitmq = _is_rabbitmq(snap)
+            c.task_summary = task_summary
             tasks = snap.get("tasks")
             if isinstance(tasks, dict):  # null (events not read): the last totals stand
                 if c.tasks is None:

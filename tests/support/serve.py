@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import requests
 
+from doorman.contract.tasks import QUEUE_WAIT_BUCKETS, RUNTIME_BUCKETS, WAIT_BUCKETS
 from doorman.timefmt import iso
 from tests.support.process import BIN, free_port
 
@@ -48,6 +49,35 @@ def alert(ts: float, alert_type: str = "backlog_explosion", status: str = "firin
     return {"v": 1, "kind": "alert", "ts": iso(ts), "cluster": cluster, "alert_type": alert_type,
             "severity": severity, "status": status, "title": title, "message": "m", "subject": subject,
             "fingerprint": fingerprint, "details": {}, "started_at": iso(started_at if started_at else ts)}
+
+
+def runtime_hist(runtimes: dict[float, int] | None = None) -> dict[str, Any]:
+    """A runtime histogram with `n` runs in the bucket whose upper bound is each key (inf: +Inf)."""
+    counts = [0] * (len(RUNTIME_BUCKETS) + 1)
+    for bound, n in (runtimes or {}).items():
+        counts[len(RUNTIME_BUCKETS) if bound == float("inf") else RUNTIME_BUCKETS.index(bound)] += n
+    return {"counts": counts, "count": sum(counts), "sum": float(sum(n for n in (runtimes or {}).values()))}
+
+
+def task_counts(ok: int = 0, failed: int = 0, retried: int = 0, exceptions: dict[str, int] | None = None,
+                runtime: dict[float, int] | None = None) -> dict[str, Any]:
+    """One `tasks.by_name` entry (contract shape)."""
+    empty = {"counts": [0] * (len(QUEUE_WAIT_BUCKETS) + 1), "count": 0, "sum": 0.0}
+    return {"sent": 0, "received": ok + failed, "started": ok + failed, "succeeded": ok, "failed": failed,
+            "retried": retried, "rejected": 0, "revoked": 0, "exceptions": exceptions or {}, "final_failures": failed,
+            "runtime": runtime_hist(runtime), "wait": dict(empty), "queue_wait": dict(empty)}
+
+
+def tasks_section(by_name: dict[str, Any], since: float, events: str = "on",
+                  silent: list[str] | None = None) -> dict[str, Any]:
+    """A snapshot's `tasks` section (contract shape) with these per-name counts."""
+    return {"events": events, "silent_workers": silent or [], "since": since,
+            "reader": {"broker": "redis", "subscribed": True, "events": 0, "messages": 0, "bad": 0},
+            "buckets": {"runtime": list(RUNTIME_BUCKETS), "queue_wait": list(QUEUE_WAIT_BUCKETS),
+                        "wait": list(WAIT_BUCKETS)},
+            "by_name": by_name, "by_queue": {}, "by_worker": {}, "series": [],
+            "lost": {"unsubscribed_seconds": 0.0, "gaps": 0, "by_worker": {}, "total": 0},
+            "omitted": {"names": 0, "hostnames": 0, "queues": 0, "series": 0, "exceptions": 0}}
 
 
 def lines(*records: dict[str, Any]) -> bytes:

@@ -1,5 +1,5 @@
-// doorman-serve's dashboard. Every name from the broker (cluster, queue, worker, alert subject)
-// goes into the page as text (textContent), never as HTML. No inline script, no other origin.
+// doorman-serve's dashboard. Every name from the broker (cluster, queue, worker, task, exception,
+// alert subject) goes into the page as text (textContent), never as HTML. No inline script, no other origin.
 "use strict";
 
 const view = { range: "1h", cluster: null, charts: {} };
@@ -86,6 +86,78 @@ function renderHistory(h) {
   chart("chart-workers", "workers", ["workers alive", "active", "unacked"], [h.workers_alive, h.active, h.unacked], ts);
 }
 
+const RANGE_TEXT = { "1h": "1 h", "24h": "24 h", "7d": "7 d" };
+const HOW_TO = "start the workers with -E (or worker_send_task_events = True)";
+
+// One plain sentence when task outcomes cannot be trusted or are not read at all; null when events are on.
+function taskNotice(t) {
+  if (t === null || t === undefined) {
+    return "Task outcomes are not read: the newest snapshot has no task section (doorman-collect --once, or " +
+      "task_events is off in the configuration). Run the daemon (doorman-collect without --once) and " + HOW_TO + ".";
+  }
+  if (t.events === "off") {
+    return "Task events are off: workers run tasks but send no task events, so no failure or runtime is counted; " +
+      HOW_TO + ".";
+  }
+  if (t.events === "partial") {
+    return "Task events are partial: no task events from " + (t.silent_workers.join(", ") || "some workers") +
+      "; their tasks are not counted: " + HOW_TO + ".";
+  }
+  if (t.events === "unknown") {
+    return "Task events not confirmed yet: no task has run since the collector started" +
+      (t.since ? " (" + when(t.since) + ")" : "") + ".";
+  }
+  return null;
+}
+
+function seconds(v) {
+  if (v === null || v === undefined) return "–";
+  const text = v < 1 ? (v * 1000).toFixed(0) + " ms" : v.toFixed(2) + " s";
+  return v >= 10 ? ">" + text : text; // a rank past the last bound (10 s) reads as 10 s
+}
+
+function renderTasks(h, status) {
+  const c = status.clusters.find((x) => x.cluster === view.cluster) || null;
+  const t = c ? c.tasks : null;
+  const notice = document.getElementById("task-notice");
+  const text = c ? taskNotice(t) : null;
+  notice.textContent = text || "";
+  notice.hidden = !text;
+  notice.dataset.events = t ? t.events : "none";
+  const totals = h.task_totals || {};
+  const exceptions = new Map((t ? t.rows : []).map((r) => [r.name, r]));
+  const names = Object.keys(totals).sort((a, b) =>
+    (totals[b].failed - totals[a].failed) || (totals[b].runs - totals[a].runs) || (a < b ? -1 : 1));
+  document.getElementById("task-caption").textContent = "Over the last " + (RANGE_TEXT[view.range] || view.range) +
+    (t && t.since ? "; exceptions since the collector started (" + when(t.since) + ")" : "");
+  const body = document.querySelector("#task-table tbody");
+  body.replaceChildren();
+  for (const n of names) {
+    const x = totals[n];
+    const tr = el("tr", x.failed ? "failing" : null);
+    tr.dataset.task = n;
+    const e = exceptions.get(n);
+    tr.append(el("td", "name", n), el("td", "runs", x.runs), el("td", "failed", x.failed),
+      el("td", "ratio", x.runs ? (100 * x.failed / x.runs).toFixed(1) + " %" : "–"), el("td", "retried", x.retried),
+      el("td", "p95", seconds(x.p95_runtime)),
+      el("td", "exception", e && e.top_exception ? e.top_exception + " ×" + e.top_exception_count : "–"));
+    body.append(tr);
+  }
+  if (!names.length) {
+    const tr = el("tr");
+    const td = el("td", "empty", "No task outcome recorded in this range.");
+    td.colSpan = 7;
+    tr.append(td);
+    body.append(tr);
+  }
+  const tasks = h.tasks || {};
+  const byFailures = names.filter((n) => totals[n].failed > 0).slice(0, 10);
+  const failing = byFailures.length ? byFailures : names.slice(0, 10);
+  chart("chart-task-failures", "failures", failing, failing.map((n) => tasks[n].failed), h.ts);
+  const timed = names.filter((n) => totals[n].p95_runtime !== null).sort((a, b) => totals[b].runs - totals[a].runs).slice(0, 10);
+  chart("chart-task-runtime", "p95 runtime", timed, timed.map((n) => tasks[n].p95_runtime), h.ts);
+}
+
 function renderTimeline(data) {
   const box = document.getElementById("timeline");
   box.replaceChildren();
@@ -121,10 +193,12 @@ function renderTimeline(data) {
 async function refresh() {
   const err = document.getElementById("error");
   try {
-    renderStatus(await getJSON("/api/v1/status"));
+    const status = await getJSON("/api/v1/status");
+    renderStatus(status);
     const q = "?range=" + encodeURIComponent(view.range) + (view.cluster !== null ? "&cluster=" + encodeURIComponent(view.cluster) : "");
     const [h, a] = await Promise.all([getJSON("/api/v1/history" + q), getJSON("/api/v1/alerts" + q)]);
     renderHistory(h);
+    renderTasks(h, status);
     renderTimeline(a);
     document.getElementById("updated").textContent = "updated " + when(Date.now() / 1000);
     document.body.dataset.loaded = "1";
