@@ -75,8 +75,10 @@ class TaskEvents(BaseRule):
         vec = {"unsub": finite(lost.get("unsubscribed_seconds")) or 0.0, "gaps": float(tw.count(lost.get("gaps"))),
                "total": float(tw.count(lost.get("total")))}
         delta = tw.advance(state, {"*": {k: max(0.0, x) for k, x in vec.items()}}, float(tasks["since"]))
-        if state.get("down"):
-            delta, state["down"] = {}, False  # the broker's outage: redis_down told it
+        if state.get("down"):  # the broker's outage, which redis_down told: what the reader lost to it
+            delta = {}           # is not counted, up to the snapshot that sees the reader back
+            reader = tasks.get("reader")
+            state["down"] = not (isinstance(reader, dict) and reader.get("subscribed") is True)
         window = config.thresholds.task_failure_window_seconds
         state["slots"] = tw.record(state.get("slots", []), now, delta, window / tw.SLOTS, window)
 

@@ -183,7 +183,7 @@ class TaskCounts:
         self.folded = {k: _Folded() for k in ("names", "hostnames", "queues", "series", "exceptions")}
         self.events = self.messages = self.bad = 0
         self.subscribed_now = False
-        self._down_since: float | None = self.since
+        self._down_since: float | None = None  # the wait for the first subscription is start-up, not a loss
         self._down_total = 0.0
         self.gaps = 0
         self.denied: str | None = None  # why the broker refuses the task events (an ACL), said once
