@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from doorman.collect.human import Memory, render
 from tests.support.scenario import T0, snap
-from tests.test_task_rules import counts, tasks
+from tests.support.tasks import counts, tasks
 
 
 def test_the_task_table_shows_runs_failures_retries_p95_and_the_top_exception():

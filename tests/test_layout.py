@@ -100,3 +100,15 @@ def test_the_packages_a_newcomer_looks_for_import():
     run = subprocess.run([sys.executable, "-c", "import doorman.config, doorman.analyze, doorman.contract"],
                          capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert run.returncode == 0, run.stderr
+
+
+def test_no_test_module_imports_another():
+    """Shared test helpers live in tests/support/: a test file that imports another test file runs
+    that file's fixtures and module code too, and hides what the helper is."""
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.startswith("tests.test_")]
+    assert offenders == []

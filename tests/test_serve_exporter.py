@@ -14,11 +14,8 @@ import string
 import subprocess
 import time
 import tracemalloc
-from pathlib import Path
-from typing import Any
 
 import orjson
-import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from doorman.serve.ingest import Ingest
@@ -26,14 +23,18 @@ from doorman.serve.metrics import exposition_maker
 from doorman.serve.state import Limits, State
 from doorman.serve.tasks import TaskCaps
 from tests.support.exporter import (
+    JOB,
     MIXIN,
     SINCE_AGO,
+    Prometheus,
     WRow,
     expected_counters,
+    fill,
     promtool_problems,
+    queries,
     workload_snapshot,
 )
-from tests.support.process import free_port, require, wait_for
+from tests.support.process import require, wait_for
 from tests.support.serve import Serve, lines, snapshot
 
 TYPES = {"counter": "counter", "gauge": "gauge", "histogram": "histogram"}
@@ -204,52 +205,6 @@ def test_promtool_runs_the_mixins_own_alert_tests(tmp_path):
 
 
 # --- a real Prometheus scraping a real doorman-serve --------------------------------------------
-
-JOB = "celery"  # the documented job name: matches the mixin's job=~".*celery.*" and the legacy dashboard's
-FILL = {"$cluster": "default", "$namespace": "", "$job": JOB, "$queue_name": ".*", "$task": ".*",
-        "$__rate_interval": "10m", "$__range": "1h"}
-
-
-def fill(expr: str) -> str:
-    for var, value in sorted(FILL.items(), key=lambda kv: -len(kv[0])):
-        expr = expr.replace(var, value)
-    return expr
-
-
-def queries() -> list[dict[str, str]]:
-    return [r for r in csv.DictReader((MIXIN / "queries.tsv").open(), delimiter="\t") if r["expr"].strip()
-            and r["kind"] != "recording-rule"]
-
-
-class Prometheus:
-    def __init__(self, tmp: Path, target: str, rule_files: list[Path] = ()):  # type: ignore[assignment]
-        self.port = free_port()
-        config = tmp / "prometheus.yml"
-        rules = "".join(f"  - '{p}'\n" for p in rule_files)
-        config.write_text("global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-                          + (f"rule_files:\n{rules}" if rule_files else "")
-                          + f"scrape_configs:\n  - job_name: {JOB}\n    static_configs: [{{targets: ['{target}']}}]\n")
-        self.proc = subprocess.Popen([require("prometheus", "prometheus"), f"--config.file={config}",
-                                      f"--storage.tsdb.path={tmp / 'tsdb'}",
-                                      f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-                                     stdout=subprocess.DEVNULL, stderr=open(tmp / "prometheus.err", "wb"))
-        self.api = f"http://127.0.0.1:{self.port}/api/v1"
-
-    def get(self, path: str, **params: Any) -> Any:
-        try:
-            r = requests.get(f"{self.api}/{path}", params=params, timeout=10)
-        except requests.ConnectionError:
-            return None
-        return r.json()["data"] if r.ok else None
-
-    def query(self, q: str, at: float | None = None) -> list[dict[str, Any]]:
-        data = self.get("query", query=q, **({"time": at} if at is not None else {}))
-        return data["result"] if data else []
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
-
 
 LABEL_VALUES = re.compile(r"^label_values\((.*),\s*(\w+)\)$")
 INCREASE = re.compile(r"^(?:sum|round)\s*\(\s*(?:sum\s*\(\s*)?round\s*\(\s*increase\s*\(\s*(celery_task_\w+_total)\{")

@@ -8,7 +8,7 @@ import pytest
 
 from doorman import demoapp
 from tests.support.process import cli, free_port, records
-from tests.test_simulate import assert_all_gone
+from tests.support.simulate import assert_all_gone
 
 pytestmark = pytest.mark.e2e  # real workers, brokers or whole pipelines
 

@@ -6,12 +6,17 @@ the code under test.
 
 from __future__ import annotations
 
+import csv
 import re
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import requests
+
 from doorman.contract.tasks import OUTCOMES, QUEUE_WAIT_BUCKETS, RUNTIME_BUCKETS
+from tests.support.process import free_port, require
 from tests.support.serve import snapshot
 
 MIXIN = __import__("pathlib").Path(__file__).parents[1] / "data" / "celery-mixin"
@@ -120,3 +125,49 @@ def promtool_problems(promtool: str, text: str) -> list[str]:
     if r.returncode not in (0, 3) and not problems:  # 3: lint notes only; anything else is an error
         problems.append(f"promtool exited {r.returncode}")
     return problems
+
+
+JOB = "celery"  # the documented job name: matches the mixin's job=~".*celery.*" and the legacy dashboard's
+FILL = {"$cluster": "default", "$namespace": "", "$job": JOB, "$queue_name": ".*", "$task": ".*",
+        "$__rate_interval": "10m", "$__range": "1h"}
+
+
+def fill(expr: str) -> str:
+    for var, value in sorted(FILL.items(), key=lambda kv: -len(kv[0])):
+        expr = expr.replace(var, value)
+    return expr
+
+
+def queries() -> list[dict[str, str]]:
+    return [r for r in csv.DictReader((MIXIN / "queries.tsv").open(), delimiter="\t") if r["expr"].strip()
+            and r["kind"] != "recording-rule"]
+
+
+class Prometheus:
+    def __init__(self, tmp: Path, target: str, rule_files: list[Path] = ()):  # type: ignore[assignment]
+        self.port = free_port()
+        config = tmp / "prometheus.yml"
+        rules = "".join(f"  - '{p}'\n" for p in rule_files)
+        config.write_text("global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+                          + (f"rule_files:\n{rules}" if rule_files else "")
+                          + f"scrape_configs:\n  - job_name: {JOB}\n    static_configs: [{{targets: ['{target}']}}]\n")
+        self.proc = subprocess.Popen([require("prometheus", "prometheus"), f"--config.file={config}",
+                                      f"--storage.tsdb.path={tmp / 'tsdb'}",
+                                      f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+                                     stdout=subprocess.DEVNULL, stderr=open(tmp / "prometheus.err", "wb"))
+        self.api = f"http://127.0.0.1:{self.port}/api/v1"
+
+    def get(self, path: str, **params: Any) -> Any:
+        try:
+            r = requests.get(f"{self.api}/{path}", params=params, timeout=10)
+        except requests.ConnectionError:
+            return None
+        return r.json()["data"] if r.ok else None
+
+    def query(self, q: str, at: float | None = None) -> list[dict[str, Any]]:
+        data = self.get("query", query=q, **({"time": at} if at is not None else {}))
+        return data["result"] if data else []
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
