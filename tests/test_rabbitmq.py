@@ -71,7 +71,7 @@ def test_depth_unacked_consumers_and_age_equal_rabbitmqctl(vhost, workers):
     assert not [n for n in vhost.queues() if n.startswith("doorman.")]
 
 
-def test_heartbeat_queue_is_doormans_own_bound_to_worker_events_only_and_gone_after_kill9(vhost, workers):
+def test_event_queue_is_doormans_own_bound_to_worker_and_task_events_only_and_gone_after_kill9(vhost, workers):
     url = vhost.url()
     wait_listening(vhost, workers(url, "w1@rabbit"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "CELERY_BROKER", "DOORMAN_"))}
@@ -86,7 +86,8 @@ def test_heartbeat_queue_is_doormans_own_bound_to_worker_events_only_and_gone_af
         [(name, q)] = mine.items()
         assert (q["durable"], q["exclusive"], q["auto_delete"]) == (False, True, True)
         bound = [(b["source_name"], b["routing_key"]) for b in vhost.bindings() if b["destination_name"] == name]
-        assert sorted(bound) == [("", name), ("celeryev", "worker.#")]  # the default exchange's, and worker.# only
+        # the default exchange's, and the worker and task events (one subscription for both)
+        assert sorted(bound) == [("", name), ("celeryev", "task.#"), ("celeryev", "worker.#")]
         first = orjson_line(collect.stdout.readline())
         assert first["redis_connected"] is True
         collect.kill()  # kill -9

@@ -13,6 +13,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from doorman.config.load import make_config
 from doorman.rules.ghost_worker import RULE as GHOST
 from doorman.simulate.procs import children_of
@@ -21,6 +23,8 @@ from tests.support.process import BIN, ROOT, cli, collect_once, records, wait_fo
 from tests.support.rabbit import Vhost, vhost_fixture, wait_listening  # noqa: F401 - the fixture `vhost`
 from tests.support.receiver import Receiver
 from tests.support.workers import enqueue
+
+pytestmark = pytest.mark.e2e  # real workers on a RabbitMQ vhost
 
 HOOK = "/hooks/doorman"
 
