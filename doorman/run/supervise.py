@@ -134,6 +134,9 @@ def make_state_dirs(s: RunSettings) -> None:
         os.umask(old)
 
 
+MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a configuration file larger than this is not one
+
+
 def check_config(env: Mapping[str, str]) -> None:
     """The configuration as the stages will load it (the same loader); `DoormanError` when bad."""
     from doorman.config.load import load_config
@@ -147,6 +150,7 @@ class Supervisor:
                  check: Callable[[Mapping[str, str]], None] = check_config):
         self.settings, self.say, self.streams, self.check = settings, say, streams, check
         self.env = {**env, "DOORMAN_SPOOL": settings.spool}
+        self.source_config = env.get("DOORMAN_CONFIG") or None  # the user's file (reloads copy it)
         self.stopping = False  # a stop signal came: a stage's "stopped" status is no failure
         self.reload = False
         self.next_cap = time.monotonic() + CAP_EVERY
@@ -174,12 +178,41 @@ class Supervisor:
         return Chain(stages(self.settings), self.env, taps=taps).start()
 
     def config_ok(self) -> bool:
+        """Check the configuration file as it is now, then hand the stages that very content: a
+        copy (0600, in the state directory) that an edit made while they start cannot change."""
+        user = {**self.env, "DOORMAN_CONFIG": self.source_config} if self.source_config else self.env
         try:
-            self.check(self.env)
+            self.check(user)
+            self.freeze()
         except DoormanError as e:
             self.say(f"SIGHUP: reload refused, the running pipeline goes on: {e}")
             return False
         return True
+
+    def freeze(self) -> None:
+        source = self.source_config
+        if not source:
+            return
+        from doorman.atomicfile import write_atomic
+        from doorman.errors import BadConfig
+
+        try:
+            with open(source, "rb") as f:
+                data = f.read(MAX_CONFIG_BYTES + 1)
+        except OSError as e:
+            raise BadConfig(source, "", f"cannot read config file ({e.strerror})") from None
+        if len(data) > MAX_CONFIG_BYTES:
+            raise BadConfig(source, "", f"larger than {MAX_CONFIG_BYTES} bytes")
+        frozen = os.path.join(self.settings.state_dir, "reloaded-config.yaml")
+        try:
+            write_atomic(frozen, data)
+        except OSError as e:
+            raise BadConfig(source, "", f"cannot keep the checked copy {frozen} ({e.strerror})") from None
+        try:
+            self.check({**self.env, "DOORMAN_CONFIG": frozen})  # the bytes the stages will read
+        except DoormanError as e:
+            raise BadConfig(source, "", f"changed while it was checked ({str(e).replace(frozen, source)})") from None
+        self.env["DOORMAN_CONFIG"] = frozen
 
     def _pause(self, seconds: float) -> None:
         """Wait up to `seconds` for a signal; note what came; keep the streams under their cap."""
@@ -217,12 +250,21 @@ class Supervisor:
         """collect gets SIGTERM; analyze and notify drain (at most DOORMAN_DRAIN_SECONDS, then
         SIGTERM); the exit status by docs/run.md's rules."""
         collect = chain.procs[COLLECT]
-        asked = self.stopping
         self._term(chain, COLLECT)
+        # TERM again every second until collect is gone (as the shell supervisor did: a TERM can be
+        # lost to a race in the child), and KILL it past DOORMAN_DRAIN_SECONDS: collect holds no
+        # state, and a reload or a stop must never wait forever on it
+        again = time.monotonic() + 1.0
+        kill_at = time.monotonic() + self.settings.drain_seconds
         while collect.poll() is None:
-            self._pause(0.5)
-            if self.stopping and not asked:  # a stop signal while collect finishes: say it again
-                asked = True
+            self._pause(0.25)
+            now = time.monotonic()
+            if now >= kill_at:
+                self.say("doorman-collect did not stop within DOORMAN_DRAIN_SECONDS: killed")
+                collect.kill()
+                collect.wait()
+            elif now >= again:
+                again = now + 1.0
                 self._term(chain, COLLECT)
         deadline = time.monotonic() + self.settings.drain_seconds
         termed = False
