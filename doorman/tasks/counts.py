@@ -182,7 +182,7 @@ class TaskCounts:
         self.hosts: dict[str, _Host] = {}
         self.folded = {k: _Folded() for k in ("names", "hostnames", "queues", "series", "exceptions")}
         self.events = self.messages = self.bad = 0
-        self.subscribed_now = False
+        self.subscribed_now = self.subscribed_ever = False
         self._down_since: float | None = None  # the wait for the first subscription is start-up, not a loss
         self._down_total = 0.0
         self.gaps = 0
@@ -202,13 +202,15 @@ class TaskCounts:
             if self._down_since is not None:
                 self._down_total += max(0.0, now - self._down_since)
                 self._down_since = None
-            self.subscribed_now = True
+            self.subscribed_now = self.subscribed_ever = True
 
     def unsubscribed(self) -> None:
         """The subscription broke (or could not be made): every event until `subscribed` is lost."""
         now = self.clock()
         with self._lock:
-            if self._down_since is None and self.denied is None:
+            # a subscription that broke; one never made yet is start-up (on RabbitMQ the `celeryev`
+            # exchange exists only once a worker has declared it: before, no event can be lost)
+            if self._down_since is None and self.denied is None and self.subscribed_ever:
                 self._down_since = now
                 self.gaps += 1
             self.subscribed_now = False

@@ -18,13 +18,14 @@ from tests.support.process import BIN, ROOT
 
 
 class Worker:
-    """A real `celery worker` process running `doorman.demoapp`."""
+    """A real `celery worker` process running `doorman.demoapp`, with task events on (`-E`), as the
+    docs tell users to run theirs: without, a daemon pipeline rightly says `task_events_off`."""
 
     def __init__(self, url: str, name: str, concurrency: int = 1, pool: str = "prefork",
-                 queues: str | None = None, env: dict[str, str] | None = None):
+                 queues: str | None = None, env: dict[str, str] | None = None, events: bool = True):
         self.url, self.name = url, name
         args = [str(BIN / "celery"), "-A", "doorman.demoapp", "worker", "-n", name, "-c", str(concurrency),
-                "--pool", pool, "-l", "WARNING", "--without-mingle"]
+                "--pool", pool, "-l", "WARNING", "--without-mingle", *(["-E"] if events else [])]
         if queues:
             args += ["-Q", queues]
         self.log = tempfile.NamedTemporaryFile(prefix="doorman-worker-", suffix=".log", delete=False)
