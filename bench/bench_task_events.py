@@ -21,6 +21,7 @@ import uuid
 
 import orjson
 
+from bench import peers
 from tests.support.process import BIN
 from tests.support.redis import RedisServer
 
@@ -129,6 +130,68 @@ class Collector:
         os.unlink(self.out.name)
 
 
+def proc_cpu(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def exporter_counted(peer: peers.Peer) -> int | None:
+    """Every celery_task_*_total sample of one scrape, summed (each event bumps one); None: gone."""
+    if peer.proc.poll() is not None:
+        return None
+    try:
+        metrics = peers.exporter_metrics(peer)
+    except Exception:  # noqa: BLE001 - a peer that stopped answering is reported, not a crash
+        return None
+    return int(sum(v for (name, _labels), v in metrics.items()
+                   if name.startswith("celery_task_") and name.endswith("_total")))
+
+
+def exporter_column(pool: list[bytes]) -> int | None:
+    """The same rates against celery-exporter (from `make bench-peers`) on a redis-server of its own:
+    the highest rate it kept without loss, or None when it is not installed."""
+    ok, version = peers.installed("exporter")
+    if not ok:
+        print(f"celery-exporter: {version}")
+        return None
+    server = RedisServer().start()
+    client = server.client()
+    peer = None
+    try:
+        peer = peers.start_exporter(server.url, ["celery"])
+        deadline = time.monotonic() + 60
+        while client.execute_command("PUBSUB", "NUMPAT") < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)  # its event receiver subscribed
+        print(f"celery-exporter {version}, same generator, a redis-server of its own:", flush=True)
+        print(f"{'events/s':>10} {'published':>10} {'counted':>10} {'lost':>8} {'CPU ms/1k':>10} {'RSS MiB':>8}")
+        kept, total = None, 0
+        for rate in RATES:
+            cpu0 = proc_cpu(peer.proc.pid)
+            sent = publish(client, pool, rate, SECONDS)
+            sent += UNHEARD[0] * BATCH
+            UNHEARD[0] = 0
+            total += sent
+            time.sleep(3)  # its queue drains
+            counted = exporter_counted(peer)
+            if counted is None:
+                print(f"{rate:>10} {sent:>10} {'-':>10} {'all':>8}   celery-exporter exited or stopped answering "
+                      f"(its counts are gone): {peer.log_tail()[-300:]!r}", flush=True)
+                break
+            cpu = proc_cpu(peer.proc.pid) - cpu0
+            lost = total - counted
+            print(f"{rate:>10} {sent:>10} {counted:>10} {lost:>8} {cpu * 1e6 / max(sent, 1):>10.2f} "
+                  f"{peer.rss_mib() or 0:>8.1f}", flush=True)
+            if lost:
+                break
+            kept = rate
+        print(f"celery-exporter: highest rate kept without loss: {kept or 0} events/s")
+        return kept or 0
+    finally:
+        if peer is not None:
+            peer.stop()
+        server.cleanup()
+
+
 def main() -> None:
     server = RedisServer().start()
     client = server.client()
@@ -160,6 +223,7 @@ def main() -> None:
                 break
             kept = rate
         print(f"highest rate kept without loss: {kept or 0} events/s")
+        doorman_kept = kept or 0
         collector.stop()
         collector = Collector(server.url)  # a fresh one: RSS from the names alone, not an overload's peak
         while not ((collector.tasks() or {}).get("reader") or {}).get("subscribed") and time.monotonic() < deadline + 120:
@@ -175,6 +239,9 @@ def main() -> None:
         collector.stop()
     finally:
         server.cleanup()
+    theirs = exporter_column(pool)
+    if theirs is not None:
+        print(f"side by side: Doorman kept {doorman_kept} events/s without loss, celery-exporter {theirs}")
 
 
 if __name__ == "__main__":
