@@ -159,7 +159,11 @@ class _RabbitDrain:
         row = requests.get(f"http://127.0.0.1:{self.vhost.mgmt_port}/api/queues/{quote(self.vhost.vhost, safe='')}"
                            "/celery", params={"columns": "messages_unacknowledged"}, auth=("guest", "guest"),
                            timeout=5)
-        return row.status_code == 404 or not (row.json().get("messages_unacknowledged") or 0)
+        if row.status_code == 404:
+            return True
+        # A queue the statistics timer has not seen yet is answered with `[]`: not known, so not drained
+        body = row.json() if row.ok else None
+        return isinstance(body, dict) and not (body.get("messages_unacknowledged") or 0)
 
 
 def _burst(url: str, opts: AutoscaleOptions) -> float:
