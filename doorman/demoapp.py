@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from celery import Celery
+from celery.worker.control import control_command
 
 from doorman.hook import install
 
@@ -123,3 +125,17 @@ def reject() -> None:
     from celery.exceptions import Reject
 
     raise Reject("not for me", requeue=False)
+
+
+# What the ghost scenarios stage inside a worker (docs/simulate.md, "A ghost worker with no consumer")
+@control_command()
+def demo_drop_task_consumer(state: Any) -> dict[str, str]:
+    """Cancel this worker's task consumers at the broker and tell Celery nothing: its `active_queues`
+    still lists them. The state a reconnect that never re-consumed leaves (celery#8082, #8030): a
+    worker alive on the control channel with no consumer on its task queues (`ghost_worker` case a).
+    Only the demo app has it; Doorman never sends it."""
+    consumer = state.consumer.task_consumer
+    tags = list(getattr(consumer, "_active_tags", {}).values())
+    for tag in tags:
+        consumer.channel.basic_cancel(tag)
+    return {"ok": f"{len(tags)} task consumer(s) cancelled at the broker; active_queues unchanged"}

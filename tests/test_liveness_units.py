@@ -57,11 +57,14 @@ class TableBroker:
     def __init__(self, consumers: set[int], answering: set[str]):
         self.consumers, self.answering = consumers, answering
         self.refuse = False
+        self.stalled = False
         self.pinged: list[list[str]] = []
 
     def connections(self) -> ConnectionTable:
         if self.refuse:
             raise PermissionError("NOPERM this user has no permissions to run the 'client|list' command")
+        if self.stalled:
+            raise TimeoutError("timed out")
         return ConnectionTable(9, frozenset(self.consumers), frozenset(), {})
 
     def ping(self, names: Sequence[str], timeout: float) -> set[str]:
@@ -69,7 +72,9 @@ class TableBroker:
         return set(names) & self.answering
 
     def failure(self, error: Exception) -> Failure | None:
-        return "refused" if isinstance(error, PermissionError) else None
+        if isinstance(error, PermissionError):
+            return "refused"
+        return "unreachable" if isinstance(error, OSError) else None
 
 
 def watch_of(broker: TableBroker, alive: list[str], warnings: list[str]) -> ConnectionWatch:
@@ -79,9 +84,9 @@ def watch_of(broker: TableBroker, alive: list[str], warnings: list[str]) -> Conn
 def test_a_vanished_consumer_and_a_silent_worker_is_a_confirmed_loss():
     broker, warnings = TableBroker({1, 2, 3}, {"a@h", "b@h", "c@h"}), []
     watch = watch_of(broker, ["a@h", "b@h", "c@h"], warnings)
-    assert watch.poll() is False  # first reading: nothing to compare with
+    assert watch.poll() is None  # first reading: nothing to compare with
     broker.consumers, broker.answering = {1, 3}, {"a@h", "c@h"}
-    assert watch.poll() is True
+    assert watch.poll() == "connection_lost"
     assert broker.pinged == [["a@h", "b@h", "c@h"]]
     assert watch.is_lost("b@h", 99.0) and not watch.is_lost("a@h", 99.0)
     assert not watch.is_lost("b@h", 101.0), "a heartbeat after the loss brings it back"
@@ -92,14 +97,14 @@ def test_a_reconnect_and_a_busy_solo_worker_are_not_losses():
     watch = watch_of(broker, ["a@h", "b@h"], warnings)
     watch.poll()
     broker.consumers = {1, 7}  # b reconnected: a new connection replaces the old one
-    assert watch.poll() is False and not watch.lost
+    assert watch.poll() is None and not watch.lost
     # a solo worker busy with a task answers no ping, but nothing vanished: no ping at all
     broker.answering = {"a@h"}
-    assert watch.poll() is False and len(broker.pinged) == 1
+    assert watch.poll() is None and len(broker.pinged) == 1
     assert watch.holds(50.0), "silent since 50, yet no consumer connection went away since"
     # one connection gone but two silent (the dead one and the busy solo one): heartbeats decide
     broker.consumers, broker.answering = {1}, set()
-    assert watch.poll() is False and not watch.lost
+    assert watch.poll() is None and not watch.lost
     assert not watch.holds(50.0)
 
 
@@ -107,18 +112,32 @@ def test_a_refused_table_falls_back_to_heartbeats_with_one_warning():
     broker, warnings = TableBroker({1}, set()), []
     broker.refuse = True
     watch = watch_of(broker, [], warnings)
-    assert [watch.poll(), watch.poll(), watch.poll()] == [False, False, False]
+    assert [watch.poll(), watch.poll(), watch.poll()] == [None, None, None]
     assert len(warnings) == 1 and "CLIENT LIST" in warnings[0]
     assert watch.table is None and not watch.holds(0.0)
+
+
+def test_a_broker_that_stops_answering_calls_for_one_snapshot_until_it_answers_again():
+    """A stall spent inside polls must still reach a snapshot (the RabbitMQ soak's 12 s pause)."""
+    broker, warnings = TableBroker({1}, {"a@h"}), []
+    watch = watch_of(broker, ["a@h"], warnings)
+    assert watch.poll() is None
+    broker.stalled = True
+    assert [watch.poll(), watch.poll(), watch.poll()] == ["broker_unanswered", None, None]
+    broker.stalled = False
+    assert watch.poll() is None
+    broker.stalled = True
+    assert watch.poll() == "broker_unanswered", "a second outage is a second snapshot"
+    assert warnings == [] and watch.available, "not answering is not refusing: the table stays in use"
 
 
 class Loser:
     def __init__(self, at: set[int]):
         self.at, self.calls = at, 0
 
-    def poll(self) -> bool:
+    def poll(self) -> str | None:
         self.calls += 1
-        return self.calls in self.at
+        return "connection_lost" if self.calls in self.at else None
 
 
 def test_a_confirmed_loss_is_one_snapshot_at_once_and_the_ticks_stay_put():
@@ -202,8 +221,8 @@ def test_a_warm_stop_is_a_goodbye_not_a_loss_and_does_not_blind_the_watch():
     watch.poll()
     gone.append("c@h")  # c said goodbye (worker-offline), then closed its connections
     broker.consumers = {1, 2}
-    assert watch.poll() is False and not watch.lost and broker.pinged == []
+    assert watch.poll() is None and not watch.lost and broker.pinged == []
     assert watch.holds(90.0), "a silent solo worker is still held: the vanished connection was c's"
     broker.consumers, broker.answering = {1}, {"a@h"}  # now b dies: one vanish, one silent
-    assert watch.poll() is True and set(watch.lost) == {"b@h"}
+    assert watch.poll() == "connection_lost" and set(watch.lost) == {"b@h"}
     assert not watch.holds(90.0)

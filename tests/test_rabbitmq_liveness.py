@@ -20,7 +20,7 @@ from doorman.rules.ghost_worker import RULE as GHOST
 from doorman.simulate.procs import children_of
 from tests.support.daemon_pipeline import DaemonPipeline
 from tests.support.process import BIN, ROOT, cli, collect_once, records, wait_for
-from tests.support.rabbit import Vhost, vhost_fixture, wait_listening  # noqa: F401 - the fixture `vhost`
+from tests.support.rabbit import Vhost, api, vhost_fixture, wait_listening  # noqa: F401 - the fixture `vhost`
 from tests.support.receiver import Receiver
 from tests.support.workers import enqueue
 
@@ -163,6 +163,30 @@ def test_ghost_a_named_by_the_broker_even_when_other_workers_sit_still():
         GHOST.observe(s, state, cfg, now)
         out.append([(c["subject"], c["details"]["case"]) for c in GHOST.evaluate(s, state, cfg, now)])
     assert out == [[], [], [("worker:w1@r", "a")]]
+
+
+def test_a_worker_whose_task_consumer_is_gone_at_the_broker_is_a_ghost_case_a(vhost, workers):
+    """Ghost case (a) with real parts: the worker's task consumer cancelled at the broker (the demo
+    app's `demo_drop_task_consumer`) while Celery still lists `celery`, as a reconnect that never
+    re-consumed leaves it (celery#8082). It heartbeats and holds its pidbox; no task waits."""
+    url = vhost.url()
+    w = workers(url, "hollow@rabbit", queues="celery")
+    wait_listening(vhost, w)
+    control(url, "demo_drop_task_consumer", "-d", w.name)
+    # the management API lists a new consumer (here the worker's pidbox one, which ties the worker to
+    # its connection) only on its statistics timer: the ghost is named from then on
+    wait_for(lambda: any(c["queue"]["name"] == f"{w.name}.celery.pidbox"
+                         for c in api("GET", f"/api/consumers/{vhost.path}").json()), 30, "the worker's consumers listed")
+    collected = cli("doorman-collect", "--broker-url", url, "--interval", "1", "--count", "5",
+                    env={"GHOST_AFTER_SECONDS": "2"})
+    assert collected.returncode == 0, collected.stderr
+    analyzed = cli("doorman-analyze", input=collected.stdout, env={"DOORMAN_CONFIG": "", "GHOST_AFTER_SECONDS": "2"})
+    alerts = [(a["alert_type"], a["severity"], a["subject"], a["details"]["case"]) for a in records(analyzed.stdout)]
+    assert alerts == [("ghost_worker", "critical", "worker:hollow@rabbit", "a")]
+    last = records(collected.stdout)[-1]
+    [me] = last["workers"]
+    assert (me["alive"], me["queues"], me["task_consumers"]) == (True, ["celery"], 0)
+    assert (last["queues"]["celery"]["consumers"], last["queues"]["celery"]["pending"]) == (0, 0)
 
 
 def test_a_worker_whose_pool_hangs_is_a_ghost_on_rabbitmq(vhost, workers):

@@ -168,23 +168,33 @@ def test_unconsumed_on_rabbitmq_gives_queue_unconsumed_from_rabbitmqs_own_consum
 
 
 def test_cancelled_consumer_on_rabbitmq_gives_queue_unconsumed():
-    """RabbitMQ really cancels the consumer (basic.cancel): the queue's consumer count falls to 0.
-    ghost_worker for the worker that consumes nothing may come beside it once issue 26 item 3 lands."""
+    """RabbitMQ really cancels the consumer (basic.cancel): the queue's consumer count falls to 0. The
+    worker says so (its active_queues lose `celery`), so it is not a ghost: queue_unconsumed alone."""
     code, alerts, talk = scenario("cancelled-consumer")
     assert code == 0, talk
     got = firing(alerts)
-    assert ("queue_unconsumed", "queue:celery") in got, talk
-    assert {t for t, _ in got} <= {"queue_unconsumed", "ghost_worker"}, talk
+    assert got == [("queue_unconsumed", "queue:celery")], talk
 
 
 def test_ghost_on_rabbitmq_gives_ghost_worker_case_b():
-    """Needs issue 26 item 3 (ghost_worker on RabbitMQ): the worker's pool process is stopped while its
-    main process heartbeats and answers, tasks wait in its queue: the same alert as on Redis."""
+    """The worker's pool process is stopped while its main process heartbeats and answers, tasks wait
+    in its queue: the same alert as on Redis."""
     code, alerts, talk = scenario("ghost")
     assert code == 0, talk[-3000:]
     ghosts = [a for a in alerts if a["alert_type"] == "ghost_worker" and a["status"] == "firing"]
     assert ghosts and ghosts[0]["severity"] == "critical" and ghosts[0]["subject"].startswith("worker:sim1@"), talk
     assert ghosts[0]["details"].get("case") == "b", ghosts[0]
+
+
+def test_ghost_no_consumer_on_rabbitmq_gives_ghost_worker_case_a_named_by_the_broker():
+    """The worker's task consumer cancelled at the broker while Celery still lists `celery` (the state a
+    reconnect that never re-consumed leaves): alive on the control channel, no task consumer on its
+    connection. The same alert as Redis's half-open connection, with no task waiting."""
+    code, alerts, talk = scenario("ghost-no-consumer")
+    assert code == 0, talk[-3000:]
+    assert [(a["alert_type"], a["severity"], a["status"], a["details"].get("case")) for a in alerts] == [
+        ("ghost_worker", "critical", "firing", "a")], talk[-3000:]
+    assert alerts[0]["subject"].startswith("worker:sim1@"), alerts[0]
 
 
 def test_kill9_on_rabbitmq_pages_worker_lost_then_workers_down():
@@ -229,7 +239,7 @@ def test_every_scenario_runs_on_rabbitmq_or_is_refused_there():
     above (it runs in a vhost) or is refused."""
     from doorman.cli.simulate import LIVENESS, LOST_TASKS, TASKS
 
-    tested = {"unconsumed", "cancelled-consumer", "ghost", "kill9", "failing-task", "events-off", "autoscale"}
+    tested = {"unconsumed", "cancelled-consumer", "ghost", "ghost-no-consumer", "kill9", "failing-task", "events-off", "autoscale"}
     assert set(LIVENESS + LOST_TASKS + TASKS + ("autoscale",)) == tested | set(NOT_ON_RABBITMQ)
     assert not tested & set(NOT_ON_RABBITMQ)
 

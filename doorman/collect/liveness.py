@@ -19,6 +19,11 @@ holds its sockets. That is a solo-pool worker running a long task, which stops h
 
 A worker stopped warm (SIGTERM) says goodbye (`worker-offline`): a clean departure, not a loss.
 
+A poll the broker does not answer in time (stalled, gone) calls for a snapshot at once (trigger
+`broker_unanswered`), once per outage: the polls run between snapshots on the same connection, so
+without it a stall shorter than three timeouts would be spent on polls, and the snapshot after it
+would find the broker answering again and never say it was down.
+
 Where the broker refuses the table (an ACL without `client|list`, a managed Redis), liveness falls
 back to heartbeats alone: one warning per run on stderr, `connections: null` in the snapshot.
 """
@@ -72,6 +77,7 @@ class ConnectionWatch:
         self.departed = departed  # workers that said goodbye (worker-offline): their connections close too
         self._departed_at: dict[str, float] = {}  # when the watch first saw each goodbye
         self._explained: set[str] = set()  # goodbyes already matched with a vanished connection
+        self.unanswered = False  # the last read failed with the broker unreachable (not refused)
 
     @property
     def available(self) -> bool:
@@ -82,14 +88,18 @@ class ConnectionWatch:
         if not self.available or self.reader is None:
             return None
         try:
-            return self.reader.connections()
+            table = self.reader.connections()
         except Exception as e:  # noqa: BLE001 - a refusal is a fallback, anything else is the snapshot's
-            if self.broker.failure(e) == "refused":
+            failure = self.broker.failure(e)
+            self.unanswered = failure != "refused"
+            if failure == "refused":
                 self.refused = True
                 self.table = None
                 self.warn("the broker refuses to list its connections (CLIENT LIST); liveness falls back "
                           "to heartbeats alone (add +client|list to Doorman's ACL user to get it back)")
             return None
+        self.unanswered = False
+        return table
 
     def _note_departures(self) -> None:
         now, gone = self.clock(), set(self.departed())
@@ -103,20 +113,22 @@ class ConnectionWatch:
     def _departures_since(self, t: float) -> list[str]:
         return [n for n, at in self._departed_at.items() if at >= t - DEPARTURE_SLACK]
 
-    def poll(self) -> bool:
-        """Read the table; True when a worker's loss was just confirmed (a snapshot is due)."""
+    def poll(self) -> str | None:
+        """Read the table; the trigger of a snapshot due now: `connection_lost` when a worker's loss
+        was just confirmed, `broker_unanswered` when the broker stopped answering (once, until a read
+        succeeds again); None when nothing calls for one."""
         self._note_departures()
-        before = self.table
+        before, answered_before = self.table, not self.unanswered
         now_table = self._read()
         if now_table is None:
-            return False
+            return "broker_unanswered" if self.unanswered and answered_before else None
         self.table = now_table
         if before is None:
-            return False
+            return None
         gone = before.consumers - now_table.consumers
         if not gone:
-            return False
-        return self._confirm(len(gone), len(before.consumers))
+            return None
+        return "connection_lost" if self._confirm(len(gone), len(before.consumers)) else None
 
     def _confirm(self, vanished: int, had: int) -> bool:
         """Ping the workers believed alive; mark the silent ones lost if the numbers allow it."""

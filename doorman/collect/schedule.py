@@ -43,13 +43,13 @@ class Expiries(Protocol):
 
 
 class Poller(Protocol):
-    """The connection-table watch (`doorman.collect.liveness.ConnectionWatch`): True when a worker's
-    loss was just confirmed."""
+    """The connection-table watch (`doorman.collect.liveness.ConnectionWatch`): the trigger of a
+    snapshot due now (`connection_lost`, `broker_unanswered`), or None."""
 
-    def poll(self) -> bool: ...
+    def poll(self) -> str | None: ...
 
 
-EXTRA = ("heartbeat", "connection_lost")  # event-driven snapshots: they do not move the interval's ticks
+EXTRA = ("heartbeat", "connection_lost", "broker_unanswered")  # event-driven snapshots: they do not move the interval's ticks
 
 
 def run(take: Callable[[str], Snapshot], emit: Callable[[Snapshot, int], None], *, interval: float,
@@ -58,8 +58,8 @@ def run(take: Callable[[str], Snapshot], emit: Callable[[Snapshot, int], None], 
         liveness: Poller | None = None, poll_every: float = 0.5) -> int:
     """Take a snapshot (`take(trigger)`) and hand it to `emit(snapshot, number)` on schedule, until
     `stopping` is set or `count` snapshots were taken; the first has trigger `trigger`. Between
-    snapshots `liveness.poll()` runs every `poll_every` seconds; when it returns True a snapshot
-    with trigger `connection_lost` is taken at once. Returns how many were taken."""
+    snapshots `liveness.poll()` runs every `poll_every` seconds; when it names a trigger a snapshot
+    with that trigger is taken at once. Returns how many were taken."""
     n = 0
     next_at = last = clock.monotonic()
     while not stopping.is_set():
@@ -79,8 +79,8 @@ def run(take: Callable[[str], Snapshot], emit: Callable[[Snapshot, int], None], 
 
 def _sleep(next_at: float, wake: threading.Event, stopping: threading.Event, heartbeats: Expiries | None,
            clock: Clock, wait: Wait, liveness: Poller | None = None, poll_every: float = 0.5) -> str:
-    """Until the next tick ("interval"), a heartbeat change ("heartbeat"), a confirmed loss of a
-    worker's connections ("connection_lost") or `stopping`."""
+    """Until the next tick ("interval"), a heartbeat change ("heartbeat"), what a liveness poll calls
+    for ("connection_lost", "broker_unanswered") or `stopping`."""
     poll_at = clock.monotonic() + poll_every
     while not stopping.is_set():
         wake_at = next_at if liveness is None else min(next_at, poll_at)
@@ -96,8 +96,9 @@ def _sleep(next_at: float, wake: threading.Event, stopping: threading.Event, hea
             return "heartbeat"
         if liveness is not None and clock.monotonic() >= poll_at:
             poll_at = clock.monotonic() + poll_every
-            if liveness.poll():
-                return "connection_lost"
+            due = liveness.poll()
+            if due:
+                return due
         if clock.monotonic() >= next_at:
             break
     return "interval"

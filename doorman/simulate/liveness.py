@@ -8,7 +8,11 @@ watched by the real `doorman-collect | doorman-analyze` until its alert comes.
   tasks wait in its queue, it has a free slot, its `processed` count is flat: `ghost_worker` (case b).
 - `ghost-no-consumer`: the worker reaches Redis through a relay that then leaves its BRPOP
   connection half-open (doorman/simulate/partition.py): Redis drops the consumer, the worker never
-  hears of it and heartbeats on: `ghost_worker` (case a).
+  hears of it and heartbeats on: `ghost_worker` (case a). On RabbitMQ (where the task consumer and
+  the pidbox share one connection, so a half-open one is a dead worker) the worker's task consumer
+  is cancelled at the broker by the demo app's `demo_drop_task_consumer` while Celery still lists
+  its queue, the state a reconnect that never re-consumed leaves: `ghost_worker` (case a), named
+  by the broker.
 - `kill9`: three workers; one is `kill -9`ed, then the other two: `worker_lost` and `workers_down`
   from the connection table, each a second or less after the kill (printed).
 
@@ -31,6 +35,7 @@ from doorman.simulate.enqueue import Task, publish
 from doorman.simulate.lost_tasks import Stage, wait
 from doorman.simulate.partition import Partition
 from doorman.simulate.procs import children_of
+from doorman.simulate.rabbit import RabbitVhost
 from doorman.simulate.workers import WorkerPool
 
 SCENARIOS = ("unconsumed", "cancelled-consumer", "ghost", "ghost-no-consumer", "kill9")
@@ -67,6 +72,8 @@ def _ghost(s: Stage) -> bool:
 
 
 def _ghost_no_consumer(s: Stage) -> bool:
+    if isinstance(s.redis, RabbitVhost):
+        return _ghost_no_consumer_rabbitmq(s)
     relay = Partition("127.0.0.1", s.redis.port)
     pool = WorkerPool(relay.url(), s.dir, s.env).add(1)
     s.pools.append(pool)
@@ -83,6 +90,18 @@ def _ghost_no_consumer(s: Stage) -> bool:
             s.watch.stop()  # before the relay goes: its end is not the alert this scenario is about
         pool.stop()
         relay.close()
+
+
+def _ghost_no_consumer_rabbitmq(s: Stage) -> bool:
+    pool = s.workers(1)
+    name = pool.workers[0].name
+    done = subprocess.run([sys.executable, "-m", "celery", "-A", "doorman.demoapp", "control",
+                           "demo_drop_task_consumer", "-d", name], env={**s.env, "REDIS_URL": s.url},
+                          capture_output=True, timeout=60)
+    s.say(f"{name}'s task consumer cancelled at the broker, Celery told nothing (demo_drop_task_consumer: exit "
+          f"{done.returncode}); it heartbeats on and still lists `celery`")
+    watch = s.pipeline(CONFIG)
+    return bool(wait(lambda: watch.first("ghost_worker")))
 
 
 def _kill9(s: Stage) -> bool:

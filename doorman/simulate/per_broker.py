@@ -25,10 +25,6 @@ NOT_ON_RABBITMQ: dict[str, str] = {
     "beat-killed": ("the demo keeps RedBeat's canary and lock in the broker's Redis; with RabbitMQ, point "
                     "beat.redis_url at the Redis beat uses (docs/analyze.md; tested in tests/test_beat_redis_url.py)"),
     "results": "results_growing reads Redis INFO keyspace (celery-task-meta-* keys); RabbitMQ keeps no results",
-    "ghost-no-consumer": "on RabbitMQ a worker's task consumer and its control (pidbox) consumer share one AMQP "
-                         "connection: a half-open connection takes the pidbox with it, which is a dead worker "
-                         "(worker_lost), not a ghost; the RabbitMQ ghost without a consumer is "
-                         "--scenario cancelled-consumer",
 }
 
 
