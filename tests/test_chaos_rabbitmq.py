@@ -19,9 +19,7 @@ from bench.chaos.rabbit_driver import RabbitSoak
 from tests.support.chaos import FIRST, LIMIT, SECONDS, SEED, Background
 from tests.support.rabbit import require_rabbitmq
 
-# known_gap: the 12 s pause of the plan gets no redis_down since the pidbox-probe liveness landed
-# (docs/reliability.md); `make soak-rabbitmq` runs it, `make test` does not until it scores clean
-pytestmark = [pytest.mark.soak, pytest.mark.known_gap]
+pytestmark = pytest.mark.soak
 
 
 class RabbitBackground(Background):

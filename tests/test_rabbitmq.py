@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import orjson
 import pytest
 
+from doorman.simulate.outage import Outage
 from doorman.simulate.partition import Partition
 from doorman.timefmt import parse_iso
 from tests.support.daemon_pipeline import DaemonPipeline
@@ -184,6 +186,46 @@ def test_management_api_up_and_amqp_gone_is_a_broker_down_not_every_worker_gone(
     result = cli("doorman-analyze", input=orjson.dumps(first) + b"\n" + orjson.dumps(second) + b"\n")
     assert [(a["alert_type"], a["status"]) for a in records(result.stdout)] == [
         ("celery_disconnected", "firing"), ("redis_down", "firing")]  # no worker in the vhost, then no broker
+
+
+def test_a_broker_that_stalls_between_checks_is_reported_down_once_then_resolved(vhost, workers):
+    """RabbitMQ accepts and answers nothing for 12.3 s (both its ports held by a relay: the chaos soak's
+    long pause). The liveness polls run between checks on the same connection: the first unanswered
+    one calls for a snapshot at once, which says the broker is down, and analyze pages `redis_down`
+    once and resolves it when the broker answers again."""
+    amqp_relay, api_relay = Outage("127.0.0.1", 5672), Outage("127.0.0.1", 15672)
+    w = workers(vhost.url(), "steady@stall")  # the worker talks to RabbitMQ directly: only Doorman stalls
+    wait_listening(vhost, w)
+    proc = subprocess.Popen([str(BIN / "doorman-collect"), "--interval", "5"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            env={**os.environ, "REDIS_URL": vhost.url().replace(":5672/", f":{amqp_relay.port}/"),
+                                 "DOORMAN_RABBITMQ_MANAGEMENT_URL": f"http://127.0.0.1:{api_relay.port}"})
+    snaps: list[dict] = []
+    try:
+        while not snaps or snaps[-1].get("alive_workers") != 1:  # the polls follow the worker
+            snaps.append(orjson_line(proc.stdout.readline()))
+        holds = [threading.Thread(target=r.hold, args=(12.3,)) for r in (amqp_relay, api_relay)]
+        for t in holds:
+            t.start()
+        held = time.time()
+        for t in holds:
+            t.join()
+        released = time.time()
+        while parse_iso(snaps[-1]["ts"]) < released:
+            snaps.append(orjson_line(proc.stdout.readline()))
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+        amqp_relay.close()
+        api_relay.close()
+    during = [s for s in snaps if held <= parse_iso(s["ts"]) < released]
+    assert [s["redis_connected"] for s in during][:1] == [False], [(round(parse_iso(s["ts"]) - held, 2), s["trigger"], s["redis_connected"], s["collect_ms"], s["error"]) for s in snaps]
+    assert during[0]["trigger"] == "broker_unanswered" and parse_iso(during[0]["ts"]) < held + 7, during[0]
+    assert snaps[-1]["redis_connected"] is True
+    result = cli("doorman-analyze", input=b"".join(orjson.dumps(s) + b"\n" for s in snaps),
+                 env={"DOORMAN_CONFIG": ""})
+    assert [(a["alert_type"], a["status"]) for a in records(result.stdout)] == [
+        ("redis_down", "firing"), ("redis_down", "resolved")]
 
 
 def test_kill9_of_the_last_worker_pages_workers_down_at_the_webhook(vhost, workers, tmp_path):

@@ -151,7 +151,7 @@ class RabbitConnection:
 
     def _amqp(self) -> amqp.Connection:
         if self._conn is None or not self._conn.connected:
-            wire.close(self._conn)
+            wire.abandon(self._conn)
             self._conn = None
             self._conn = wire.connect(self.target, self.cfg.rabbitmq_timeout, self.ssl)
         return self._conn
@@ -167,8 +167,10 @@ class RabbitConnection:
             self._drop()
             raise
 
-    def _drop(self) -> None:
-        wire.close(self._conn)
+    def _drop(self, graceful: bool = False) -> None:
+        """Forget this thread's connection: after a failure without waiting for the broker (see
+        `wire.abandon`), at the end with AMQP's close handshake."""
+        (wire.close if graceful else wire.abandon)(self._conn)
         self._conn = None
         self._probe_ch = None
 
@@ -300,6 +302,9 @@ class RabbitConnection:
             self._evx_synced = False
             try:
                 self._evx = PidboxEvents(self.target, self.target.vhost, self.cfg.rabbitmq_timeout, self.ssl)
+            except (OSError, EOFError):  # no answer at all: that is the broker's state, not the plugin's,
+                self._evx = None  # and this poll must say so rather than spend a timeout on it in silence
+                raise
             except Exception:  # noqa: BLE001 - the plugin is optional: the probes do the job without it
                 self._evx = None
         return self._evx
@@ -399,7 +404,7 @@ class RabbitConnection:
         return None
 
     def close(self) -> None:
-        self._drop()
+        self._drop(graceful=True)
         if self._evx is not None:
             self._evx.close()
             self._evx = None

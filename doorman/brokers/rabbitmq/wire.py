@@ -57,6 +57,19 @@ def close(conn: amqp.Connection | None) -> None:
             pass
 
 
+def abandon(conn: amqp.Connection | None) -> None:
+    """Drop a connection that just failed (timed out, reset) without AMQP's close handshake: the
+    server that did not answer a round trip would not answer `connection.close` either, and waiting
+    for it cost a second timeout inside the poll that should already have reported the stall.
+    Closing the socket is enough for RabbitMQ to drop the connection and its exclusive queues."""
+    if conn is None:
+        return
+    try:
+        conn.collect()
+    except Exception:  # noqa: BLE001 - nothing left to do for a socket already gone
+        pass
+
+
 def _json(body: object, max_bytes: int, reply: bool = False) -> Any:
     """A wire message as JSON, or None: over its budgets (a pidbox `reply`'s are `check_reply`'s;
     checked before parsing), not JSON, or nested too deep (`doorman.bounds`, as on Redis)."""
