@@ -83,11 +83,12 @@ class Peer:
         self.log.close()
 
 
-def start_flower(broker_url: str) -> Peer:
-    """Flower with its API open (no auth), on the broker only: no app module needed."""
+def start_flower(broker_url: str, broker_api: str | None = None) -> Peer:
+    """Flower with its API open (no auth), on the broker only: no app module needed. On RabbitMQ,
+    `broker_api` is the management API Flower reads queue lengths from (`--broker_api`)."""
     port = free_port()
     argv = [str(VENVS["flower"] / "bin" / "celery"), f"--broker={broker_url}", "flower",
-            "--address=127.0.0.1", f"--port={port}"]
+            "--address=127.0.0.1", f"--port={port}", *([f"--broker_api={broker_api}"] if broker_api else [])]
     return Peer("flower", argv, port, {"FLOWER_UNAUTHENTICATED_API": "true"}).wait_ready("/api/workers?status=1")
 
 
@@ -96,9 +97,11 @@ def flower_workers(peer: Peer) -> dict[str, bool]:
     return requests.get(peer.base() + "/api/workers?status=1", timeout=10).json()
 
 
-def flower_queue_lengths(peer: Peer) -> dict[str, int]:
+def flower_queue_lengths(peer: Peer) -> dict[str, int | None]:
+    """`/api/queues/length`: {queue: messages}. On RabbitMQ each entry is the management API's queue
+    object, which has no `messages` until the broker's first statistics emission for the queue (None)."""
     data = requests.get(peer.base() + "/api/queues/length", timeout=10).json()
-    return {q["name"]: q["messages"] for q in data.get("active_queues", [])}
+    return {q["name"]: q.get("messages") for q in data.get("active_queues", [])}
 
 
 EXPORTER_MAIN = 'from src.cli import cli; cli(auto_envvar_prefix="CE")'
