@@ -25,7 +25,7 @@ def test_every_count_equals_what_the_workers_did(redis_server):
     worker = EventWorker(redis_server.url, "w1@tasks", events=True)
     try:
         wait_for(lambda: daemon.alive("w1@tasks"), 60, "the worker's heartbeat")
-        expected = run_every_outcome(redis_server.url, "w1@tasks")
+        expected = run_every_outcome(redis_server.url, "w1@tasks", daemon)
         t = daemon.until(done(expected), 90, "every outcome counted")
         assert_every_count(t, expected, "w1@tasks")
         assert t["reader"]["broker"] == "redis"

@@ -19,7 +19,7 @@ def test_every_count_equals_what_the_workers_did_on_rabbitmq(vhost):
     try:
         wait_for(lambda: daemon.alive("w1@rabbit"), 90, "the worker's heartbeat")
         wait_for(lambda: daemon.tasks and daemon.tasks["reader"]["subscribed"], 60, "the task-event queue bound")
-        expected = run_every_outcome(url, "w1@rabbit")
+        expected = run_every_outcome(url, "w1@rabbit", daemon)
         t = daemon.until(done(expected), 90, "every outcome counted")
         assert_every_count(t, expected, "w1@rabbit")
         assert t["reader"]["broker"] == "rabbitmq"
