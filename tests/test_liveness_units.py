@@ -58,13 +58,18 @@ class TableBroker:
         self.consumers, self.answering = consumers, answering
         self.refuse = False
         self.stalled = False
+        self.down = False
+        self.now = [0.0]
         self.pinged: list[list[str]] = []
 
     def connections(self) -> ConnectionTable:
         if self.refuse:
             raise PermissionError("NOPERM this user has no permissions to run the 'client|list' command")
         if self.stalled:
+            self.now[0] += 5.0  # waited out a timeout
             raise TimeoutError("timed out")
+        if self.down:
+            raise ConnectionRefusedError("refused at once")
         return ConnectionTable(9, frozenset(self.consumers), frozenset(), {})
 
     def ping(self, names: Sequence[str], timeout: float) -> set[str]:
@@ -118,10 +123,15 @@ def test_a_refused_table_falls_back_to_heartbeats_with_one_warning():
 
 
 def test_a_broker_that_stops_answering_calls_for_one_snapshot_until_it_answers_again():
-    """A stall spent inside polls must still reach a snapshot (the RabbitMQ soak's 12 s pause)."""
+    """A stall spent inside polls must still reach a snapshot (the RabbitMQ soak's 12 s pause); a
+    refusal that costs no time leaves it to the next tick."""
     broker, warnings = TableBroker({1}, {"a@h"}), []
-    watch = watch_of(broker, ["a@h"], warnings)
+    watch = ConnectionWatch(broker, 0.5, lambda: ["a@h"], warnings.append, clock=lambda: 100.0,  # type: ignore[arg-type]
+                            timer=lambda: broker.now[0])
     assert watch.poll() is None
+    broker.down = True
+    assert [watch.poll(), watch.poll()] == [None, None], "refused at once: no time was spent, the tick decides"
+    broker.down = False
     broker.stalled = True
     assert [watch.poll(), watch.poll(), watch.poll()] == ["broker_unanswered", None, None]
     broker.stalled = False

@@ -19,10 +19,11 @@ holds its sockets. That is a solo-pool worker running a long task, which stops h
 
 A worker stopped warm (SIGTERM) says goodbye (`worker-offline`): a clean departure, not a loss.
 
-A poll the broker does not answer in time (stalled, gone) calls for a snapshot at once (trigger
-`broker_unanswered`), once per outage: the polls run between snapshots on the same connection, so
-without it a stall shorter than three timeouts would be spent on polls, and the snapshot after it
-would find the broker answering again and never say it was down.
+A poll that waits for the broker and gets no answer (a stall: it failed after `SLOW_POLL` seconds or
+more) calls for a snapshot at once (trigger `broker_unanswered`), once per outage: the polls run
+between snapshots on the same connection, so without it a stall shorter than a few timeouts would be
+spent inside polls, and the snapshot after it would find the broker answering again and never say
+it was down. A poll refused at once (a broker restarting) costs no time: the next tick judges it.
 
 Where the broker refuses the table (an ACL without `client|list`, a managed Redis), liveness falls
 back to heartbeats alone: one warning per run on stderr, `connections: null` in the snapshot.
@@ -56,6 +57,7 @@ SETTINGS: tuple[Setting, ...] = (
 MAX_LOST = 1000  # bound what the watch remembers, whatever the broker shows
 MAX_VANISHES = 1000
 DEPARTURE_SLACK = 2.0  # seconds between a worker's goodbye and its connections closing, either order
+SLOW_POLL = 1.0  # seconds: a failed poll that waited this long was kept waiting by the broker
 
 
 class ConnectionWatch:
@@ -63,7 +65,8 @@ class ConnectionWatch:
 
     def __init__(self, broker: Broker, confirm_timeout: float, believed_alive: Callable[[], Sequence[str]],
                  warn: Callable[[str], None], clock: Callable[[], float] = time.time,
-                 departed: Callable[[], Iterable[str]] = lambda: ()):
+                 departed: Callable[[], Iterable[str]] = lambda: (),
+                 timer: Callable[[], float] = time.monotonic):
         self.broker = broker
         self.reader = broker if isinstance(broker, ConnectionReading) else None
         self.confirm_timeout = confirm_timeout
@@ -77,7 +80,8 @@ class ConnectionWatch:
         self.departed = departed  # workers that said goodbye (worker-offline): their connections close too
         self._departed_at: dict[str, float] = {}  # when the watch first saw each goodbye
         self._explained: set[str] = set()  # goodbyes already matched with a vanished connection
-        self.unanswered = False  # the last read failed with the broker unreachable (not refused)
+        self.timer = timer
+        self.unanswered = False  # the last read waited and failed, the broker unreachable (not refused)
 
     @property
     def available(self) -> bool:
@@ -87,11 +91,12 @@ class ConnectionWatch:
         """The table now, None when refused (warned once) or unreadable (the snapshot says why)."""
         if not self.available or self.reader is None:
             return None
+        began = self.timer()
         try:
             table = self.reader.connections()
         except Exception as e:  # noqa: BLE001 - a refusal is a fallback, anything else is the snapshot's
             failure = self.broker.failure(e)
-            self.unanswered = failure != "refused"
+            self.unanswered = failure != "refused" and self.timer() - began >= SLOW_POLL
             if failure == "refused":
                 self.refused = True
                 self.table = None
