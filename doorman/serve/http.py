@@ -323,6 +323,10 @@ class Server(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    # the kernel's queue of connections not yet accepted: socketserver's 5 overflowed under a burst
+    # (a dashboard's parallel fetches, Prometheus, a flood), and each overflow cost its client a 1 s
+    # SYN retransmit before the accept loop, which is fast, ever saw it
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], workers: int = WORKERS,
                  max_queued: int = MAX_QUEUED, max_waiting: int = MAX_WAITING, idle_timeout: float = IDLE_TIMEOUT):

@@ -35,6 +35,11 @@ class Received:
         return json.loads(self.body)
 
 
+class _Listening(ThreadingHTTPServer):
+    allow_reuse_address = True
+    request_queue_size = 128  # socketserver's 5 overflows under a burst: each overflow a 1 s SYN retry
+
+
 class Receiver:
     def __init__(self, port: int = 0) -> None:
         self.scripts: dict[str, list[Reply]] = {}
@@ -71,8 +76,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server = _Listening(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
