@@ -8,6 +8,7 @@ import pytest
 
 from doorman.analyze.engine import Engine
 from doorman.contract.snapshot import snapshot_problem
+from doorman.contract.tasks import quantile
 from doorman.rules import task_events, task_failure_rate, task_retry_storm, task_slowdown, taskwindow
 from doorman.timefmt import parse_iso
 from tests.support.scenario import T0, brief, cfg, feed, queue, run_rule, snap, worker
@@ -205,9 +206,9 @@ def test_task_slowdown(recent, base, expected):
 
 def test_quantile_interpolates_within_a_bucket_like_prometheus():
     bounds = (1.0, 2.0, 4.0)
-    assert taskwindow.quantile(0.5, [0, 10, 0, 0], bounds) == 1.5
-    assert taskwindow.quantile(0.95, [0, 0, 0, 5], bounds) == 4.0  # the +Inf bucket: the highest bound
-    assert taskwindow.quantile(0.5, [0, 0, 0, 0], bounds) is None
+    assert quantile(0.5, [0, 10, 0, 0], bounds) == 1.5
+    assert quantile(0.95, [0, 0, 0, 5], bounds) == 4.0  # the +Inf bucket: the highest bound
+    assert quantile(0.5, [0, 0, 0, 0], bounds) is None
 
 
 # --- task_events_off / task_events_lost ---------------------------------------------------------

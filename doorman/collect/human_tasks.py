@@ -9,8 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from doorman.contract.shapes import finite, is_count
-from doorman.contract.tasks import RUNTIME_BUCKETS
-from doorman.rules.taskwindow import quantile
+from doorman.contract.tasks import RUNTIME_BUCKETS, quantile
 from doorman.textsafe import printable
 
 MAX_ROWS = 15  # task names shown; the rest summed in a last line

@@ -258,3 +258,24 @@ def tasks_problem(tasks: object) -> str | None:
     if not isinstance(omitted, dict):
         return "tasks.omitted must be an object"
     return _counts_problem(omitted, "tasks.omitted", ("names", "hostnames", "queues", "series", "exceptions"))
+
+
+def quantile(q: float, counts: list[float], bounds: tuple[float, ...]) -> float | None:
+    """The q-quantile of a bucketed histogram, interpolated linearly within its bucket like
+    Prometheus' histogram_quantile (0 is the first bucket's lower edge; a rank in the +Inf bucket
+    gives the highest finite bound). None when the histogram is empty."""
+    n = sum(counts)
+    if n <= 0:
+        return None
+    rank = q * n
+    seen = 0.0
+    for i, c in enumerate(counts):
+        if c <= 0:
+            continue
+        if seen + c >= rank:
+            if i >= len(bounds):
+                return bounds[-1]
+            lower = bounds[i - 1] if i > 0 else 0.0
+            return lower + (bounds[i] - lower) * (rank - seen) / c
+        seen += c
+    return bounds[-1]

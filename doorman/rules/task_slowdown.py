@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from doorman.config.settings import THRESHOLDS, Config, Setting
-from doorman.contract.tasks import RUNTIME_BUCKETS
+from doorman.contract.tasks import RUNTIME_BUCKETS, quantile
 from doorman.rules import taskwindow as tw
 from doorman.rules.base import OUTAGE, AlertType, BaseRule, Condition, Snapshot, State, condition, duration
 from doorman.textsafe import printable
@@ -83,8 +83,8 @@ class TaskSlowdown(BaseRule):
             base_counts = tw.hist_counts(base, SIZE)
             if sum(base_counts) < th.task_slowdown_min_samples:
                 continue
-            p95 = tw.quantile(0.95, counts, RUNTIME_BUCKETS)
-            p95_base = tw.quantile(0.95, base_counts, RUNTIME_BUCKETS)
+            p95 = quantile(0.95, counts, RUNTIME_BUCKETS)
+            p95_base = quantile(0.95, base_counts, RUNTIME_BUCKETS)
             if p95 is None or p95_base is None or p95 <= th.task_slowdown_factor * p95_base:
                 continue
             shown = printable(name)

@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from doorman.contract.shapes import is_count
-from doorman.contract.tasks import OTHER, RUNTIME_BUCKETS
-from doorman.rules.taskwindow import quantile
+from doorman.contract.tasks import OTHER, RUNTIME_BUCKETS, quantile
 
 HISTORY_TASKS = 20  # task names kept per snapshot in the history (most runs first), the rest as "(other)"
 MAX_TRACKED = 2000  # names whose previous totals are remembered per cluster
