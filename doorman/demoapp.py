@@ -135,7 +135,9 @@ def demo_drop_task_consumer(state: Any) -> dict[str, str]:
     worker alive on the control channel with no consumer on its task queues (`ghost_worker` case a).
     Only the demo app has it; Doorman never sends it."""
     consumer = state.consumer.task_consumer
-    tags = list(getattr(consumer, "_active_tags", {}).values())
+    tags = list(getattr(consumer, "_active_tags", {}).values())  # kombu's consumer tags, per queue
+    if not tags:
+        return {"error": "no task consumer found to cancel (kombu's Consumer._active_tags is empty or gone)"}
     for tag in tags:
         consumer.channel.basic_cancel(tag)
-    return {"ok": f"{len(tags)} task consumer(s) cancelled at the broker; active_queues unchanged"}
+    return {"ok": f"cancelled {len(tags)} task consumer(s) at the broker; active_queues unchanged"}

@@ -7,9 +7,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
+import pytest
+
 from doorman.brokers.base import ConnectionTable, Failure
 from doorman.brokers.redis.clients import MAX_HOSTS, parse_client_list
-from doorman.collect.liveness import ConnectionWatch
+from doorman.collect.liveness import ConnectionWatch, annotate
 from doorman.collect.schedule import run
 from doorman.config.load import make_config
 from doorman.rules.ghost_worker import RULE as GHOST
@@ -60,13 +62,14 @@ class TableBroker:
         self.stalled = False
         self.down = False
         self.now = [0.0]
+        self.stall_for = 5.0
         self.pinged: list[list[str]] = []
 
     def connections(self) -> ConnectionTable:
         if self.refuse:
             raise PermissionError("NOPERM this user has no permissions to run the 'client|list' command")
         if self.stalled:
-            self.now[0] += 5.0  # waited out a timeout
+            self.now[0] += self.stall_for  # waited out a timeout
             raise TimeoutError("timed out")
         if self.down:
             raise ConnectionRefusedError("refused at once")
@@ -138,7 +141,55 @@ def test_a_broker_that_stops_answering_calls_for_one_snapshot_until_it_answers_a
     assert watch.poll() is None
     broker.stalled = True
     assert watch.poll() == "broker_unanswered", "a second outage is a second snapshot"
+    broker.stalled, broker.down = False, True
+    assert watch.poll() is None
+    broker.stalled, broker.down = True, False
+    assert watch.poll() is None, "stalled, refused, stalled: one outage until a read succeeds"
     assert warnings == [] and watch.available, "not answering is not refusing: the table stays in use"
+    # a stall met by the poll inside a snapshot fails that snapshot, with the poll's own error
+    with pytest.raises(TimeoutError):
+        annotate({"workers": []}, {}, watch, None, 100.0)
+
+
+def test_at_most_one_broker_unanswered_snapshot_per_gap_however_the_broker_flaps():
+    broker, warnings = TableBroker({1}, {"a@h"}), []
+    watch = ConnectionWatch(broker, 0.5, lambda: ["a@h"], warnings.append, clock=lambda: 100.0,  # type: ignore[arg-type]
+                            timer=lambda: broker.now[0])
+    broker.stall_for = 1.0  # each slow failure waits 1 s
+    got = []
+    for _ in range(6):  # an answer, then a slow failure, again and again: 12 s of flapping
+        broker.stalled = False
+        broker.now[0] += 1.0
+        got.append(watch.poll())
+        broker.stalled = True
+        got.append(watch.poll())
+    assert got.count("broker_unanswered") == 2, got  # 12 s of flapping: one per ANNOUNCE_GAP (5 s)
+
+
+def test_a_redis_loading_its_data_is_unreadable_for_now_not_a_refused_table(redis_server, monkeypatch):
+    """LOADING (or BUSY) answers every command while it lasts: the table must not be turned off for
+    the run, with a warning about an ACL that is not the cause."""
+    import redis
+
+    from doorman import brokers
+    from doorman.brokers.redis import liveness as redis_liveness
+
+    broker = brokers.connect(make_config(broker_url=redis_server.url))
+    warnings: list[str] = []
+    watch = ConnectionWatch(broker, 0.5, lambda: [], warnings.append)
+    try:
+        assert watch.poll() is None and watch.table is not None  # the real CLIENT LIST
+
+        def loading(_client: object) -> None:
+            raise redis.ResponseError("LOADING Redis is loading the dataset in memory")
+
+        monkeypatch.setattr(redis_liveness, "read_connections", loading)
+        assert watch.poll() is None
+        assert watch.available and warnings == []
+        monkeypatch.undo()
+        assert watch.poll() is None and watch.table is not None
+    finally:
+        broker.close()
 
 
 class Loser:

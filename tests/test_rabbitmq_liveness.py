@@ -98,10 +98,11 @@ def settled(pipe: DaemonPipeline, quiet: float = 1.0, timeout: float = 15) -> No
             seen, since = n, time.monotonic()
 
 
-def control(url: str, *args: str) -> None:
+def control(url: str, *args: str) -> str:
     done = subprocess.run([str(BIN / "celery"), "-A", "doorman.demoapp", "control", *args],
                           env={**os.environ, "REDIS_URL": url}, cwd=ROOT, capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr
+    return done.stdout.decode()
 
 
 def test_a_cancelled_consumer_is_queue_unconsumed_and_each_worker_is_tied_to_its_task_consumers(vhost, workers):
@@ -172,7 +173,8 @@ def test_a_worker_whose_task_consumer_is_gone_at_the_broker_is_a_ghost_case_a(vh
     url = vhost.url()
     w = workers(url, "hollow@rabbit", queues="celery")
     wait_listening(vhost, w)
-    control(url, "demo_drop_task_consumer", "-d", w.name)
+    said = control(url, "demo_drop_task_consumer", "-d", w.name)
+    assert "cancelled 1 task consumer(s) at the broker" in said, said
     # the management API lists a new consumer (here the worker's pidbox one, which ties the worker to
     # its connection) only on its statistics timer: the ghost is named from then on
     wait_for(lambda: any(c["queue"]["name"] == f"{w.name}.celery.pidbox"

@@ -19,11 +19,13 @@ holds its sockets. That is a solo-pool worker running a long task, which stops h
 
 A worker stopped warm (SIGTERM) says goodbye (`worker-offline`): a clean departure, not a loss.
 
-A poll that waits for the broker and gets no answer (a stall: it failed after `SLOW_POLL` seconds or
-more) calls for a snapshot at once (trigger `broker_unanswered`), once per outage: the polls run
-between snapshots on the same connection, so without it a stall shorter than a few timeouts would be
-spent inside polls, and the snapshot after it would find the broker answering again and never say
-it was down. A poll refused at once (a broker restarting) costs no time: the next tick judges it.
+A poll that waits for the broker and gets no answer (a stall: it failed unreachable after
+`SLOW_POLL` seconds or more) calls for a snapshot at once (trigger `broker_unanswered`): the polls
+run between snapshots on the same connection, so without it a stall shorter than a few timeouts
+would be spent inside polls, and the snapshot after it would find the broker answering again and
+never say it was down. Once until a read succeeds again, and at most once per `ANNOUNCE_GAP`
+seconds whatever the broker does. A poll refused at once (a broker restarting) costs no time: the
+next tick judges it.
 
 Where the broker refuses the table (an ACL without `client|list`, a managed Redis), liveness falls
 back to heartbeats alone: one warning per run on stderr, `connections: null` in the snapshot.
@@ -58,6 +60,7 @@ MAX_LOST = 1000  # bound what the watch remembers, whatever the broker shows
 MAX_VANISHES = 1000
 DEPARTURE_SLACK = 2.0  # seconds between a worker's goodbye and its connections closing, either order
 SLOW_POLL = 1.0  # seconds: a failed poll that waited this long was kept waiting by the broker
+ANNOUNCE_GAP = 5.0  # seconds between two broker_unanswered snapshots at least
 
 
 class ConnectionWatch:
@@ -81,7 +84,10 @@ class ConnectionWatch:
         self._departed_at: dict[str, float] = {}  # when the watch first saw each goodbye
         self._explained: set[str] = set()  # goodbyes already matched with a vanished connection
         self.timer = timer
-        self.unanswered = False  # the last read waited and failed, the broker unreachable (not refused)
+        self.stalled = False  # the last read waited and failed, the broker unreachable
+        self.stall_error: Exception | None = None  # what that read raised
+        self._announced = False  # a broker_unanswered snapshot was asked for since the last good read
+        self._announced_at = float("-inf")
 
     @property
     def available(self) -> bool:
@@ -96,14 +102,15 @@ class ConnectionWatch:
             table = self.reader.connections()
         except Exception as e:  # noqa: BLE001 - a refusal is a fallback, anything else is the snapshot's
             failure = self.broker.failure(e)
-            self.unanswered = failure != "refused" and self.timer() - began >= SLOW_POLL
+            self.stalled = failure == "unreachable" and self.timer() - began >= SLOW_POLL
+            self.stall_error = e if self.stalled else None
             if failure == "refused":
                 self.refused = True
                 self.table = None
                 self.warn("the broker refuses to list its connections (CLIENT LIST); liveness falls back "
                           "to heartbeats alone (add +client|list to Doorman's ACL user to get it back)")
             return None
-        self.unanswered = False
+        self.stalled = self._announced = False
         return table
 
     def _note_departures(self) -> None:
@@ -121,12 +128,15 @@ class ConnectionWatch:
     def poll(self) -> str | None:
         """Read the table; the trigger of a snapshot due now: `connection_lost` when a worker's loss
         was just confirmed, `broker_unanswered` when the broker stopped answering (once, until a read
-        succeeds again); None when nothing calls for one."""
+        succeeds again, at most once per `ANNOUNCE_GAP`); None when nothing calls for one."""
         self._note_departures()
-        before, answered_before = self.table, not self.unanswered
+        before = self.table
         now_table = self._read()
         if now_table is None:
-            return "broker_unanswered" if self.unanswered and answered_before else None
+            if not self.stalled or self._announced or self.timer() - self._announced_at < ANNOUNCE_GAP:
+                return None
+            self._announced, self._announced_at = True, self.timer()
+            return "broker_unanswered"
         self.table = now_table
         if before is None:
             return None
@@ -227,6 +237,8 @@ def annotate(data: dict[str, Any], beats: dict[str, Any], watch: ConnectionWatch
     `connections`) as `Collector._read` built them."""
     if watch is not None:
         watch.poll()
+        if watch.stalled and watch.stall_error is not None:
+            raise watch.stall_error  # the broker stopped answering during this very snapshot: it says so
     workers: list[dict[str, Any]] = data.get("workers") or []
     raw = {display(n): n for n in beats}
     for w in workers:

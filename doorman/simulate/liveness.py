@@ -98,8 +98,12 @@ def _ghost_no_consumer_rabbitmq(s: Stage) -> bool:
     done = subprocess.run([sys.executable, "-m", "celery", "-A", "doorman.demoapp", "control",
                            "demo_drop_task_consumer", "-d", name], env={**s.env, "REDIS_URL": s.url},
                           capture_output=True, timeout=60)
-    s.say(f"{name}'s task consumer cancelled at the broker, Celery told nothing (demo_drop_task_consumer: exit "
-          f"{done.returncode}); it heartbeats on and still lists `celery`")
+    if done.returncode != 0 or b"cancelled " not in done.stdout:
+        s.say(f"demo_drop_task_consumer did not cancel {name}'s task consumer (exit {done.returncode}): "
+              f"{(done.stdout + done.stderr).decode(errors='replace').strip()[-300:]}")
+        return False
+    s.say(f"{name}'s task consumer cancelled at the broker, Celery told nothing; it heartbeats on and still "
+          "lists `celery`")
     watch = s.pipeline(CONFIG)
     return bool(wait(lambda: watch.first("ghost_worker")))
 

@@ -163,14 +163,15 @@ class RabbitConnection:
         a listing with no worker in it read as a broker up with every worker gone."""
         try:
             self._amqp().channel().close()
-        except Exception:
-            self._drop()
+        except Exception as e:
+            self._drop(e)
             raise
 
-    def _drop(self, graceful: bool = False) -> None:
-        """Forget this thread's connection: after a failure without waiting for the broker (see
-        `wire.abandon`), at the end with AMQP's close handshake."""
-        (wire.close if graceful else wire.abandon)(self._conn)
+    def _drop(self, error: BaseException | None = None) -> None:
+        """Forget this thread's connection: after a transport failure (timeout, reset) without
+        waiting for the broker (see `wire.abandon`), else with AMQP's close handshake."""
+        lost = isinstance(error, (OSError, EOFError, amqp.exceptions.RecoverableConnectionError))
+        (wire.abandon if lost else wire.close)(self._conn)
         self._conn = None
         self._probe_ch = None
 
@@ -180,8 +181,8 @@ class RabbitConnection:
             conn = self._amqp()
             self._probe_ch = probe.channel(conn, self._probe_ch)
             return probe.probe(self._probe_ch, names)
-        except Exception:
-            self._drop()
+        except Exception as e:
+            self._drop(e)
             raise
 
     # ------------------------------------------------------------ Broker
@@ -247,8 +248,8 @@ class RabbitConnection:
     def active_tasks(self, timeout: float, now: float) -> ActiveTasks:
         try:
             return wire.active_tasks(self._amqp(), self._listening, timeout, now)
-        except Exception:
-            self._drop()
+        except Exception as e:
+            self._drop(e)
             raise
 
     def follow_worker_events(self, listener: WorkerEventListener, stop: threading.Event) -> None:
@@ -375,8 +376,8 @@ class RabbitConnection:
                 consumers = None
         try:
             return control.worker_info(self._amqp(), self._listening, timeout, consumers)
-        except Exception:
-            self._drop()
+        except Exception as e:
+            self._drop(e)
             raise
 
     def health(self) -> BrokerHealth:
@@ -404,7 +405,7 @@ class RabbitConnection:
         return None
 
     def close(self) -> None:
-        self._drop(graceful=True)
+        self._drop()
         if self._evx is not None:
             self._evx.close()
             self._evx = None

@@ -50,6 +50,9 @@ class PidboxEvents:
             for key in KEYS:
                 ch.queue_bind(queue=queue, exchange=EXCHANGE, routing_key=key)
             ch.basic_consume(queue=queue, no_ack=True, callback=self._on_message)
+        except (OSError, EOFError):  # no answer: a close handshake would wait out another timeout
+            wire.abandon(self.conn)
+            raise
         except Exception:
             wire.close(self.conn)
             raise

@@ -41,6 +41,8 @@ from doorman.tasks import reader_redis
 
 SAVE_EVERY = 300.0  # seconds: a daemon killed with -9 loses at most this much SCAN progress
 
+TRANSIENT = ("LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")  # replies that pass by themselves
+
 
 class RedisConnection:
     def __init__(self, cfg: Config, clock: Callable[[], float] = time.time,
@@ -135,7 +137,14 @@ class RedisConnection:
 
     # ConnectionReading and WorkerInfoReading (doorman.brokers.base), optional capabilities
     def connections(self) -> ConnectionTable:
-        return liveness.read_connections(self.client)
+        try:
+            return liveness.read_connections(self.client)
+        except redis.ResponseError as e:
+            # a Redis loading its data set or busy with a script answers every command so, for now:
+            # unreadable this once, not a refusal (which turns the connection table off for the run)
+            if str(e).startswith(TRANSIENT):
+                raise redis.ConnectionError(f"CLIENT LIST: {str(e)[:80]}") from e
+            raise
 
     def ping(self, names: Sequence[str], timeout: float) -> set[str]:
         if not self.cfg.inspect:  # read-only: a vanished connection cannot be confirmed; heartbeats decide
