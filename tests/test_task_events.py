@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e  # real workers, brokers or whole pipelines
 
 
 def test_every_count_equals_what_the_workers_did(redis_server):
-    daemon = Daemon(redis_server.url)
+    daemon = Daemon(redis_server.url, task_exception_messages=True)  # the opt-in: last messages kept
     worker = EventWorker(redis_server.url, "w1@tasks", events=True)
     try:
         wait_for(lambda: daemon.alive("w1@tasks"), 60, "the worker's heartbeat")
@@ -29,6 +29,12 @@ def test_every_count_equals_what_the_workers_did(redis_server):
         t = daemon.until(done(expected), 90, "every outcome counted")
         assert_every_count(t, expected, "w1@tasks")
         assert t["reader"]["broker"] == "redis"
+        last = {n: (c["last_exception"]["class"], c["last_exception"]["message"])
+                for n, c in t["by_name"].items() if "last_exception" in c}
+        assert last == {"demo.fail_value": ("ValueError", "ValueError('demo failure')"),
+                        "demo.fail_key": ("KeyError", "KeyError('demo')"),
+                        "demo.retry_give_up": ("ValueError", "ValueError('still failing')"),
+                        "demo.reject": ("UnknownException", last.get("demo.reject", ("", ""))[1])}
     finally:
         worker.kill9()
         daemon.close()

@@ -23,6 +23,7 @@ def test_every_count_equals_what_the_workers_did_on_rabbitmq(vhost):
         t = daemon.until(done(expected), 90, "every outcome counted")
         assert_every_count(t, expected, "w1@rabbit")
         assert t["reader"]["broker"] == "rabbitmq"
+        assert not [n for n, c in t["by_name"].items() if "last_exception" in c]  # messages: off by default
         ours = {n: q for n, q in vhost.queues().items() if n.startswith("doorman.ev.")}
         assert len(ours) == 1 and all(q["exclusive"] and q["auto_delete"] and not q["durable"] for q in ours.values())
         keys = {b["routing_key"] for b in vhost.bindings() if b["destination_name"] in ours}

@@ -171,3 +171,26 @@ def test_a_start_that_overtakes_its_task_sent_still_gets_its_queue_wait():
     t = c.section()["by_name"]["t"]
     assert t["queue_wait"]["count"] == 2 and t["queue_wait"]["sum"] == 2.0 + 2.0
     assert c.memory.get("u1") is None  # done with it: forgotten once its task-sent came
+
+
+def test_exception_messages_are_kept_only_when_asked_masked_escaped_and_bounded():
+    """Off by default (a message can hold users' data); on, the last failure per task, with URL
+    passwords and Doorman's own secrets masked, control bytes escaped, 200 characters at most."""
+    from doorman.config.load import make_config
+
+    failing = [ev("received", "u1", name="app.charge"), ev("started", "u1"),
+               ev("failed", "u1", exception="ConnectionError('redis://:hunter2@db:6379/0 down, token "
+                                             "s3cret-token \x1b[31m" + "x" * 500 + "')")]
+    off = TaskCounts("redis")
+    off.feed(failing)
+    assert "last_exception" not in off.section(2000.0)["by_name"]["app.charge"]
+
+    cfg = make_config(task_exception_messages=True, broker_url="redis://:s3cret-token@127.0.0.1:6379/0")
+    on = TaskCounts.of(cfg, "redis")
+    on.feed(failing)
+    last = on.section(2000.0)["by_name"]["app.charge"]["last_exception"]
+    assert last["class"] == "ConnectionError" and last["at"] == "1970-01-01T00:16:40.000Z"
+    msg = last["message"]
+    assert msg.startswith("ConnectionError('redis://:***@db:6379/0 down, token ") and len(msg) == 200
+    assert "hunter2" not in msg and "s3cret-token" not in msg and "\x1b" not in msg and "\\x1b" in msg
+    assert tasks_problem(on.section(2000.0)) is None

@@ -49,6 +49,17 @@ def test_task_failure_rate_details_name_exceptions_and_last_tries():
                                  "4 after their last retry: ValueError ×6, KeyError ×3, OSError ×1.")
 
 
+def test_task_failure_rate_carries_the_last_exception_only_when_the_collector_kept_it():
+    seq = failing(89, 11, exceptions={"ValueError": 11})
+    last = {"class": "ValueError", "message": "ValueError('card declined')", "at": "2026-12-07T10:00:00.000Z"}
+    seq[1]["tasks"]["by_name"]["app.flaky"]["last_exception"] = last
+    assert snapshot_problem(seq[1]) is None
+    [got] = run_rule(task_failure_rate, seq, cfg())
+    assert got["details"]["last_exception"] == last
+    [plain] = run_rule(task_failure_rate, failing(89, 11, exceptions={"ValueError": 11}), cfg())
+    assert "last_exception" not in plain["details"]
+
+
 def test_task_failure_rate_is_critical_for_a_task_of_a_critical_queue():
     row = {**counts(5, 5), "name": "app.flaky", "hostname": "celery@w1", "queue": "payments"}
     seq = [at(0, tasks({})), at(60, tasks({"app.flaky": counts(5, 5)}, series=[row]))]

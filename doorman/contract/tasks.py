@@ -9,7 +9,7 @@ name is broker data: bounded and capped by the writer, overflow summed under "(o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 from doorman.contract.shapes import is_count, is_num
 
@@ -50,6 +50,13 @@ class Plain(TypedDict):
     revoked: int
 
 
+# A task's last failure as Celery reported it (`by_name.<name>.last_exception`), kept only when
+# `task_exception_messages` is on (the message can hold users' data): the class, as in `exceptions`;
+# task-failed's `exception` (its repr) with URL passwords and secrets masked, at most 200 characters;
+# when it failed (the event's timestamp). Functional form: `class` is a Python keyword.
+LastException = TypedDict("LastException", {"class": str, "message": str, "at": "str | None"})
+
+
 class Counts(Plain):
     """One task name's counts (`by_name.<name>`)."""
 
@@ -58,6 +65,7 @@ class Counts(Plain):
     runtime: Hist  # task-succeeded `runtime`
     wait: Hist  # received -> started
     queue_wait: Hist  # sent -> started, ETA delay taken off
+    last_exception: NotRequired[LastException]  # only with task_exception_messages
 
 
 class Series(Plain):

@@ -79,6 +79,14 @@ class TaskFailureRate(tw.WindowedTaskRule):
             final = min(failed, int(v.get("final", 0)))
             shown = printable(name)
             top_text = ", ".join(f"{printable(cls)} ×{n}" for cls, n in exceptions.items())
+            details: dict[str, Any] = {"task": name, "failed": failed, "succeeded": ok, "ratio": round(ratio, 4),
+                       "threshold": th.task_failure_ratio, "min_count": th.task_failure_min_count,
+                       "final_failures": final, "exceptions": exceptions, "queues": queues,
+                       "critical_queues": critical, "window_seconds": window}
+            last = ((tasks.get("by_name") or {}).get(name) or {}).get("last_exception")
+            if isinstance(last, dict):  # only with task_exception_messages: the collector's, already masked
+                details["last_exception"] = {k: printable(last[k])[:200] if isinstance(last.get(k), str) else None
+                                             for k in ("class", "message", "at")}
             out.append(condition(
                 "task_failure_rate", "critical" if critical else "warning", f"task:{name}",
                 f"Task {shown} failing",
@@ -86,10 +94,7 @@ class TaskFailureRate(tw.WindowedTaskRule):
                 f"({failed} of {plural(runs, 'run')}, limit {th.task_failure_ratio:.0%})"
                 + (f"; {final} after their last retry" if final else "")
                 + (f": {top_text}." if top_text else "."),
-                {"task": name, "failed": failed, "succeeded": ok, "ratio": round(ratio, 4),
-                 "threshold": th.task_failure_ratio, "min_count": th.task_failure_min_count,
-                 "final_failures": final, "exceptions": exceptions, "queues": queues,
-                 "critical_queues": critical, "window_seconds": window},
+                details,
             ))
         return out
 

@@ -12,6 +12,7 @@ names costs a fixed amount of memory. docs/tasks.md says what each field means.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from bisect import bisect_left
@@ -31,13 +32,19 @@ from doorman.contract.tasks import (
     Counts,
     Events,
     Hist,
+    LastException,
     Plain,
     Series,
     Tasks,
 )
+from doorman.redact import Scrubber
 from doorman.tasks import names as memory
 from doorman.tasks.envelope import MAX_CLASS, exception_class
 from doorman.textsafe import printable
+from doorman.timefmt import iso
+
+MAX_MESSAGE = 200  # characters of an exception message kept, when task_exception_messages is on
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]*@")
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("task_events", "bool", True, ("DOORMAN_TASK_EVENTS",),
@@ -52,6 +59,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_task_series", "int", 5000, ("DOORMAN_MAX_TASK_SERIES",),
             "(task name, hostname, queue) rows in `tasks.series`; the rest are summed in one `(other)` row.",
             positive=True),
+    Setting("task_exception_messages", "bool", False, ("DOORMAN_TASK_EXCEPTION_MESSAGES",),
+            "Keep each task's last failure as Celery reported it (`tasks.by_name.<task>.last_exception`: "
+            f"class and message, at most {MAX_MESSAGE} characters, control bytes escaped, URL passwords and "
+            "Doorman's own secrets masked). Off by default: a message can hold users' data."),
     *memory.SETTINGS,
 )
 
@@ -95,9 +106,10 @@ def _eta(value: Any) -> float | None:
 class _Stat:
     """One row's counters: the eight plain counts (+ final failures), exceptions, histograms."""
 
-    __slots__ = ("n", "exc", "rt", "rt_sum", "qw", "qw_sum", "w", "w_sum")
+    __slots__ = ("n", "exc", "rt", "rt_sum", "qw", "qw_sum", "w", "w_sum", "last")
 
     def __init__(self) -> None:
+        self.last: LastException | None = None  # only with task_exception_messages
         self.n = [0] * 9
         self.exc: dict[str, int] = {}
         self.rt = [0] * (len(_RB) + 1)
@@ -188,11 +200,15 @@ class TaskCounts:
         self.gaps = 0
         self.denied: str | None = None  # why the broker refuses the task events (an ACL), said once
         self.say: Callable[[str], None] | None = None
+        self.keep_messages: Callable[[str], str] | None = None  # task_exception_messages: the scrubber to use
 
     @classmethod
     def of(cls, cfg: Any, broker: str, clock: Callable[[], float] = time.time) -> TaskCounts:
-        return cls(broker, max_names=cfg.max_task_names, max_hostnames=cfg.max_task_hostnames,
-                   max_series=cfg.max_task_series, name_memory=cfg.task_name_memory, clock=clock)
+        counts = cls(broker, max_names=cfg.max_task_names, max_hostnames=cfg.max_task_hostnames,
+                     max_series=cfg.max_task_series, name_memory=cfg.task_name_memory, clock=clock)
+        if cfg.task_exception_messages:
+            counts.keep_messages = Scrubber(cfg.secrets())
+        return counts
 
     # ------------------------------------------------------------ the reader's side
 
@@ -371,6 +387,9 @@ class TaskCounts:
                 cls = cls[:MAX_CLASS]
             _capped_add(stat.exc, cls, self.folded["exceptions"])
             _capped_add(row.exc, cls, None)
+            if self.keep_messages is not None:
+                stat.last = {"class": printable(cls), "message": _message(ev.get("exception"), self.keep_messages),
+                             "at": iso(ts) if ts is not None else None}
             if entry is not None and entry[memory.RETRIED]:
                 stat.n[FINAL] += 1
         elif kind == RETRIED and entry is not None:
@@ -407,6 +426,7 @@ class TaskCounts:
         with self._lock:
             names = {k: (list(s.n), dict(s.exc), list(s.rt), s.rt_sum, list(s.w), s.w_sum, list(s.qw), s.qw_sum)
                      for k, s in self.names.items()}
+            last = {k: s.last for k, s in self.names.items() if s.last is not None}
             queues = {k: list(v) for k, v in self.queues.items()}
             workers = {k: list(v) for k, v in self.workers.items()}
             series = [(k, list(s.n), dict(s.exc), list(s.rt), s.rt_sum, list(s.qw), s.qw_sum)
@@ -421,6 +441,8 @@ class TaskCounts:
         for k, (n, exc, rt, rts, w, ws, qw, qws) in names.items():
             c: Counts = {**_plain(n), "exceptions": exc, "final_failures": n[FINAL],
                          "runtime": _hist(rt, rts), "wait": _hist(w, ws), "queue_wait": _hist(qw, qws)}
+            if k in last:
+                c["last_exception"] = last[k]
             by_name[k] = c
         rows: list[Series] = []
         for (name, host, queue), n, exc, rt, rts, qw, qws in series:
@@ -450,3 +472,11 @@ class TaskCounts:
                      "by_worker": dict(sorted(lost.items())[:self.max_hostnames]), "total": sum(lost.values())},
             "omitted": omitted,  # type: ignore[typeddict-item]
         }
+
+
+def _message(exception: Any, scrub: Callable[[str], str]) -> str:
+    """A task-failed event's `exception` (the exception's repr), bounded and made safe to show: URL
+    passwords and Doorman's own secrets masked, control bytes escaped, `MAX_MESSAGE` characters."""
+    text = exception if type(exception) is str else ""
+    text = scrub(_URL_PASSWORD.sub(r"\1***@", text[: MAX_MESSAGE * 4]))
+    return printable(text)[:MAX_MESSAGE]
