@@ -54,16 +54,6 @@ def spread(values: list[float], unit: str = "s", digits: int = 2) -> str:
             f"{max(values):.{digits}f})")
 
 
-def rss_mib(pid: int) -> float | None:
-    try:
-        for line in open(f"/proc/{pid}/status").read().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
 def drop(v: Vhost) -> None:
     """Delete the vhost, and say so if RabbitMQ still lists it."""
     v.delete()
@@ -128,7 +118,7 @@ def kill_trial(v: Vhost, flower: peers.Peer | None, receiver: Receiver, n: int, 
                     out["flower_errors"] += 1
             time.sleep(0.01)
         if pipe.procs:
-            out["collect_rss"] = rss_mib(pipe.procs[0].pid)
+            out["collect_rss"] = peers.rss_mib(pipe.procs[0].pid)
     finally:
         if pipe:
             pipe.stop()
@@ -156,7 +146,7 @@ def kills(trials: int) -> dict[str, Any]:
             res["series"][label] = (alert, runs)
         res["flower_rss"] = flower.rss_mib() if flower else None
         line.check_running()
-        res["line_rss"] = {os.path.basename(str(p.args[0])): rss_mib(p.pid) for p in line.procs}
+        res["line_rss"] = {os.path.basename(str(p.args[0])): peers.rss_mib(p.pid) for p in line.procs}
     finally:
         if line:
             line.stop()

@@ -36,6 +36,15 @@ def redact_url(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]*@")
+
+
+def mask_url_passwords(text: str) -> str:
+    """Hide the password of every `scheme://user:password@` in free text (a message quoting a URL
+    Doorman was never configured with, so `Scrubber` cannot know it)."""
+    return _URL_PASSWORD.sub(r"\1" + MASK + "@", text)
+
+
 def redact_webhook(url: str | None) -> str | None:
     """Keep scheme and host of a webhook, hide path, query and credentials (they carry the token)."""
     if not url:

@@ -33,6 +33,17 @@ def installed(peer: str) -> tuple[bool, str]:
     return False, f"not installed ({venv.name} missing): run `make bench-peers`"
 
 
+def rss_mib(pid: int) -> float | None:
+    """A process's resident memory now (MiB), None once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 class Peer:
     def __init__(self, name: str, argv: list[str], port: int, env: dict[str, str] | None = None):
         self.name, self.port = name, port
@@ -62,13 +73,7 @@ class Peer:
         return Path(self.log.name).read_text(errors="replace")[-1500:]
 
     def rss_mib(self) -> float | None:
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            return None
-        return None
+        return rss_mib(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

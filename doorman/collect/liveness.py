@@ -84,8 +84,7 @@ class ConnectionWatch:
         self._departed_at: dict[str, float] = {}  # when the watch first saw each goodbye
         self._explained: set[str] = set()  # goodbyes already matched with a vanished connection
         self.timer = timer
-        self.stalled = False  # the last read waited and failed, the broker unreachable
-        self.stall_error: Exception | None = None  # what that read raised
+        self.stall_error: Exception | None = None  # the last read waited and failed, unreachable: its error
         self._announced = False  # a broker_unanswered snapshot was asked for since the last good read
         self._announced_at = float("-inf")
 
@@ -102,15 +101,14 @@ class ConnectionWatch:
             table = self.reader.connections()
         except Exception as e:  # noqa: BLE001 - a refusal is a fallback, anything else is the snapshot's
             failure = self.broker.failure(e)
-            self.stalled = failure == "unreachable" and self.timer() - began >= SLOW_POLL
-            self.stall_error = e if self.stalled else None
+            self.stall_error = e if failure == "unreachable" and self.timer() - began >= SLOW_POLL else None
             if failure == "refused":
                 self.refused = True
                 self.table = None
                 self.warn("the broker refuses to list its connections (CLIENT LIST); liveness falls back "
                           "to heartbeats alone (add +client|list to Doorman's ACL user to get it back)")
             return None
-        self.stalled = self._announced = False
+        self.stall_error, self._announced = None, False
         return table
 
     def _note_departures(self) -> None:
@@ -133,7 +131,7 @@ class ConnectionWatch:
         before = self.table
         now_table = self._read()
         if now_table is None:
-            if not self.stalled or self._announced or self.timer() - self._announced_at < ANNOUNCE_GAP:
+            if self.stall_error is None or self._announced or self.timer() - self._announced_at < ANNOUNCE_GAP:
                 return None
             self._announced, self._announced_at = True, self.timer()
             return "broker_unanswered"
@@ -237,7 +235,7 @@ def annotate(data: dict[str, Any], beats: dict[str, Any], watch: ConnectionWatch
     `connections`) as `Collector._read` built them."""
     if watch is not None:
         watch.poll()
-        if watch.stalled and watch.stall_error is not None:
+        if watch.stall_error is not None:
             raise watch.stall_error  # the broker stopped answering during this very snapshot: it says so
     workers: list[dict[str, Any]] = data.get("workers") or []
     raw = {display(n): n for n in beats}

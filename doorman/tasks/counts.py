@@ -12,7 +12,6 @@ names costs a fixed amount of memory. docs/tasks.md says what each field means.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from bisect import bisect_left
@@ -37,14 +36,11 @@ from doorman.contract.tasks import (
     Series,
     Tasks,
 )
-from doorman.redact import Scrubber
+from doorman.tasks import messages
 from doorman.tasks import names as memory
 from doorman.tasks.envelope import MAX_CLASS, exception_class
 from doorman.textsafe import printable
 from doorman.timefmt import iso
-
-MAX_MESSAGE = 200  # characters of an exception message kept, when task_exception_messages is on
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]*@")
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("task_events", "bool", True, ("DOORMAN_TASK_EVENTS",),
@@ -59,10 +55,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_task_series", "int", 5000, ("DOORMAN_MAX_TASK_SERIES",),
             "(task name, hostname, queue) rows in `tasks.series`; the rest are summed in one `(other)` row.",
             positive=True),
-    Setting("task_exception_messages", "bool", False, ("DOORMAN_TASK_EXCEPTION_MESSAGES",),
-            "Keep each task's last failure as Celery reported it (`tasks.by_name.<task>.last_exception`: "
-            f"class and message, at most {MAX_MESSAGE} characters, control bytes escaped, URL passwords and "
-            "Doorman's own secrets masked). Off by default: a message can hold users' data."),
+    *messages.SETTINGS,
     *memory.SETTINGS,
 )
 
@@ -200,14 +193,13 @@ class TaskCounts:
         self.gaps = 0
         self.denied: str | None = None  # why the broker refuses the task events (an ACL), said once
         self.say: Callable[[str], None] | None = None
-        self.keep_messages: Callable[[str], str] | None = None  # task_exception_messages: the scrubber to use
+        self.keep_messages: messages.Masker | None = None  # task_exception_messages (tasks/messages.py)
 
     @classmethod
     def of(cls, cfg: Any, broker: str, clock: Callable[[], float] = time.time) -> TaskCounts:
         counts = cls(broker, max_names=cfg.max_task_names, max_hostnames=cfg.max_task_hostnames,
                      max_series=cfg.max_task_series, name_memory=cfg.task_name_memory, clock=clock)
-        if cfg.task_exception_messages:
-            counts.keep_messages = Scrubber(cfg.secrets())
+        counts.keep_messages = messages.masker(cfg)
         return counts
 
     # ------------------------------------------------------------ the reader's side
@@ -388,7 +380,7 @@ class TaskCounts:
             _capped_add(stat.exc, cls, self.folded["exceptions"])
             _capped_add(row.exc, cls, None)
             if self.keep_messages is not None:
-                stat.last = {"class": printable(cls), "message": _message(ev.get("exception"), self.keep_messages),
+                stat.last = {"class": printable(cls), "message": self.keep_messages(ev.get("exception")),
                              "at": iso(ts) if ts is not None else None}
             if entry is not None and entry[memory.RETRIED]:
                 stat.n[FINAL] += 1
@@ -473,10 +465,3 @@ class TaskCounts:
             "omitted": omitted,  # type: ignore[typeddict-item]
         }
 
-
-def _message(exception: Any, scrub: Callable[[str], str]) -> str:
-    """A task-failed event's `exception` (the exception's repr), bounded and made safe to show: URL
-    passwords and Doorman's own secrets masked, control bytes escaped, `MAX_MESSAGE` characters."""
-    text = exception if type(exception) is str else ""
-    text = scrub(_URL_PASSWORD.sub(r"\1***@", text[: MAX_MESSAGE * 4]))
-    return printable(text)[:MAX_MESSAGE]
