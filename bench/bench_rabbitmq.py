@@ -213,7 +213,7 @@ def probe_cost(workers: int = 100, runs: int = 20) -> None:
     by another connection (as Celery 5.5+ declares them). By passive declares each probe answers
     405 and the channel is reopened (two round trips per worker); by the management API's list of
     queue names, one HTTP call (what collect does past `DECLARE_MAX` workers)."""
-    from doorman.brokers.rabbitmq import broker as rabbit
+    from doorman.brokers.rabbitmq import liveness as rabbit
     from doorman.brokers.rabbitmq.broker import RabbitConnection
 
     print(f"\nOne liveness poll, {workers} live workers, median of {runs}:")

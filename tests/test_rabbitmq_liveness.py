@@ -216,6 +216,7 @@ def test_both_probe_paths_see_a_kill9_and_leave_nothing_behind(vhost, workers, m
     """Passive declares of the pidbox queues (a few workers) and the management API's list of
     queue names (many workers) agree: the killed worker's queue is gone, the other's is there."""
     from doorman.brokers.rabbitmq import broker as rabbit
+    from doorman.brokers.rabbitmq import liveness
     from doorman.config.load import load_config
 
     url = vhost.url()
@@ -225,7 +226,7 @@ def test_both_probe_paths_see_a_kill9_and_leave_nothing_behind(vhost, workers, m
     cfg = load_config(None, env={"CELERY_BROKER_URL": url})
     seen = {}
     for limit, source in ((100, "pidbox_probe"), (0, "pidbox_listing")):
-        monkeypatch.setattr(rabbit, "DECLARE_MAX", limit)
+        monkeypatch.setattr(liveness, "DECLARE_MAX", limit)
         b = rabbit.RabbitConnection(cfg)
         b.topology()
         table = b.connections()

@@ -9,8 +9,8 @@ trail by its statistics interval); `/api/nodes` and `/api/overview` for the serv
 declares (ready messages only). Each queue says where its figures came from and how old they may
 be (`depth_source`, `depth_age_max_seconds`, `unacked_age_max_seconds`).
 
-Liveness between snapshots (`ConnectionReading`): a passive declare of each known worker's pidbox
-queue, which RabbitMQ deletes the moment the worker's connection closes (docs/rabbitmq.md).
+Liveness between snapshots (`ConnectionReading`): the workers' pidbox queues, which RabbitMQ
+deletes the moment a worker's connection closes (`liveness.py`, docs/rabbitmq.md).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from doorman.brokers.base import (
 )
 from doorman.brokers.rabbitmq import control, probe, urls, wire
 from doorman.brokers.rabbitmq.events import PidboxEvents
+from doorman.brokers.rabbitmq.liveness import MAX_PROBED, PIDBOX_SUFFIX, PidboxLiveness
 from doorman.brokers.rabbitmq.management import Management, ManagementError, QueueRow
 from doorman.config.settings import Config
 from doorman.tasks import reader_rabbitmq
@@ -45,18 +46,10 @@ from doorman.timefmt import iso
 
 MANAGEMENT = "management_api"
 PASSIVE = "amqp_passive"
-PIDBOX_SUFFIX = ".celery.pidbox"
 INTERNAL_PREFIXES = ("doorman.", "celeryev.", "amq.")
 REPLY_SUFFIX = ".reply.celery.pidbox"  # a `celery inspect` client's reply queue, not a worker's
 INTERNAL_SUFFIXES = (PIDBOX_SUFFIX, REPLY_SUFFIX)
 MAX_WATCHED = 10_000
-MAX_PROBED = 1000  # workers whose pidbox queue is probed between snapshots
-HEARD_FOR = 60.0  # seconds a worker named by an event is probed without being listed or seen alive
-PIDBOX_PROBE = "pidbox_probe"  # the connection table from passive declares of the pidbox queues
-PIDBOX_LISTING = "pidbox_listing"  # from the management API's list of queue names
-EVENT_EXCHANGE = "event_exchange"  # from the rabbitmq_event_exchange plugin's queue.created / queue.deleted
-RETRY_EVENTS = 60.0  # seconds between attempts to subscribe to the plugin's events (off by default)
-DECLARE_MAX = 8  # more workers than this: one listing call per poll beats a round trip or two per worker
 
 
 class RabbitQueueState(QueueState, total=False):
@@ -135,17 +128,7 @@ class RabbitConnection:
         self.management_error: str | None = None  # why the last listing failed (no URL, no secret)
         self.stats_age = float(cfg.rabbitmq_statistics_interval_seconds)
         self._probe_ch: amqp.Channel | None = None  # passive declares: depth and pidbox probes
-        self._listed: list[str] = []  # workers whose pidbox queue the last listing showed
-        self._heard: dict[str, float] = {}  # workers named by their events -> when last heard
-        self._there: list[str] = []  # workers whose pidbox queue the last probe found
-        self._ids: dict[str, int] = {}  # a stable id per worker name, for the connection table
-        self._lock = threading.Lock()  # `_heard` is written by the heartbeat thread
-        self._table_source = PIDBOX_PROBE
-        self._evx: PidboxEvents | None = None  # the event-exchange subscription, when the plugin is there
-        self._evx_synced = False  # a probe has run since it subscribed: the events now carry the state
-        self._evx_next_try = 0.0
-        self._polls = 0
-        self._gone: set[str] = set()  # workers whose pidbox queue the events say was deleted
+        self.live = PidboxLiveness(clock, self._probe, self._listing, self._subscribe)
 
     # ------------------------------------------------------------ AMQP connection
 
@@ -215,7 +198,7 @@ class RabbitConnection:
         # Celery 5.5); its consumer count is the statistics database's, seconds late, so not used
         self._listening = len(pidboxes)
         workers = [r.name[: -len(PIDBOX_SUFFIX)] for r in pidboxes]
-        self._listed = workers[:MAX_PROBED]
+        self.live.listed = workers[:MAX_PROBED]
         tasks = [r for r in rows if not internal(r.name)]
         oldest = self.held.update(tasks, self.clock())
         return Topology({r.name: "listing" for r in tasks}, workers,
@@ -256,114 +239,33 @@ class RabbitConnection:
         conn = wire.connect(self.target, self.cfg.rabbitmq_timeout, self.ssl)
         self._events = conn
         try:
-            reader_rabbitmq.follow(conn, _Noting(listener, self._heard_of), stop, getattr(listener, "tasks", None))
+            reader_rabbitmq.follow(conn, _Noting(listener, self.live.heard_of), stop, getattr(listener, "tasks", None))
         finally:
             self._events = None
             wire.close(conn)
 
     # ConnectionReading and WorkerInfoReading (doorman.brokers.base), optional capabilities
 
-    def _heard_of(self, name: str) -> None:
-        with self._lock:
-            if name in self._heard or len(self._heard) < MAX_PROBED:
-                self._heard[name] = self.clock()
-
-    def _watched(self) -> list[str]:
-        """Workers worth probing: listed by the last snapshot, found by the last probe, or heard of lately."""
-        since = self.clock() - HEARD_FOR
-        with self._lock:
-            for n in [n for n, t in self._heard.items() if t < since]:
-                del self._heard[n]
-            heard = list(self._heard)
-        return list(dict.fromkeys([*self._listed, *self._there, *heard]))[:MAX_PROBED]
-
-    def _pidboxes(self, names: Sequence[str]) -> set[str]:
-        """Which of `names` hold their pidbox queue now (their connection is open). A live worker's
-        pidbox is exclusive (Celery 5.5+), so its passive declare fails (405) and the channel must
-        be reopened: two round trips a worker. Past `DECLARE_MAX` workers one call to the
-        management API's list of queue names answers for all of them (a deleted queue leaves
-        the list at once), when the API answers; else the declares."""
-        if len(names) > DECLARE_MAX and self._rows is not None:
-            try:
-                listed = self.api.queue_names(self.target.vhost)
-            except ManagementError:
-                pass
-            else:
-                self._table_source = PIDBOX_LISTING
-                return {n for n in names if n + PIDBOX_SUFFIX in listed}
-        self._table_source = PIDBOX_PROBE
-        found = self._probe([n + PIDBOX_SUFFIX for n in names])
-        return {n for n in names if probe.worker_there(found.get(n + PIDBOX_SUFFIX))}
-
-    def _subscription(self) -> PidboxEvents | None:
-        """The plugin's events, subscribed from the second poll on (a one-shot check polls once),
-        retried every `RETRY_EVENTS` seconds when the plugin is off or vhost `/` is not ours."""
-        if self._evx is None and self._polls >= 2 and self.clock() >= self._evx_next_try:
-            self._evx_next_try = self.clock() + RETRY_EVENTS
-            self._evx_synced = False
-            try:
-                self._evx = PidboxEvents(self.target, self.target.vhost, self.cfg.rabbitmq_timeout, self.ssl)
-            except (OSError, EOFError):  # no answer at all: that is the broker's state, not the plugin's,
-                self._evx = None  # and this poll must say so rather than spend a timeout on it in silence
-                raise
-            except Exception:  # noqa: BLE001 - the plugin is optional: the probes do the job without it
-                self._evx = None
-        return self._evx
-
-    def _follow_events(self) -> bool:
-        """Apply the events that arrived; False when there is no usable subscription."""
-        evx = self._subscription()
-        if evx is None or not self._evx_synced:
-            return False
+    def _listing(self) -> set[str] | None:
+        """The vhost's queue names, when the management API answered this snapshot."""
+        if self._rows is None:
+            return None
         try:
-            events = evx.drain()
-        except Exception:  # noqa: BLE001 - the subscription broke: probe, and subscribe again later
-            evx.close()
-            self._evx = None
-            return False
-        if evx.overflowed:  # some were dropped: probe once more, then follow the events again
-            evx.overflowed, self._evx_synced = False, False
-            return False
-        self._gone &= set(self._watched())  # a worker no longer watched needs no tombstone
-        for key, name in events:
-            if key == "queue.deleted":
-                if len(self._gone) < 10 * MAX_PROBED:
-                    self._gone.add(name)
-            else:
-                self._gone.discard(name)
-                self._heard_of(name)
-        return True
+            return self.api.queue_names(self.target.vhost)
+        except ManagementError:
+            return None
+
+    def _subscribe(self) -> PidboxEvents:
+        return PidboxEvents(self.target, self.target.vhost, self.cfg.rabbitmq_timeout, self.ssl)
 
     def connections(self) -> ConnectionTable:
-        """The workers whose connection is open, from their pidbox queues: the plugin's events when
-        it is enabled, else one passive declare each (or one management API listing past
-        `DECLARE_MAX`), so a worker's death shows within a poll (its queue goes with its connection)."""
-        self._polls += 1
-        names = self._watched()
-        if self._follow_events():
-            self._table_source = EVENT_EXCHANGE
-            self._there = [n for n in names if n not in self._gone]
-        else:
-            there = self._pidboxes(names)
-            self._there = [n for n in names if n in there]
-            if self._evx is not None:  # subscribed before this probe: from now on the events tell
-                self._gone, self._evx_synced = {n for n in names if n not in there}, True
-        for n in self._there:
-            if n not in self._ids and len(self._ids) < 10 * MAX_PROBED:
-                self._ids[n] = len(self._ids)
-        ids = frozenset(self._ids[n] for n in self._there if n in self._ids)
-        return ConnectionTable(clients=len(ids), consumers=ids, subscribers=ids, by_host={}, source=self._table_source)
+        """The workers whose connection is open, from their pidbox queues (`liveness.PidboxLiveness`)."""
+        return self.live.connections()
 
     def ping(self, names: Sequence[str], timeout: float) -> set[str]:
-        """The workers of `names` still there. On RabbitMQ the pidbox queue answers for its worker
-        by name (it lives exactly as long as the worker's connection), so no broadcast is sent and
-        nothing is waited for; a solo worker busy with a task is found as well as an idle one."""
-        if not names:
-            return set()
-        if self._follow_events():
-            known = set(self._there)
-            return {n for n in names if n in known and n not in self._gone}
-        return self._pidboxes(list(names))
+        """The workers of `names` still there: their pidbox queue answers for them by name, so no
+        broadcast is sent and nothing is waited for."""
+        return self.live.ping(names)
 
     def worker_info(self, timeout: float) -> dict[str, WorkerInfo]:
         if not self.cfg.inspect:  # read-only: queues, pool size and counts stay unknown
@@ -406,9 +308,7 @@ class RabbitConnection:
 
     def close(self) -> None:
         self._drop()
-        if self._evx is not None:
-            self._evx.close()
-            self._evx = None
+        self.live.close()
         self.api.close()
 
 
