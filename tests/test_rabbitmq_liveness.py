@@ -177,14 +177,19 @@ def test_a_worker_whose_task_consumer_is_gone_at_the_broker_is_a_ghost_case_a(vh
     assert "cancelled 1 task consumer(s) at the broker" in said, said
     # the management API lists a new consumer (here the worker's pidbox one, which ties the worker to
     # its connection) only on its statistics timer: the ghost is named from then on
-    wait_for(lambda: any(c["queue"]["name"] == f"{w.name}.celery.pidbox"
-                         for c in api("GET", f"/api/consumers/{vhost.path}").json()), 30, "the worker's consumers listed")
-    collected = cli("doorman-collect", "--broker-url", url, "--interval", "1", "--count", "5",
+    def hollow() -> dict | None:
+        [me] = collect_once(url)["workers"] or [{}]
+        return me if (me.get("queues"), me.get("task_consumers")) == (["celery"], 0) else None
+
+    wait_for(hollow, 30, "a check showing the worker's queue and no task consumer on its connection")
+    collected = cli("doorman-collect", "--broker-url", url, "--interval", "1", "--count", "6",
                     env={"GHOST_AFTER_SECONDS": "2"})
     assert collected.returncode == 0, collected.stderr
     analyzed = cli("doorman-analyze", input=collected.stdout, env={"DOORMAN_CONFIG": "", "GHOST_AFTER_SECONDS": "2"})
     alerts = [(a["alert_type"], a["severity"], a["subject"], a["details"]["case"]) for a in records(analyzed.stdout)]
-    assert alerts == [("ghost_worker", "critical", "worker:hollow@rabbit", "a")]
+    seen = [(s["ts"], [(x.get("alive"), x.get("queues"), x.get("task_consumers"), x.get("processed"))
+                       for x in s["workers"]]) for s in records(collected.stdout)]
+    assert alerts == [("ghost_worker", "critical", "worker:hollow@rabbit", "a")], seen
     last = records(collected.stdout)[-1]
     [me] = last["workers"]
     assert (me["alive"], me["queues"], me["task_consumers"]) == (True, ["celery"], 0)
